@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal interfaces between lib/ files. Not installed. */
+#ifndef PT_INTERNAL_H
+#define PT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pagetrack/pagetrack.h"
+
+#define PT_HIDDEN __attribute__((visibility("hidden")))
+#define PT_PAGE_SIZE 4096ULL
+#define PT_PAGE_SHIFT 12
+
+/* Pages per scan window: bounds all per-scan memory (entries + runs). */
+#define PT_WINDOW_PAGES 65536u
+
+/*
+ * Internal-only run state: the page table says nothing about this page
+ * (pte_none, or a uffd-wp marker); for memory backed by an object the
+ * truth must be asked of the object (lib/shared.c).  Never escapes
+ * pt_scan().
+ */
+#define PT_STATE_NONE 0xffu
+
+/* ---- log.c ---- */
+PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- features.c ---- internal accessors; all cached, thread-safe. */
+/* The PFN of the zero page as seen in pagemap, 0 when not visible. */
+PT_HIDDEN uint64_t pt__zero_pfn(void);
+/* PAGE_IS_* category bits accepted by PAGEMAP_SCAN (0 if no ioctl). */
+PT_HIDDEN uint64_t pt__scan_categories(void);
+/* Number of active swap areas right now (not cached). */
+PT_HIDDEN int pt__swap_count(void);
+
+/* ---- run buffers ---- */
+struct pt_runbuf {
+	struct pt_region *r;
+	size_t n, cap;
+};
+
+/*
+ * Append a run [start,end) described by @proto (state/attrs/loc/...),
+ * merging it into the previous run when contiguous and identical (for
+ * runs with PT_ATTR_LOC: locations must continue).  Returns 0, or -ENOSPC
+ * when the buffer is full (nothing appended).
+ */
+PT_HIDDEN int pt__run_append(struct pt_runbuf *rb, uint64_t start, uint64_t end,
+			     const struct pt_region *proto);
+/* Truncate @rb so that nothing at or beyond @addr remains. */
+PT_HIDDEN void pt__run_truncate(struct pt_runbuf *rb, uint64_t addr);
+
+/* ---- target.c ---- */
+struct pt_shared_obj;	/* lib/shared.c: cached open backing object */
+
+struct pt_target {
+	pid_t pid;		/* real pid, also for "self" */
+	bool self;
+	int pagemap_fd;
+	int pidfd;		/* -1 when pidfd_open is unavailable */
+	enum pt_backend backend;
+	uint32_t limits;	/* PT_LIMIT_* seen so far */
+	int pending_err;	/* error to report on the next pt_scan() */
+	char procdir[32];	/* "/proc/PID" */
+
+	struct pt_vma *vmas;	/* layout used by pt_scan, sorted */
+	size_t nvmas;
+	bool vmas_valid;
+
+	/* per-target scratch, allocated on first scan */
+	uint64_t *pm_buf;	/* PT_WINDOW_PAGES entries */
+	struct pt_runbuf rb[2];
+	void *scan_vec;		/* page_region[PT_WINDOW_PAGES] */
+
+	/* smaps per-VMA Rss/Swap, read lazily (read backend, markers) */
+	struct pt_smaps_ent *smaps;
+	size_t nsmaps;
+	bool smaps_valid;
+
+	struct pt_shared_obj *objs;	/* lib/shared.c cache */
+};
+
+struct pt_smaps_ent {
+	uint64_t start, end;
+	uint64_t rss_kb, swap_kb, anon_huge_kb, shmem_pmd_kb, file_pmd_kb;
+};
+
+/* Refresh t->vmas from /proc/PID/maps. -ESRCH if the target is gone. */
+PT_HIDDEN int pt__target_load_vmas(struct pt_target *t);
+/* Index of the VMA containing @addr, or of the first VMA after it; nvmas if none. */
+PT_HIDDEN size_t pt__vma_find(const struct pt_target *t, uint64_t addr);
+/* smaps figures for the VMA starting at @start, read lazily; NULL if none. */
+PT_HIDDEN const struct pt_smaps_ent *pt__smaps_lookup(struct pt_target *t, uint64_t start);
+/* Map errno of a failed /proc read on the target to ESRCH if it has exited. */
+PT_HIDDEN int pt__target_errno(const struct pt_target *t, int err);
+
+/* ---- maps.c ---- */
+/*
+ * Parse /proc/PID/maps text from @fd into a malloc'd array.  Returns
+ * the count or -errno.
+ */
+PT_HIDDEN int pt__maps_parse_fd(int fd, struct pt_vma **out);
+/* Parse one maps line; 0 on success, -EINVAL on a malformed line. */
+PT_HIDDEN int pt__maps_parse_line(const char *line, struct pt_vma *v);
+/* Parse /proc/PID/smaps from @fd. Returns count or -errno. */
+PT_HIDDEN int pt__smaps_parse_fd(int fd, struct pt_smaps_ent **out);
+
+/* ---- backends: fill raw runs for [start, end) within one VMA ---- */
+/*
+ * Write runs covering [start, *next) to @rb, where start < *next <= end.
+ * States are PT_STATE_PRESENT, PT_STATE_SWAPPED, PT_STATE_NONE (nothing
+ * in the page table), or PT_STATE_ABSENT with PT_ATTR_GUARD.  Swap
+ * entries that are uffd-wp markers are already turned into NONE where
+ * they can be told apart.  @need_detail: exclusive/location needed.
+ */
+PT_HIDDEN int pt__backend_read_fill(struct pt_target *t, const struct pt_vma *v,
+				    uint64_t start, uint64_t end, bool need_detail,
+				    struct pt_runbuf *rb, uint64_t *next);
+PT_HIDDEN int pt__backend_scan_fill(struct pt_target *t, const struct pt_vma *v,
+				    uint64_t start, uint64_t end, bool need_detail,
+				    struct pt_runbuf *rb, uint64_t *next);
+/*
+ * Decode @n raw pagemap entries for pages starting at @addr into runs.
+ * @cat, if not NULL, gives per-page PAGE_IS_* categories to merge in
+ * (huge, zero).  Returns 0 or -ENOSPC (then *stopped is the first page
+ * address not appended).
+ */
+PT_HIDDEN int pt__decode_entries(struct pt_target *t, const struct pt_vma *v,
+				 uint64_t addr, const uint64_t *pm, size_t n,
+				 uint64_t extra_attrs, struct pt_runbuf *rb,
+				 uint64_t *stopped);
+
+/* ---- shared.c ---- */
+/*
+ * Resolve every PT_STATE_NONE run of @in (all inside VMA @v) into
+ * ABSENT / CACHED / SWAPPED / UNKNOWN, writing the result to @out.
+ * Runs in other states are copied.  If @out fills, stops at a run
+ * boundary and sets *stopped to the first address not written
+ * (otherwise *stopped = end of the last run of @in).  @resolve false
+ * (PT_SCAN_NO_SHARED): NONE in object-backed VMAs becomes UNKNOWN /
+ * PT_REASON_NOT_RESOLVED; in anonymous VMAs NONE always becomes ABSENT.
+ */
+PT_HIDDEN int pt__shared_resolve(struct pt_target *t, const struct pt_vma *v,
+				 const struct pt_runbuf *in, bool resolve,
+				 struct pt_runbuf *out, uint64_t *stopped);
+/* Release the object cache of @t. */
+PT_HIDDEN void pt__shared_free(struct pt_target *t);
+
+/* ---- kpageflags.c ---- */
+/*
+ * For PRESENT runs with PT_ATTR_LOC in @in, look up kpageflags/kpagecount
+ * and write runs split by identical flags to @out (PT_ATTR_KFLAGS set).
+ * @want_all: attach flags to every run (PT_SCAN_KFLAGS); otherwise only
+ * used to detect huge pages (read backend) and .kflags is left 0.
+ */
+PT_HIDDEN int pt__kflags_apply(struct pt_target *t, const struct pt_vma *v,
+			       const struct pt_runbuf *in, bool want_all,
+			       struct pt_runbuf *out, uint64_t *stopped);
+
+#endif /* PT_INTERNAL_H */

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared helpers for pagetrack's kernel tests. */
+#ifndef PT_FIXTURE_H
+#define PT_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pagetrack/pagetrack.h"
+
+#define FX_PAGE 4096UL
+
+/*
+ * Ensure swap is active (creating a zram swap as root, removed again at
+ * exit).  Returns true when swap is available; otherwise *why says why.
+ */
+bool fx_swap(const char **why);
+
+/* Backends the running kernel offers: fills @out, returns the count. */
+int fx_backends(enum pt_backend out[2]);
+
+/*
+ * Run @setup(arg) in a forked child, which then waits until killed.
+ * @shared (may be NULL) is a MAP_SHARED area of @shared_len bytes
+ * created before the fork, through which the child reports addresses.
+ * Returns the child's pid once @setup has returned, or -1.
+ */
+pid_t fx_child(void (*setup)(void *shared), void *shared);
+void fx_child_kill(pid_t pid);
+
+/* mmap helper: aborts the test program on failure. */
+void *fx_map(size_t len, int prot, int flags, int fd, off_t off);
+
+/* Page out [addr, addr+len) of the caller (MADV_PAGEOUT). 0 or -errno. */
+int fx_pageout(void *addr, size_t len);
+
+/*
+ * Scan [start, end) of @t into a caller-visible per-page array of
+ * states (@states[i] for page i) and attrs, using @flags.  Returns 0 or
+ * -errno.  Arrays must hold (end-start)/4096 entries.
+ */
+int fx_scan_pages(struct pt_target *t, uint64_t start, uint64_t end, uint32_t flags,
+		  uint8_t *states, uint32_t *attrs);
+
+/* Count pages in @states equal to @state in [from, to) page indices. */
+size_t fx_count(const uint8_t *states, size_t from, size_t to, uint8_t state);
+
+/* String for a backend. */
+const char *fx_backend_name(enum pt_backend b);
+
+#endif

@@ -1,0 +1,86 @@
+#!/bin/sh
+# Run every test program of pagetrack and print the summary line
+#   N passed, N failed, N skipped
+# Usage: tests/run-tests.sh BUILD_DIR [ASAN_BUILD_DIR]
+# Each test is a TAP program; exit 77 means "skipped as a whole".
+# Subtests are counted individually.  Tests run serially: they share
+# the machine's swap device.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+asan=${2:-}
+logdir="$top/$build/test-logs"
+mkdir -p "$logdir"
+pass=0 fail=0 skip=0
+failed_names=""
+
+# count_tap NAME LOGFILE RC
+count_tap() {
+	name=$1 log=$2 rc=$3
+	p=$(grep -cE '^ok [0-9]+' "$log" | head -1)
+	s=$(grep -cE '^ok [0-9]+.*# SKIP' "$log" | head -1)
+	f=$(grep -cE '^not ok [0-9]+' "$log" | head -1)
+	p=$((p - s))
+	planned=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
+	total=$((p + s + f))
+	if [ "$rc" = 77 ]; then
+		reason=$(sed -n 's/^1\.\.0 # SKIP //p' "$log" | head -1)
+		echo "SKIP  $name: ${reason:-no reason given}"
+		skip=$((skip + 1))
+		return
+	fi
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		f=1	# crashed or bailed out without a failing subtest
+	fi
+	if [ -z "$planned" ] || [ "$planned" != "$total" ]; then
+		[ "$rc" = 0 ] && f=$((f + 1))	# plan mismatch
+	fi
+	pass=$((pass + p)) skip=$((skip + s)) fail=$((fail + f))
+	if [ "$f" -gt 0 ]; then
+		echo "FAIL  $name ($p passed, $f failed, $s skipped; log: $log)"
+		grep -E '^not ok|^Bail out|^# ' "$log" | head -20 | sed 's/^/      /'
+		failed_names="$failed_names $name"
+	else
+		echo "ok    $name ($p passed, $s skipped)"
+		grep -E '# SKIP' "$log" | sed 's/^/      /'
+	fi
+}
+
+# run_one LABEL CMD...
+run_one() {
+	label=$1; shift
+	log="$logdir/$(echo "$label" | tr '/ ' '__').log"
+	timeout 600 "$@" >"$log" 2>&1
+	rc=$?
+	count_tap "$label" "$log" "$rc"
+}
+
+run_suite() {
+	dir=$1 tag=$2
+	for t in "$top/tests"/test_*.c; do
+		n=$(basename "$t" .c)
+		bin="$top/$dir/tests/$n"
+		[ -x "$bin" ] || { echo "FAIL  $tag$n: not built"; fail=$((fail + 1)); continue; }
+		run_one "$tag$n" "$bin"
+	done
+}
+
+export PAGETRACK_BUILD="$top/$build"
+run_suite "$build" ""
+for t in "$top/tests"/test_*.py; do
+	[ -e "$t" ] || continue
+	run_one "$(basename "$t" .py)" /usr/bin/python3 "$t" "$top/$build"
+done
+for t in "$top/tests"/test_*.sh; do
+	[ -e "$t" ] || continue
+	run_one "$(basename "$t" .sh)" sh "$t" "$top/$build"
+done
+if [ -n "$asan" ]; then
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98
+	run_suite "$asan" "asan/"
+fi
+
+[ -n "$failed_names" ] && echo "failed:$failed_names"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal interfaces of the pagetrack command-line tool (public API only). */
+#ifndef PT_CLI_H
+#define PT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pagetrack/pagetrack.h"
+
+/* Documented exit codes (doc/pagetrack.1). */
+#define PT_EXIT_OK 0
+#define PT_EXIT_RUNTIME 1
+#define PT_EXIT_USAGE 2
+
+/* Subcommands: argv[0] is the subcommand name; return an exit code. */
+int cmd_check(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+
+/* ---- json.c: streaming JSON writer (pretty when @pretty) ---- */
+struct json;
+struct json *json_new(FILE *out, bool pretty);
+void json_free(struct json *j);	/* accepts NULL; ends with a newline */
+/* @key is NULL inside arrays and at top level. */
+void json_obj_begin(struct json *j, const char *key);
+void json_obj_end(struct json *j);
+void json_arr_begin(struct json *j, const char *key);
+void json_arr_end(struct json *j);
+void json_str(struct json *j, const char *key, const char *val);	/* NULL -> null */
+void json_int(struct json *j, const char *key, int64_t val);
+void json_uint(struct json *j, const char *key, uint64_t val);
+void json_bool(struct json *j, const char *key, bool val);
+void json_hex(struct json *j, const char *key, uint64_t val);	/* "0x..." string */
+void json_double(struct json *j, const char *key, double val);
+
+/* ---- util.c ---- */
+/*
+ * Report an error: one line "pagetrack: MSG" on stderr, or in JSON mode
+ * {"error": {"message": MSG, "errno": NAME, "exit_code": N}} on stdout.
+ * @err is a positive errno value or 0.
+ */
+void cli_error(bool json, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "4.0 KiB", "1.5 GiB" ... into @buf (at least 16 bytes); returns buf. */
+const char *fmt_size(uint64_t bytes, char *buf, size_t len);
+/* Parse "self" or a positive pid; -1 on error. 0 means self. */
+int parse_pid(const char *s, pid_t *pid);
+/* Parse "START-END" (hex, 0x optional) into [start,end); -EINVAL if malformed. */
+int parse_range(const char *s, uint64_t *start, uint64_t *end);
+/* errno name such as "ESRCH" (or "E?"). */
+const char *errno_name(int err);
+
+#endif
