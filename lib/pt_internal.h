@@ -13,6 +13,9 @@
 #define PT_PAGE_SIZE 4096ULL
 #define PT_PAGE_SHIFT 12
 
+/* Addresses from here on (x86_64 vsyscall) are not in any mm's page tables. */
+#define PT_USER_ADDR_END (1ULL << 56)
+
 /* Pages per scan window: bounds all per-scan memory (entries + runs). */
 #define PT_WINDOW_PAGES 65536u
 
@@ -50,6 +53,9 @@ struct pt_runbuf {
  */
 PT_HIDDEN int pt__run_append(struct pt_runbuf *rb, uint64_t start, uint64_t end,
 			     const struct pt_region *proto);
+/* Append without merging into the previous run (memory-area boundaries). */
+PT_HIDDEN int pt__run_push(struct pt_runbuf *rb, uint64_t start, uint64_t end,
+			   const struct pt_region *proto);
 /* Truncate @rb so that nothing at or beyond @addr remains. */
 PT_HIDDEN void pt__run_truncate(struct pt_runbuf *rb, uint64_t addr);
 
@@ -74,6 +80,12 @@ struct pt_target {
 	uint64_t *pm_buf;	/* PT_WINDOW_PAGES entries */
 	struct pt_runbuf rb[2];
 	void *scan_vec;		/* page_region[PT_WINDOW_PAGES] */
+
+	/* the window a full caller buffer cut short, reused only by the call
+	 * that resumes at exactly win_resume */
+	struct pt_runbuf *win;	/* NULL when not valid */
+	uint64_t win_start, win_end, win_resume;
+	uint32_t win_flags;
 
 	/* smaps per-VMA Rss/Swap, read lazily (read backend, markers) */
 	struct pt_smaps_ent *smaps;

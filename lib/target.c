@@ -1,2 +1,298 @@
 /* SPDX-License-Identifier: MIT */
+/* Targets: the process being inspected, and its memory layout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "pt_internal.h"
+#include "uapi.h"
+
+const char *pt_backend_name(enum pt_backend b)
+{
+	switch (b) {
+	case PT_BACKEND_PAGEMAP_SCAN:
+		return "pagemap_scan";
+	case PT_BACKEND_PAGEMAP_READ:
+		return "pagemap_read";
+	case PT_BACKEND_AUTO:
+		return "auto";
+	}
+	return "unknown";
+}
+
+static bool scan_backend_usable(void)
+{
+	const uint64_t base = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE | PAGE_IS_PFNZERO |
+			      PAGE_IS_HUGE | PAGE_IS_WRITTEN;
+
+	return (pt__scan_categories() & base) == base;
+}
+
+/*
+ * The one place the scan backend is chosen.  PT_FORCE_BACKEND=read (or
+ * =scan) overrides AUTO so tests can exercise the fallback.
+ */
+static int choose_backend(enum pt_backend want, enum pt_backend *out)
+{
+	if (want == PT_BACKEND_AUTO) {
+		const char *env = getenv("PT_FORCE_BACKEND");
+
+		if (env && (!strcmp(env, "read") || !strcmp(env, "pagemap_read")))
+			want = PT_BACKEND_PAGEMAP_READ;
+		else if (env && (!strcmp(env, "scan") || !strcmp(env, "pagemap_scan")))
+			want = PT_BACKEND_PAGEMAP_SCAN;
+		else
+			want = scan_backend_usable() ? PT_BACKEND_PAGEMAP_SCAN
+						     : PT_BACKEND_PAGEMAP_READ;
+	}
+	if (want == PT_BACKEND_PAGEMAP_SCAN && !scan_backend_usable())
+		return -EOPNOTSUPP;
+	if (want != PT_BACKEND_PAGEMAP_SCAN && want != PT_BACKEND_PAGEMAP_READ)
+		return -EINVAL;
+	*out = want;
+	return 0;
+}
+
+struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts)
+{
+	struct pt_target *t;
+	enum pt_backend want = PT_BACKEND_AUTO;
+	char path[64];
+	int err;
+
+	if (pid < 0 || (opts && opts->sz < sizeof(size_t))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (opts && opts->sz >= offsetof(struct pt_target_opts, backend) + sizeof(opts->backend))
+		want = opts->backend;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	t->pagemap_fd = -1;
+	t->pidfd = -1;
+	t->self = pid == 0 || pid == getpid();
+	t->pid = t->self ? getpid() : pid;
+	if (t->self)
+		snprintf(t->procdir, sizeof(t->procdir), "/proc/self");
+	else
+		snprintf(t->procdir, sizeof(t->procdir), "/proc/%d", (int)pid);
+
+	err = choose_backend(want, &t->backend);
+	if (err)
+		goto fail;
+	if (!t->self) {
+		t->pidfd = (int)syscall(__NR_pidfd_open, pid, 0);
+		if (t->pidfd < 0 && errno == ESRCH) {
+			err = -ESRCH;
+			goto fail;
+		}
+		if (t->pidfd >= 0)
+			fcntl(t->pidfd, F_SETFD, FD_CLOEXEC);
+	}
+	snprintf(path, sizeof(path), "%s/pagemap", t->procdir);
+	t->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (t->pagemap_fd < 0) {
+		err = errno == ENOENT ? -ESRCH : -errno;
+		goto fail;
+	}
+	/* A zombie's pagemap opens but has no mm: treat it as gone. */
+	if (!t->self && pt_target_alive(t) == 0) {
+		err = -ESRCH;
+		goto fail;
+	}
+	return t;
+fail:
+	pt_target_free(t);
+	errno = -err;
+	return NULL;
+}
+
+void pt_target_free(struct pt_target *t)
+{
+	if (!t)
+		return;
+	pt__shared_free(t);
+	if (t->pagemap_fd >= 0)
+		close(t->pagemap_fd);
+	if (t->pidfd >= 0)
+		close(t->pidfd);
+	free(t->vmas);
+	free(t->smaps);
+	free(t->pm_buf);
+	free(t->rb[0].r);
+	free(t->rb[1].r);
+	free(t->scan_vec);
+	free(t);
+}
+
+pid_t pt_target_pid(const struct pt_target *t)
+{
+	return t ? t->pid : -1;
+}
+
+enum pt_backend pt_target_backend(const struct pt_target *t)
+{
+	return t ? t->backend : PT_BACKEND_AUTO;
+}
+
+uint32_t pt_scan_limits(const struct pt_target *t)
+{
+	return t ? t->limits : 0;
+}
+
+/* Exited (or zombie) processes have no mm: their stat says Z or X. */
+static int stat_state(const struct pt_target *t)
+{
+	char path[64], buf[512];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/stat", t->procdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH ? 0 : -errno;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EIO;
+	return (p[2] == 'Z' || p[2] == 'X') ? 0 : 1;
+}
+
+int pt_target_alive(const struct pt_target *t)
+{
+	if (!t)
+		return -EINVAL;
+	if (t->self)
+		return 1;
+	if (t->pidfd >= 0) {
+		struct pollfd p = { .fd = t->pidfd, .events = POLLIN };
+		int r = poll(&p, 1, 0);
+		if (r < 0)
+			return -errno;
+		if (r > 0)
+			return 0;
+	}
+	return stat_state(t);
+}
+
+int pt__target_errno(const struct pt_target *t, int err)
+{
+	if (err < 0)
+		err = -err;
+	if (pt_target_alive(t) == 0)
+		return -ESRCH;
+	if (err == ENOENT)
+		return -ESRCH;
+	return -err;
+}
+
+static int open_proc(const struct pt_target *t, const char *name)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", t->procdir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	return fd;
+}
+
+int pt__target_load_vmas(struct pt_target *t)
+{
+	struct pt_vma *v = NULL;
+	int fd = open_proc(t, "maps"), n;
+
+	if (fd < 0)
+		return fd;
+	n = pt__maps_parse_fd(fd, &v);
+	close(fd);
+	if (n < 0)
+		return pt__target_errno(t, n);
+	if (n == 0 && pt_target_alive(t) == 0) {
+		free(v);
+		return -ESRCH;
+	}
+	free(t->vmas);
+	t->vmas = v;
+	t->nvmas = (size_t)n;
+	t->vmas_valid = true;
+	t->smaps_valid = false;	/* layout changed: smaps figures are stale */
+	t->win = NULL;
+	return 0;
+}
+
+size_t pt__vma_find(const struct pt_target *t, uint64_t addr)
+{
+	size_t lo = 0, hi = t->nvmas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (t->vmas[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct pt_smaps_ent *pt__smaps_lookup(struct pt_target *t, uint64_t start)
+{
+	if (!t->smaps_valid) {
+		struct pt_smaps_ent *e = NULL;
+		int fd = open_proc(t, "smaps"), n;
+
+		if (fd < 0)
+			return NULL;
+		n = pt__smaps_parse_fd(fd, &e);
+		close(fd);
+		if (n < 0)
+			return NULL;
+		free(t->smaps);
+		t->smaps = e;
+		t->nsmaps = (size_t)n;
+		t->smaps_valid = true;
+	}
+	size_t lo = 0, hi = t->nsmaps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (t->smaps[mid].start < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < t->nsmaps && t->smaps[lo].start == start ? &t->smaps[lo] : NULL;
+}
+
+int pt_vmas_read(struct pt_target *t, struct pt_vma **out, size_t *count)
+{
+	int err;
+
+	if (!t || !out || !count)
+		return -EINVAL;
+	err = pt__target_load_vmas(t);
+	if (err)
+		return err;
+	*out = malloc((t->nvmas ? t->nvmas : 1) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, t->vmas, t->nvmas * sizeof(**out));
+	*count = t->nvmas;
+	return 0;
+}
+
+void pt_vmas_free(struct pt_vma *vmas)
+{
+	free(vmas);
+}

@@ -1,2 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Each scan backend against known layouts of the calling process:
+ * private anon touched/untouched, anon swapped out, THP, zero page,
+ * guard region, COW pages shared with a forked child, private file
+ * mapping, and a uffd-wp region partly paged out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
 #include "tap.h"
-int main(void){ tap_skip_all("not written yet"); }
+#include "uapi.h"
+
+#define NP 64
+
+static enum pt_backend backends[2];
+static int nbackends;
+
+static struct pt_target *open_self(enum pt_backend b)
+{
+	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	struct pt_target *t = pt_target_open(0, &o);
+
+	if (!t) {
+		printf("Bail out! pt_target_open(self, %s): %s\n", pt_backend_name(b),
+		       strerror(errno));
+		exit(1);
+	}
+	return t;
+}
+
+/* Scan [p, p+n pages) of self with backend @b into states/attrs. */
+static int scan(enum pt_backend b, void *p, size_t n, uint32_t flags, uint8_t *st, uint32_t *at)
+{
+	struct pt_target *t = open_self(b);
+	int r = fx_scan_pages(t, (uint64_t)(uintptr_t)p, (uint64_t)(uintptr_t)p + n * FX_PAGE,
+			      flags, st, at);
+	pt_target_free(t);
+	return r;
+}
+
+static size_t count_attr(const uint32_t *at, size_t from, size_t to, uint32_t attr)
+{
+	size_t n = 0;
+
+	for (size_t i = from; i < to; i++)
+		n += (at[i] & attr) == attr;
+	return n;
+}
+
+static void fill(char *p, size_t pages)
+{
+	for (size_t i = 0; i < pages; i++)
+		memset(p + i * FX_PAGE, (int)(i * 7 + 1), FX_PAGE);
+}
+
+static void test_private_anon(enum pt_backend b)
+{
+	char *p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t st[NP];
+	uint32_t at[NP];
+	const char *bn = pt_backend_name(b);
+
+	fill(p, NP / 2);
+	tap_ok(scan(b, p, NP, 0, st, at) == 0, "%s: scan private anon", bn);
+	tap_ok(fx_count(st, 0, 32, PT_STATE_PRESENT) == 32 &&
+		       fx_count(st, 32, NP, PT_STATE_ABSENT) == 32,
+	       "%s: 32 touched pages present, 32 untouched absent", bn);
+	tap_ok(count_attr(at, 0, 32, PT_ATTR_EXCLUSIVE) == 32 && count_attr(at, 0, 32, PT_ATTR_FILE) == 0,
+	       "%s: touched anon pages exclusive, not file", bn);
+	tap_ok(scan(b, p, NP, PT_SCAN_NO_EXCLUSIVE, st, at) == 0 &&
+		       count_attr(at, 0, 32, PT_ATTR_EXCLUSIVE) == 0 &&
+		       fx_count(st, 0, 32, PT_STATE_PRESENT) == 32,
+	       "%s: NO_EXCLUSIVE drops only the exclusive attribute", bn);
+	munmap(p, NP * FX_PAGE);
+}
+
+static void test_anon_swapped(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b), *why;
+	uint8_t st[NP];
+	char *p;
+
+	if (!fx_swap(&why)) {
+		tap_skip(why, "%s: private anon swapped with MADV_PAGEOUT", bn);
+		return;
+	}
+	p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	fill(p, NP);
+	if (fx_pageout(p, 32 * FX_PAGE) < 0) {
+		tap_skip("MADV_PAGEOUT failed", "%s: private anon swapped", bn);
+		munmap(p, NP * FX_PAGE);
+		return;
+	}
+	tap_ok(scan(b, p, NP, 0, st, NULL) == 0 && fx_count(st, 0, 32, PT_STATE_SWAPPED) == 32 &&
+		       fx_count(st, 32, NP, PT_STATE_PRESENT) == 32,
+	       "%s: 32 paged-out pages swapped, 32 present", bn);
+	/* swapped pages' contents are intact once faulted back */
+	int good = 1;
+	for (size_t i = 0; i < NP; i++)
+		good &= p[i * FX_PAGE + 100] == (char)(i * 7 + 1);
+	tap_ok(good, "%s: swapped pages read back intact", bn);
+	munmap(p, NP * FX_PAGE);
+}
+
+static int thp_mode_never(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
+
+	if (fd < 0)
+		return 1;
+	if (read(fd, buf, sizeof(buf) - 1) < 0)
+		buf[0] = 0;
+	close(fd);
+	return strstr(buf, "[never]") != NULL;
+}
+
+/* AnonHugePages of the VMA at @addr according to smaps (independent oracle). */
+static long smaps_anon_huge_kb(void *addr)
+{
+	char line[512];
+	unsigned long long a, e, want = (uintptr_t)addr;
+	long kb = -1;
+	int in = 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx ", &a, &e) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = want >= a && want < e;
+		else if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+static void test_thp(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b);
+	const size_t len = 4UL << 20, np = len / FX_PAGE;
+	uint8_t *st = malloc(np);
+	uint32_t *at = malloc(np * sizeof(*at));
+	char *raw, *p;
+
+	if (thp_mode_never()) {
+		tap_skip("transparent hugepages disabled", "%s: THP region", bn);
+		goto out;
+	}
+	raw = fx_map(len + (2UL << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = (char *)(((uintptr_t)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
+	madvise(p, len, MADV_HUGEPAGE);
+	fill(p, np);
+	long kb = smaps_anon_huge_kb(p);
+	if (kb < 2048) {
+		tap_skip("kernel gave no THP for the region (smaps AnonHugePages 0)", "%s: THP region", bn);
+	} else if (b == PT_BACKEND_PAGEMAP_READ && pt_feature(PT_FEAT_KPAGEFLAGS, NULL) != PT_YES) {
+		tap_skip("read backend sees huge pages only through /proc/kpageflags (root)",
+			 "%s: THP region", bn);
+		struct pt_target *t = open_self(b);
+		fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + len, 0, st, at);
+		tap_ok(pt_scan_limits(t) & PT_LIMIT_NO_HUGE, "%s: scan says huge is not visible", bn);
+		pt_target_free(t);
+	} else {
+		tap_ok(scan(b, p, np, 0, st, at) == 0 && fx_count(st, 0, np, PT_STATE_PRESENT) == np,
+		       "%s: THP region present", bn);
+		tap_ok(count_attr(at, 0, np, PT_ATTR_HUGE) * 4 == (size_t)kb,
+		       "%s: huge pages match smaps AnonHugePages (%zu vs %ld kB)", bn,
+		       count_attr(at, 0, np, PT_ATTR_HUGE) * 4, kb);
+	}
+	munmap(raw, len + (2UL << 20));
+out:
+	free(st);
+	free(at);
+}
+
+static void test_zero_page(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b);
+	volatile char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t st[16];
+	uint32_t at[16];
+	int sum = 0;
+
+	for (int i = 0; i < 8; i++)
+		sum += p[i * FX_PAGE];	/* read faults map the zero page */
+	for (int i = 8; i < 16; i++)
+		p[i * FX_PAGE] = 1;
+	tap_ok(sum == 0 && scan(b, (void *)p, 16, 0, st, at) == 0 &&
+		       fx_count(st, 0, 16, PT_STATE_PRESENT) == 16,
+	       "%s: read-faulted and written pages present", bn);
+	struct pt_target *t = open_self(b);
+	fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + 16 * FX_PAGE, 0, st, at);
+	if (pt_scan_limits(t) & PT_LIMIT_NO_ZERO)
+		tap_skip("zero page not visible without PFNs on this backend", "%s: zero page", bn);
+	else
+		tap_ok(count_attr(at, 0, 8, PT_ATTR_ZERO) == 8 && count_attr(at, 8, 16, PT_ATTR_ZERO) == 0,
+		       "%s: read-faulted pages map the zero page, written ones do not", bn);
+	pt_target_free(t);
+	munmap((void *)p, 16 * FX_PAGE);
+}
+
+static void test_guard(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b);
+	char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t st[16];
+	uint32_t at[16];
+
+	fill(p, 16);
+	if (madvise(p + 4 * FX_PAGE, 8 * FX_PAGE, MADV_GUARD_INSTALL) != 0) {
+		tap_skip("MADV_GUARD_INSTALL not supported", "%s: guard region", bn);
+		munmap(p, 16 * FX_PAGE);
+		return;
+	}
+	tap_ok(scan(b, p, 16, 0, st, at) == 0 && fx_count(st, 4, 12, PT_STATE_ABSENT) == 8 &&
+		       count_attr(at, 4, 12, PT_ATTR_GUARD) == 8 &&
+		       fx_count(st, 0, 4, PT_STATE_PRESENT) == 4 &&
+		       fx_count(st, 12, 16, PT_STATE_PRESENT) == 4 &&
+		       count_attr(at, 0, 4, PT_ATTR_GUARD) == 0,
+	       "%s: guard pages absent with the guard attribute, neighbours present", bn);
+	munmap(p, 16 * FX_PAGE);
+}
+
+static void test_cow_fork(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b);
+	char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t st[16];
+	uint32_t at[16];
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	fill(p, 16);
+	tap_ok(scan(b, p, 16, 0, st, at) == 0 && count_attr(at, 0, 16, PT_ATTR_EXCLUSIVE) == 16,
+	       "%s: pages exclusive before fork", bn);
+	if (pipe(pfd))
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		p[0] = 'c';	/* child breaks COW of page 0 only */
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &c, 1) != 1)
+		c = 0;
+	close(pfd[0]);
+	tap_ok(scan(b, p, 16, 0, st, at) == 0 && fx_count(st, 0, 16, PT_STATE_PRESENT) == 16 &&
+		       count_attr(at, 1, 16, PT_ATTR_EXCLUSIVE) == 0,
+	       "%s: COW pages shared with the child are reported non-exclusive", bn);
+	fx_child_kill(pid);
+	munmap(p, 16 * FX_PAGE);
+}
+
+static void test_private_file(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b);
+	char path[] = "/var/tmp/pt-test-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t st[NP];
+	uint32_t at[NP];
+	char *p, buf[FX_PAGE];
+	int sum = 0;
+
+	if (fd < 0) {
+		tap_skip("cannot create a file in /var/tmp", "%s: private file mapping", bn);
+		return;
+	}
+	unlink(path);
+	memset(buf, 'f', sizeof(buf));
+	for (int i = 0; i < NP; i++)
+		if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+			break;
+	p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	for (int i = 0; i < 8; i++)
+		sum += p[i * FX_PAGE];
+	p[0] = 'w';	/* COW: becomes anonymous */
+	tap_ok(sum == 8 * 'f' && scan(b, p, NP, 0, st, at) == 0 &&
+		       fx_count(st, 0, 8, PT_STATE_PRESENT) == 8,
+	       "%s: read pages of a private file mapping present", bn);
+	tap_ok((at[0] & PT_ATTR_FILE) == 0 && count_attr(at, 1, 8, PT_ATTR_FILE) == 7,
+	       "%s: the COW-written page is anonymous, read pages are file pages", bn);
+	/* fault-around maps up to 16 neighbours; the rest are in the page cache */
+	size_t cached = fx_count(st, 16, NP, PT_STATE_CACHED);
+	tap_ok(cached > 0 && cached + fx_count(st, 16, NP, PT_STATE_PRESENT) == NP - 16,
+	       "%s: unmapped pages of a just-written file are cached (%zu)", bn, cached);
+	munmap(p, NP * FX_PAGE);
+	close(fd);
+}
+
+static int uffd_wp_setup(void *p, size_t len, const char **why)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
+	struct uffdio_register reg = { .range = { (uintptr_t)p, len },
+				       .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_writeprotect wp = { .range = { (uintptr_t)p, len },
+					  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	int fd;
+
+	if (pt_feature(PT_FEAT_UFFD_WP_ASYNC, why) != PT_YES ||
+	    pt_feature(PT_FEAT_UFFD_WP_UNPOPULATED, why) != PT_YES)
+		return -1;
+	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		*why = "userfaultfd() failed";
+		return -1;
+	}
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) {
+		*why = "uffd-wp registration failed";
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void test_uffd_wp(enum pt_backend b)
+{
+	const char *bn = pt_backend_name(b), *why = "";
+	char *p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t st[NP];
+	uint32_t at[NP];
+	bool swap = fx_swap(&why);
+	int fd;
+
+	fill(p, 32);	/* 0-31 touched, 32-63 never touched */
+	fd = uffd_wp_setup(p, NP * FX_PAGE, &why);
+	if (fd < 0) {
+		tap_skip(why, "%s: uffd-wp region", bn);
+		munmap(p, NP * FX_PAGE);
+		return;
+	}
+	if (swap)
+		fx_pageout(p, 16 * FX_PAGE);
+	tap_ok(scan(b, p, NP, 0, st, at) == 0, "%s: scan uffd-wp region", bn);
+	if (swap)
+		tap_ok(fx_count(st, 0, 16, PT_STATE_SWAPPED) == 16 &&
+			       count_attr(at, 0, 16, PT_ATTR_UFFD_WP) == 16,
+		       "%s: paged-out protected pages swapped and uffd-wp", bn);
+	else
+		tap_skip(why, "%s: paged-out protected pages", bn);
+	tap_ok(fx_count(st, 16, 32, PT_STATE_PRESENT) == 16 &&
+		       count_attr(at, 16, 32, PT_ATTR_UFFD_WP) == 16,
+	       "%s: resident protected pages present and uffd-wp", bn);
+	size_t absent = fx_count(st, 32, NP, PT_STATE_ABSENT);
+	size_t unknown = fx_count(st, 32, NP, PT_STATE_UNKNOWN);
+	tap_ok(absent == 32 || (unknown == 32 && geteuid() != 0),
+	       "%s: never-touched pages with uffd-wp markers are absent, not swapped (%zu absent)",
+	       bn, absent);
+	p[40 * FX_PAGE] = 1;	/* async WP: the kernel resolves the fault */
+	tap_ok(scan(b, p, NP, 0, st, at) == 0 && st[40] == PT_STATE_PRESENT &&
+		       !(at[40] & PT_ATTR_UFFD_WP),
+	       "%s: a written page loses uffd-wp", bn);
+	close(fd);
+	munmap(p, NP * FX_PAGE);
+}
+
+int main(void)
+{
+	nbackends = fx_backends(backends);
+	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
+		tap_diag("PAGEMAP_SCAN not available: only the read backend is tested");
+	for (int i = 0; i < nbackends; i++) {
+		enum pt_backend b = backends[i];
+
+		test_private_anon(b);
+		test_anon_swapped(b);
+		test_thp(b);
+		test_zero_page(b);
+		test_guard(b);
+		test_cow_fork(b);
+		test_private_file(b);
+		test_uffd_wp(b);
+	}
+	if (nbackends < 2)
+		tap_skip("PAGEMAP_SCAN not supported by this kernel", "pagemap_scan backend layouts");
+	return tap_done();
+}
