@@ -34,8 +34,12 @@ int pt__backend_read_fill(struct pt_target *t, const struct pt_vma *v, uint64_t 
 			return 0;
 		}
 	}
-	if (npages > PT_WINDOW_PAGES)
-		npages = PT_WINDOW_PAGES;
+	if (npages > PT_WINDOW_PAGES) {
+		/* end windows on a 2 MiB boundary so no huge page is cut in two */
+		uint64_t wend = (start + ((uint64_t)PT_WINDOW_PAGES << PT_PAGE_SHIFT)) & ~PT_HUGE_MASK;
+
+		npages = wend > start ? (wend - start) >> PT_PAGE_SHIFT : PT_WINDOW_PAGES;
+	}
 	got = pread(t->pagemap_fd, t->pm_buf, npages * sizeof(uint64_t),
 		    (off_t)((start >> PT_PAGE_SHIFT) * sizeof(uint64_t)));
 	if (got < 0)

@@ -12,6 +12,7 @@
 #define PT_HIDDEN __attribute__((visibility("hidden")))
 #define PT_PAGE_SIZE 4096ULL
 #define PT_PAGE_SHIFT 12
+#define PT_HUGE_MASK ((2ULL << 20) - 1)	/* PMD-sized pages */
 
 /* Addresses from here on (x86_64 vsyscall) are not in any mm's page tables. */
 #define PT_USER_ADDR_END (1ULL << 56)
