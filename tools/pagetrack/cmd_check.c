@@ -1,2 +1,285 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * pagetrack check [--json] [--pretty]
+ *
+ * Print every kernel feature probe (yes / no / unknown, and why), then
+ * what pagetrack will therefore use.  Output format: doc/check.md.
+ * Uses the public API only; the backend shown is the one the library
+ * really picks for a target (pt_target_open on self), so it honours
+ * PT_FORCE_BACKEND exactly as pagetrack map does.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
 #include "cli.h"
+
+struct check_opts {
+	bool json, pretty;
+};
+
+/* One line of the "pagetrack will use" section. */
+struct use_item {
+	const char *key;	/* JSON key, stable */
+	const char *label;	/* human label */
+	const char *value;	/* short value (JSON string) */
+	char reason[256];
+};
+
+enum { USE_BACKEND, USE_SHARED, USE_PFNS, USE_KFLAGS, USE_HUGE, USE_SWAP, USE__COUNT };
+
+static const char *state_name(int st)
+{
+	return st == PT_YES ? "yes" : st == PT_NO ? "no" : "unknown";
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: pagetrack check [OPTIONS]\n"
+		"\n"
+		"Probe the kernel features pagetrack relies on and say what it will use.\n"
+		"\n"
+		"Options:\n"
+		"  -j, --json    JSON output (doc/check.md)\n"
+		"  -p, --pretty  indented JSON (implies --json)\n"
+		"  -h, --help    show this help and exit\n");
+}
+
+/* 0 to go on, 1 for --help (exit 0), -EINVAL for a usage error. */
+static int parse_args(int argc, char **argv, struct check_opts *o)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "pretty", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char badopt[3] = "-?";
+	int opt;
+
+	/* Know --json before reporting any usage error, wherever it is. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j") ||
+		    !strcmp(argv[i], "--pretty") || !strcmp(argv[i], "-p"))
+			o->json = true;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":jph", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			o->json = true;
+			break;
+		case 'p':
+			o->json = o->pretty = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			if (optopt) {
+				badopt[1] = (char)optopt;
+				cli_error(o->json, 0, "unknown option '%s' (try 'pagetrack check --help')",
+					  badopt);
+			} else {
+				cli_error(o->json, 0, "unknown option '%s' (try 'pagetrack check --help')",
+					  argv[optind - 1]);
+			}
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		cli_error(o->json, 0, "unexpected argument '%s' (check takes no arguments)",
+			  argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int feat(enum pt_feature f, const char **why)
+{
+	const char *r = NULL;
+	int st = pt_feature(f, &r);
+
+	if (why)
+		*why = r ? r : "";
+	return st < 0 ? PT_UNKNOWN : st;
+}
+
+static void decide_backend(struct use_item *u, enum pt_backend *used)
+{
+	const char *env = getenv("PT_FORCE_BACKEND");
+	const char *why;
+	struct pt_target *t;
+	int st = feat(PT_FEAT_PAGEMAP_SCAN, &why);
+
+	u->key = "scan_backend";
+	u->label = "scan backend";
+	*used = PT_BACKEND_AUTO;
+	t = pt_target_open(0, NULL);
+	if (!t) {
+		int err = errno;
+
+		u->value = "none";
+		snprintf(u->reason, sizeof(u->reason), "%s%s%scannot open a target: %s",
+			 env && *env ? "PT_FORCE_BACKEND=" : "", env && *env ? env : "",
+			 env && *env ? ": " : "", strerror(err));
+		return;
+	}
+	*used = pt_target_backend(t);
+	u->value = pt_backend_name(*used);
+	pt_target_free(t);
+	if (env && (!strcmp(env, "read") || !strcmp(env, "pagemap_read") ||
+		    !strcmp(env, "scan") || !strcmp(env, "pagemap_scan")))
+		snprintf(u->reason, sizeof(u->reason), "forced by PT_FORCE_BACKEND=%s", env);
+	else if (*used == PT_BACKEND_PAGEMAP_SCAN)
+		snprintf(u->reason, sizeof(u->reason), "%sPAGEMAP_SCAN ioctl available",
+			 env && *env ? "PT_FORCE_BACKEND value ignored; " : "");
+	else
+		snprintf(u->reason, sizeof(u->reason), "%sPAGEMAP_SCAN not usable (%s: %s)",
+			 env && *env ? "PT_FORCE_BACKEND value ignored; " : "", state_name(st), why);
+}
+
+static void decide(struct use_item *u)
+{
+	const char *why_admin, *why_pfn, *why_kpf, *why_swap;
+	int admin = feat(PT_FEAT_CAP_SYS_ADMIN, &why_admin);
+	int pfn = feat(PT_FEAT_PAGEMAP_PFN, &why_pfn);
+	int kpf = feat(PT_FEAT_KPAGEFLAGS, &why_kpf);
+	int swap = feat(PT_FEAT_SWAP_ACTIVE, &why_swap);
+	enum pt_backend backend;
+	struct use_item *s;
+
+	decide_backend(&u[USE_BACKEND], &backend);
+
+	s = &u[USE_SHARED];
+	s->key = "shared_resolution";
+	s->label = "shared memory";
+	if (admin == PT_YES) {
+		s->value = "map_files";
+		snprintf(s->reason, sizeof(s->reason),
+			 "CAP_SYS_ADMIN: backing objects opened via /proc/PID/map_files");
+	} else if (admin == PT_NO) {
+		s->value = "memfd_or_path";
+		snprintf(s->reason, sizeof(s->reason),
+			 "no CAP_SYS_ADMIN: memfd or path when reachable, else pages reported unknown");
+	} else {
+		s->value = "unknown";
+		snprintf(s->reason, sizeof(s->reason), "CAP_SYS_ADMIN unknown: %s", why_admin);
+	}
+
+	s = &u[USE_PFNS];
+	s->key = "pfns";
+	s->label = "PFNs";
+	s->value = state_name(pfn);
+	snprintf(s->reason, sizeof(s->reason), "%s", why_pfn);
+
+	s = &u[USE_KFLAGS];
+	s->key = "kpageflags";
+	s->label = "kpageflags";
+	s->value = state_name(kpf == PT_YES && pfn != PT_YES ? PT_NO : kpf);
+	if (kpf == PT_YES && pfn != PT_YES)
+		snprintf(s->reason, sizeof(s->reason), "readable, but PFNs are not visible");
+	else
+		snprintf(s->reason, sizeof(s->reason), "%s", why_kpf);
+
+	s = &u[USE_HUGE];
+	s->key = "huge_pages";
+	s->label = "huge pages";
+	if (backend == PT_BACKEND_PAGEMAP_SCAN) {
+		s->value = "pagemap_scan";
+		snprintf(s->reason, sizeof(s->reason), "PAGE_IS_HUGE from PAGEMAP_SCAN");
+	} else if (kpf == PT_YES && pfn == PT_YES) {
+		s->value = "kpageflags";
+		snprintf(s->reason, sizeof(s->reason),
+			 "PMD-mapped THP found by PFN layout and kpageflags (hugetlb by VMA)");
+	} else {
+		s->value = "hugetlb_only";
+		snprintf(s->reason, sizeof(s->reason),
+			 "THP not visible without PAGEMAP_SCAN or kpageflags; hugetlb by VMA");
+	}
+
+	s = &u[USE_SWAP];
+	s->key = "swap";
+	s->label = "swap";
+	s->value = swap == PT_YES ? "active" : swap == PT_NO ? "none" : "unknown";
+	snprintf(s->reason, sizeof(s->reason), "%s", why_swap);
+}
+
+static void print_plain(const struct use_item *u)
+{
+	struct utsname un;
+
+	if (uname(&un) == 0)
+		printf("Kernel features (Linux %s, pagetrack %s):\n", un.release, pt_version());
+	else
+		printf("Kernel features (pagetrack %s):\n", pt_version());
+	for (int f = 0; f < PT_FEAT__COUNT; f++) {
+		const char *why;
+		int st = feat((enum pt_feature)f, &why);
+
+		printf("  %-24s %-8s %s\n", pt_feature_name((enum pt_feature)f), state_name(st), why);
+	}
+	printf("\npagetrack will use:\n");
+	for (int i = 0; i < USE__COUNT; i++)
+		printf("  %-24s %-14s %s\n", u[i].label, u[i].value, u[i].reason);
+}
+
+static int print_json(const struct check_opts *o, const struct use_item *u)
+{
+	struct json *j = json_new(stdout, o->pretty);
+	struct utsname un;
+
+	if (!j) {
+		cli_error(true, ENOMEM, "out of memory");
+		return PT_EXIT_RUNTIME;
+	}
+	json_obj_begin(j, NULL);
+	json_str(j, "version", pt_version());
+	json_str(j, "kernel", uname(&un) == 0 ? un.release : NULL);
+	json_obj_begin(j, "features");
+	for (int f = 0; f < PT_FEAT__COUNT; f++) {
+		const char *why;
+		int st = feat((enum pt_feature)f, &why);
+
+		json_obj_begin(j, pt_feature_name((enum pt_feature)f));
+		json_str(j, "state", state_name(st));
+		json_str(j, "reason", why);
+		json_obj_end(j);
+	}
+	json_obj_end(j);
+	json_obj_begin(j, "will_use");
+	for (int i = 0; i < USE__COUNT; i++) {
+		char key[64];
+
+		if (i == USE_PFNS || i == USE_KFLAGS)
+			json_bool(j, u[i].key, !strcmp(u[i].value, "yes"));
+		else
+			json_str(j, u[i].key, u[i].value);
+		snprintf(key, sizeof(key), "%s_reason", u[i].key);
+		json_str(j, key, u[i].reason);
+	}
+	json_obj_end(j);
+	json_obj_end(j);
+	json_free(j);
+	return PT_EXIT_OK;
+}
+
+int cmd_check(int argc, char **argv)
+{
+	struct check_opts o = { 0 };
+	struct use_item u[USE__COUNT];
+	int r;
+
+	r = parse_args(argc, argv, &o);
+	if (r)
+		return r > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
+	memset(u, 0, sizeof(u));
+	decide(u);
+	if (o.json)
+		return print_json(&o, u);
+	print_plain(u);
+	return PT_EXIT_OK;
+}
