@@ -1,2 +1,126 @@
 /* SPDX-License-Identifier: MIT */
+/* Small helpers shared by the CLI's subcommands. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+
+/*
+ * Convention for @err: 0 means a usage error (exit code 2, "errno": null),
+ * a positive errno value means a runtime error (exit code 1).  The error
+ * line always goes to stderr so a human sees it even when stdout is piped
+ * into a JSON consumer; in JSON mode the same message is also written to
+ * stdout as an "error" object.
+ */
+void cli_error(bool json, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	fflush(stdout);
+	fprintf(stderr, "pagetrack: %s\n", msg);
+	if (json) {
+		struct json *j = json_new(stdout, false);
+
+		if (!j)
+			return;
+		json_obj_begin(j, NULL);
+		json_obj_begin(j, "error");
+		json_str(j, "message", msg);
+		json_str(j, "errno", err ? errno_name(err) : NULL);
+		json_int(j, "exit_code", err ? PT_EXIT_RUNTIME : PT_EXIT_USAGE);
+		json_obj_end(j);
+		json_obj_end(j);
+		json_free(j);
+	}
+}
+
+const char *fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v;
+	size_t u = 0;
+
+	if (bytes < 1024) {
+		snprintf(buf, len, "%" PRIu64 " B", bytes);
+		return buf;
+	}
+	v = (double)bytes / 1024;
+	/* Switch unit before "1024.0" would be printed. */
+	while (v >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+int parse_pid(const char *s, pid_t *pid)
+{
+	unsigned long v;
+	char *end;
+
+	if (!s || !*s)
+		return -1;
+	if (!strcmp(s, "self")) {
+		*pid = 0;
+		return 0;
+	}
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v == 0 || v > INT_MAX)
+		return -1;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+/* One hex address, "0x" optional; advances *@s past it. */
+static int parse_hex(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+	unsigned long long v;
+	char *end;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+		p += 2;
+	if (!isxdigit((unsigned char)*p))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(p, &end, 16);
+	if (errno)
+		return -EINVAL;
+	*out = v;
+	*s = end;
+	return 0;
+}
+
+int parse_range(const char *s, uint64_t *start, uint64_t *end)
+{
+	uint64_t a, b;
+
+	if (!s || parse_hex(&s, &a) < 0 || *s++ != '-' || parse_hex(&s, &b) < 0 || *s)
+		return -EINVAL;
+	if (a >= b)
+		return -EINVAL;
+	*start = a;
+	*end = b;
+	return 0;
+}
+
+const char *errno_name(int err)
+{
+	const char *n = err > 0 ? strerrorname_np(err) : NULL;
+
+	return n ? n : "E?";
+}
