@@ -69,15 +69,15 @@ static uint32_t classify(struct pt_vma *v)
 	return PT_VMA_FILE;
 }
 
-int pt__maps_parse_line(const char *line, struct pt_vma *v)
+int pt__maps_parse_line(char *line, struct pt_vma *v)
 {
 	char perms[8] = "";
 	unsigned long long start, end, off, ino;
 	unsigned int maj, min;
 	int pos = 0;
 
-	memset(v, 0, sizeof(*v) - sizeof(v->path));
-	v->path[0] = 0;
+	memset(v, 0, sizeof(*v));
+	v->path = "";
 	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
 		   &min, &ino, &pos) < 7 || pos == 0)
 		return -EINVAL;
@@ -91,16 +91,39 @@ int pt__maps_parse_line(const char *line, struct pt_vma *v)
 	v->inode = ino;
 	v->prot = (perms[0] == 'r' ? PT_PROT_READ : 0) | (perms[1] == 'w' ? PT_PROT_WRITE : 0) |
 		  (perms[2] == 'x' ? PT_PROT_EXEC : 0) | (perms[3] == 's' ? PT_MAP_SHARED : 0);
-	const char *p = line + pos;
+	char *p = line + pos;
 	while (*p == ' ')
 		p++;
-	size_t len = strcspn(p, "\n");
-	if (len >= sizeof(v->path))
-		len = sizeof(v->path) - 1;
-	memcpy(v->path, p, len);
-	v->path[len] = 0;
+	p[strcspn(p, "\n")] = 0;
+	v->path = p;	/* points into @line until pt__vmas_pack() */
 	v->kind = classify(v);
 	return 0;
+}
+
+struct pt_vma *pt__vmas_pack(const struct pt_vma *v, size_t n)
+{
+	size_t bytes = n * sizeof(*v) + 1;
+	struct pt_vma *out;
+	char *pool;
+
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(v[i].path) + 1;
+	out = malloc(bytes);
+	if (!out)
+		return NULL;
+	pool = (char *)(out + n);
+	*pool = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(v[i].path) + 1;
+
+		out[i] = v[i];
+		memcpy(pool, v[i].path, len);
+		out[i].path = pool;
+		pool += len;
+	}
+	if (!n)
+		*pool = 0;
+	return out;
 }
 
 /* Read all of @fd into a malloc'd NUL-terminated buffer. */
@@ -160,9 +183,10 @@ int pt__maps_parse_fd(int fd, struct pt_vma **out)
 		if (pt__maps_parse_line(line, &v[n]) == 0)
 			n++;
 	}
+	*out = pt__vmas_pack(v, n);
+	free(v);
 	free(buf);
-	*out = v;
-	return (int)n;
+	return *out ? (int)n : -ENOMEM;
 fail:
 	free(buf);
 	free(v);

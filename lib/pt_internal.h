@@ -116,8 +116,13 @@ PT_HIDDEN int pt__target_errno(const struct pt_target *t, int err);
  * the count or -errno.
  */
 PT_HIDDEN int pt__maps_parse_fd(int fd, struct pt_vma **out);
-/* Parse one maps line; 0 on success, -EINVAL on a malformed line. */
-PT_HIDDEN int pt__maps_parse_line(const char *line, struct pt_vma *v);
+/*
+ * Parse one maps line; 0 on success, -EINVAL on a malformed line.
+ * v->path points into @line (NUL-terminated there) until packed.
+ */
+PT_HIDDEN int pt__maps_parse_line(char *line, struct pt_vma *v);
+/* Copy @n areas and their paths into one malloc'd block (free() it). */
+PT_HIDDEN struct pt_vma *pt__vmas_pack(const struct pt_vma *v, size_t n);
 /* Parse /proc/PID/smaps from @fd. Returns count or -errno. */
 PT_HIDDEN int pt__smaps_parse_fd(int fd, struct pt_smaps_ent **out);
 

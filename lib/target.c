@@ -284,10 +284,9 @@ int pt_vmas_read(struct pt_target *t, struct pt_vma **out, size_t *count)
 	err = pt__target_load_vmas(t);
 	if (err)
 		return err;
-	*out = malloc((t->nvmas ? t->nvmas : 1) * sizeof(**out));
+	*out = pt__vmas_pack(t->vmas, t->nvmas);
 	if (!*out)
 		return -ENOMEM;
-	memcpy(*out, t->vmas, t->nvmas * sizeof(**out));
 	*count = t->nvmas;
 	return 0;
 }

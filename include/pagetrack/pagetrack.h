@@ -151,7 +151,7 @@ struct pt_vma {
 	uint32_t prot;		/* PT_PROT_* | PT_MAP_SHARED */
 	uint32_t kind;		/* enum pt_vma_kind */
 	uint32_t sysv_key;	/* for PT_VMA_SYSV */
-	char path[4096];	/* as in /proc/PID/maps, "" for anonymous */
+	const char *path;	/* as in /proc/PID/maps, "" for anonymous; owned by the array */
 };
 
 /*
