@@ -92,6 +92,8 @@ struct pt_target {
 	struct pt_smaps_ent *smaps;
 	size_t nsmaps;
 	bool smaps_valid;
+	/* read backend: VMA (by start) whose smaps skip check is due / done */
+	uint64_t skip_probe_vma, skip_checked_vma;
 
 	struct pt_shared_obj *objs;	/* lib/shared.c cache */
 };
