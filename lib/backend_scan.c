@@ -84,6 +84,9 @@ int pt__backend_scan_fill(struct pt_target *t, const struct pt_vma *v, uint64_t 
 	long n;
 	int err = 0;
 
+	/* without the SOFT_DIRTY category the bit must come from the entries */
+	if (!(cats & PAGE_IS_SOFT_DIRTY) && pt_feature(PT_FEAT_SOFT_DIRTY, NULL) == PT_YES)
+		need_detail = true;
 	memset(&arg, 0, sizeof(arg));
 	arg.size = sizeof(arg);
 	arg.start = start;

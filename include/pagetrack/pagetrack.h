@@ -16,6 +16,7 @@
 #ifndef PAGETRACK_PAGETRACK_H
 #define PAGETRACK_PAGETRACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -294,6 +295,79 @@ struct pt_kpage {
  * reads are batched in PFN order internally.  -EACCES without privilege.
  */
 PT_API int pt_kpageflags(struct pt_kpage *pages, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Dirty-page tracking (doc/tracking.md)                                */
+
+enum pt_track_backend {
+	PT_TRACK_AUTO = 0,	/* best available; PT_FORCE_TRACKER=uffd|softdirty|hash */
+	PT_TRACK_UFFD,		/* userfaultfd-wp async + PAGEMAP_SCAN (6.7+) */
+	PT_TRACK_SOFTDIRTY,	/* clear_refs 4 + soft-dirty bit */
+	PT_TRACK_HASH,		/* per-page XXH3 of the contents */
+};
+
+/* Tracker flags. */
+#define PT_TRACK_TRUST_SHARED	(1u << 0)	/* trust page tables for MAP_SHARED areas
+						   (writes by other mappers or write(2) on
+						   the object are then invisible) */
+
+struct pt_tracker_opts {
+	size_t sz;			/* sizeof(struct pt_tracker_opts) */
+	enum pt_track_backend backend;
+	uint32_t flags;			/* PT_TRACK_* */
+	uint64_t start, end;		/* track only [start, end); 0, 0: everything */
+};
+
+/* Flags of a dirty region. */
+#define PT_DIRTY_NEW		(1u << 0)	/* area new since the last collect: reported whole */
+#define PT_DIRTY_HASHED		(1u << 1)	/* found by content hash (fallback or hash backend) */
+#define PT_DIRTY_ZEROED		(1u << 2)	/* pages dropped (MADV_DONTNEED/FREE, reclaim): now zero */
+
+struct pt_dirty {
+	uint64_t start, end;	/* [start, end), page aligned */
+	uint32_t flags;		/* PT_DIRTY_* */
+	uint32_t reserved;
+};
+
+struct pt_tracker;
+
+/*
+ * Start tracking @pid (0 = the calling process).  Every page of the
+ * tracked range is armed; the first collect reports what was written
+ * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
+ * (backend forced but not usable here), EBUSY (target already traced).
+ * For another process the uffd backend runs one userfaultfd() inside the
+ * target with ptrace (doc/inject.md); pt_tracker_free() closes it again.
+ */
+PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
+/* Disarm everything and leave the target as found.  Accepts NULL. */
+PT_API void pt_tracker_free(struct pt_tracker *tr);
+PT_API enum pt_track_backend pt_tracker_backend(const struct pt_tracker *tr);
+PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ... */
+
+/*
+ * Harvest the pages written since the previous round and re-arm them
+ * atomically (no write between harvest and re-arm is lost).  Writes up
+ * to @cap regions; when more remain, *@more is set and the next call
+ * continues the same round without starting a new one.  Returns the
+ * number of regions written or -errno (-ESRCH: target exited).
+ * Contract: every page whose content changed since the previous round
+ * is reported; false positives are allowed and counted.
+ */
+PT_API int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, bool *more);
+
+struct pt_tracker_stats {
+	size_t sz;			/* sizeof(struct pt_tracker_stats) */
+	uint64_t rounds;		/* completed collect rounds */
+	uint64_t pages_dirty;		/* pages reported in the last round */
+	uint64_t pages_new;		/* of which in new areas */
+	uint64_t pages_hashed;		/* pages hashed in the last round */
+	uint64_t areas_fallback;	/* areas tracked by hashing instead of the backend */
+	uint64_t collect_ns;		/* duration of the last round */
+	uint64_t pause_ns_max;		/* longest pause imposed on the target so far */
+};
+
+PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);
 
 /* ------------------------------------------------------------------ */
 /* Raw pagemap entry decoding (one u64 of /proc/PID/pagemap).           */

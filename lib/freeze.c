@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Freezing a process: PTRACE_SEIZE + PTRACE_INTERRUPT of every thread.
+ * Used where a harvest and its re-arm are two steps (soft-dirty: read
+ * bits, then clear_refs) so no write falls between them.  A thread that
+ * was about to take a signal stops in signal-delivery-stop instead; that
+ * signal is handed back on detach so nothing is lost.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "freeze.h"
+#include "pt_internal.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static bool have(const struct pt_freeze *fz, pid_t tid)
+{
+	for (size_t i = 0; i < fz->n; i++)
+		if (fz->tids[i] == tid)
+			return true;
+	return false;
+}
+
+static int push(struct pt_freeze *fz, pid_t tid, int sig)
+{
+	if (fz->n == fz->cap) {
+		size_t ncap = fz->cap ? fz->cap * 2 : 16;
+		pid_t *t = realloc(fz->tids, ncap * sizeof(*t));
+		int *s;
+
+		if (!t)
+			return -ENOMEM;
+		fz->tids = t;
+		s = realloc(fz->sigs, ncap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		fz->sigs = s;
+		fz->cap = ncap;
+	}
+	fz->tids[fz->n] = tid;
+	fz->sigs[fz->n++] = sig;
+	return 0;
+}
+
+/* Seize and stop one thread. Returns 0, 1 if it vanished, or -errno. */
+static int stop_one(pid_t tid, int *sig)
+{
+	int status;
+
+	*sig = 0;
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
+		return errno == ESRCH ? 1 : -errno;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
+		return -errno;
+	for (;;) {
+		if (waitpid(tid, &status, __WALL) < 0)
+			return errno == ECHILD ? 1 : -errno;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return 1;
+		if (!WIFSTOPPED(status))
+			continue;
+		if ((status >> 16) == PTRACE_EVENT_STOP)
+			return 0;
+		/* signal-delivery-stop: keep the signal for later, stay stopped */
+		*sig = WSTOPSIG(status);
+		return 0;
+	}
+}
+
+int pt__freeze(pid_t pid, struct pt_freeze *fz)
+{
+	char path[64];
+	bool added;
+	int err = 0;
+
+	memset(fz, 0, sizeof(*fz));
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	do {
+		DIR *d = opendir(path);
+		struct dirent *de;
+
+		if (!d) {
+			err = errno == ENOENT ? -ESRCH : -errno;
+			break;
+		}
+		added = false;
+		while ((de = readdir(d))) {
+			pid_t tid = (pid_t)atoi(de->d_name);
+			int sig, r;
+
+			if (tid <= 0 || have(fz, tid))
+				continue;
+			r = stop_one(tid, &sig);
+			if (r < 0) {
+				err = r == -EPERM ? -EBUSY : r;
+				break;
+			}
+			if (r == 1)
+				continue;
+			if (!fz->n)
+				fz->since_ns = now_ns();
+			err = push(fz, tid, sig);
+			if (err) {
+				ptrace(PTRACE_DETACH, tid, 0, sig);
+				break;
+			}
+			added = true;
+		}
+		closedir(d);
+	} while (!err && added);	/* threads may have been born meanwhile */
+	if (!err && !fz->n)
+		err = -ESRCH;
+	if (err)
+		pt__thaw(fz);
+	return err;
+}
+
+uint64_t pt__thaw(struct pt_freeze *fz)
+{
+	uint64_t dt = fz->n ? now_ns() - fz->since_ns : 0;
+
+	for (size_t i = 0; i < fz->n; i++)
+		ptrace(PTRACE_DETACH, fz->tids[i], 0, fz->sigs[i]);
+	free(fz->tids);
+	free(fz->sigs);
+	memset(fz, 0, sizeof(*fz));
+	return dt;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Stopping every thread of a process for a few microseconds (ptrace). */
+#ifndef PT_FREEZE_H
+#define PT_FREEZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pt_freeze {
+	pid_t *tids;
+	int *sigs;		/* signal consumed by a signal-delivery-stop, re-injected on thaw */
+	size_t n, cap;
+	uint64_t since_ns;	/* when the first thread stopped */
+};
+
+/*
+ * Seize and interrupt every thread of @pid (repeating until no new
+ * thread appears).  On failure everything already stopped is resumed.
+ * -EBUSY/-EPERM when the process is traced by someone else or not ours.
+ */
+int pt__freeze(pid_t pid, struct pt_freeze *fz);
+/* Resume every thread; returns how long the process was stopped (ns). */
+uint64_t pt__thaw(struct pt_freeze *fz);
+
+#endif

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tracker backend: userfaultfd write-protect in async mode + PAGEMAP_SCAN.
+ *
+ * The kernel resolves write faults on protected pages itself (no thread
+ * of ours answers them) and the written page shows PAGE_IS_WRITTEN until
+ * PAGEMAP_SCAN with PM_SCAN_WP_MATCHING harvests and re-protects it in
+ * one atomic step.  Only pages holding data are protected: protecting
+ * holes would install PTE markers, and page tables, across the whole
+ * area (a sparse 64 TiB reservation would cost 128 GiB); a write into a
+ * hole creates an unprotected page, which is reported as written anyway.
+ * Pages that lose their data (MADV_DONTNEED) are found by the populated
+ * set kept in tracker.c.
+ *
+ * A userfaultfd acts on the mm of the process that created it, so for
+ * another process one userfaultfd() runs inside it (lib/inject.c) and
+ * the fd is fetched with pidfd_getfd(); everything else is done here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inject.h"
+#include "tracker.h"
+#include "uapi.h"
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+struct uffd_priv {
+	int uffd;		/* ours */
+	int remote_fd;		/* the same file's fd number in the target, -1 for self */
+	int pidfd;
+	uint64_t features;
+	struct page_region *vec;
+	size_t vec_len;
+};
+
+#define VEC_LEN 4096
+
+static int local_userfaultfd(void)
+{
+	int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/* Create the userfaultfd inside the target and fetch it. */
+static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
+{
+	long args[6] = { O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0, 0 };
+	struct pt_inject_stats st;
+	long ret = 0;
+	int err, fd;
+
+	u->pidfd = (int)syscall(__NR_pidfd_open, tr->pid, 0);
+	if (u->pidfd < 0)
+		return -errno;
+	err = pt__inject_syscall(tr->pid, __NR_userfaultfd, args, &ret, &st);
+	if (!err && ret == -EPERM) {
+		/* vm.unprivileged_userfaultfd=0 and an unprivileged target */
+		args[0] |= UFFD_USER_MODE_ONLY;
+		err = pt__inject_syscall(tr->pid, __NR_userfaultfd, args, &ret, &st);
+	}
+	if (err)
+		return err;
+	if (st.pause_ns > tr->st.pause_ns_max)
+		tr->st.pause_ns_max = st.pause_ns;
+	if (ret < 0)
+		return (int)ret;
+	u->remote_fd = (int)ret;
+	fd = (int)syscall(__NR_pidfd_getfd, u->pidfd, u->remote_fd, 0);
+	if (fd < 0)
+		return -errno;	/* fini() closes the remote fd */
+	return fd;
+}
+
+static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
+{
+	long args[6] = { u->remote_fd, 0, 0, 0, 0, 0 };
+	struct pt_inject_stats st;
+	long ret;
+
+	if (u->remote_fd < 0)
+		return;
+	if (pt__inject_syscall(tr->pid, __NR_close, args, &ret, &st) == 0) {
+		if (st.pause_ns > tr->st.pause_ns_max)
+			tr->st.pause_ns_max = st.pause_ns;
+	} else {
+		pt__log(PT_LOG_WARN, "could not close the userfaultfd (fd %d) inside pid %d",
+			u->remote_fd, (int)tr->pid);
+	}
+	u->remote_fd = -1;
+}
+
+static int uffd_init(struct pt_tracker *tr)
+{
+	struct uffd_priv *u;
+	struct uffdio_api api = { .api = UFFD_API };
+	int err;
+
+	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES ||
+	    pt_feature(PT_FEAT_UFFD_WP_ASYNC, NULL) != PT_YES ||
+	    pt_feature(PT_FEAT_UFFD_WP_UNPOPULATED, NULL) != PT_YES)
+		return -EOPNOTSUPP;
+	if (!tr->self && pt_feature(PT_FEAT_PIDFD_GETFD, NULL) != PT_YES)
+		return -EOPNOTSUPP;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->uffd = u->remote_fd = u->pidfd = -1;
+	u->vec_len = VEC_LEN;
+	u->vec = malloc(VEC_LEN * sizeof(*u->vec));
+	tr->priv = u;
+	if (!u->vec)
+		return -ENOMEM;
+	err = tr->self ? local_userfaultfd() : remote_userfaultfd(tr, u);
+	if (err < 0)
+		return err;
+	u->uffd = err;
+	/*
+	 * WP_UNPOPULATED is required for PAGEMAP_SCAN to accept anonymous
+	 * areas as async-WP ones; we never protect holes ourselves.
+	 */
+	api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+	if (pt_feature(PT_FEAT_UFFD_WP_HUGETLBFS_SHMEM, NULL) == PT_YES)
+		api.features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if (ioctl(u->uffd, UFFDIO_API, &api) < 0)
+		return -errno;
+	u->features = api.features;
+	return 0;
+}
+
+static bool uffd_can_track(struct pt_tracker *tr, const struct pt_vma *v)
+{
+	struct uffd_priv *u = tr->priv;
+
+	if (v->kind == PT_VMA_HUGETLB && !(u->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return false;
+	return true;
+}
+
+/*
+ * One PAGEMAP_SCAN pass over [start,end), all of it (resuming at
+ * walk_end), calling @fn for every region returned.
+ */
+static int scan_pass(struct pt_tracker *tr, uint64_t start, uint64_t end, uint64_t flags,
+		     uint64_t inverted, uint64_t mask, uint64_t anyof,
+		     int (*fn)(struct pt_tracker *, const struct page_region *, void *), void *arg)
+{
+	struct uffd_priv *u = tr->priv;
+	struct pm_scan_arg a;
+	uint64_t cur = start;
+
+	while (cur < end) {
+		long n;
+
+		memset(&a, 0, sizeof(a));
+		a.size = sizeof(a);
+		a.flags = flags;
+		a.start = cur;
+		a.end = end;
+		a.vec = (uint64_t)(uintptr_t)u->vec;
+		a.vec_len = u->vec_len;
+		a.category_inverted = inverted;
+		a.category_mask = mask;
+		a.category_anyof_mask = anyof;
+		a.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		n = ioctl(tr->t->pagemap_fd, PAGEMAP_SCAN, &a);
+		if (n < 0)
+			return errno == EPERM ? -ENOENT : pt__target_errno(tr->t, errno);
+		for (long i = 0; i < n; i++) {
+			int err = fn(tr, &u->vec[i], arg);
+			if (err)
+				return err;
+		}
+		if (a.walk_end <= cur)
+			return pt__target_errno(tr->t, ESRCH);
+		cur = a.walk_end;
+	}
+	return 0;
+}
+
+static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg)
+{
+	(void)arg;
+	return pt__pop_add(tr, r->start, r->end);
+}
+
+static int add_written(struct pt_tracker *tr, const struct page_region *r, void *arg)
+{
+	int err = pt__dirty_add(arg, r->start, r->end, 0);
+
+	return err ? err : pt__pop_add(tr, r->start, r->end);
+}
+
+static int add_none(struct pt_tracker *tr, const struct page_region *r, void *arg)
+{
+	(void)tr;
+	return pt__dirty_add(arg, r->start, r->end, 0);
+}
+
+static int uffd_register(struct pt_tracker *tr, const struct pt_vma *v)
+{
+	struct uffd_priv *u = tr->priv;
+	uint64_t s = v->start > tr->start ? v->start : tr->start;
+	uint64_t e = v->end < tr->end ? v->end : tr->end;
+	struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
+
+	if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0)
+		return 0;
+	/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
+	if (errno == EINVAL || errno == EPERM || errno == EBUSY)
+		return -EOPNOTSUPP;
+	return pt__target_errno(tr->t, errno);
+}
+
+static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end)
+{
+	int err = uffd_register(tr, v);
+
+	if (err)
+		return err;
+	/* protect the pages holding data; record them as populated */
+	return scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
+			 PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
+}
+
+static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
+			uint64_t end, struct pt_dirtylist *out)
+{
+	struct pt_dirtylist none = { 0 };
+	int err;
+
+	(void)v;
+	/* pass 1: written pages with data, harvested and re-protected atomically */
+	err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0,
+			PAGE_IS_WRITTEN, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_written, out);
+	if (err)
+		return err;
+	/* pass 2: pages with no data now; those that had data were dropped */
+	err = scan_pass(tr, start, end, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 0, add_none, &none);
+	if (!err)
+		err = pt__pop_diff(tr, start, end, &none, out);
+	pt__dirty_free(&none);
+	return err;
+}
+
+static void uffd_fini(struct pt_tracker *tr)
+{
+	struct uffd_priv *u = tr->priv;
+
+	if (!u)
+		return;
+	if (u->uffd >= 0) {
+		/*
+		 * Unregistering removes the write protection of every page,
+		 * so nothing of ours can stall or mark the target later.
+		 */
+		for (size_t i = 0; i < tr->nareas; i++) {
+			struct uffdio_range r = { tr->areas[i].start,
+						  tr->areas[i].end - tr->areas[i].start };
+
+			if (tr->areas[i].method == PT_METHOD_BACKEND)
+				ioctl(u->uffd, UFFDIO_UNREGISTER, &r);
+		}
+		close(u->uffd);
+	}
+	close_remote(tr, u);
+	if (u->pidfd >= 0)
+		close(u->pidfd);
+	free(u->vec);
+	free(u);
+	tr->priv = NULL;
+}
+
+const struct pt_track_ops pt__track_uffd_ops = {
+	.name = "uffd",
+	.init = uffd_init,
+	.can_track = uffd_can_track,
+	.arm = uffd_arm,
+	.harvest = uffd_harvest,
+	.fini = uffd_fini,
+};

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tracker, scenario by scenario, for every backend this kernel has:
+ * writes, new/unmapped/remapped/reprotected areas, MADV_DONTNEED,
+ * swap-out and back, kernel writes (read(2), process_vm_writev), shared
+ * memory written by another process and through write(2), a sparse
+ * reservation, and leaving the target exactly as found.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "tap.h"
+
+#define NP 64
+
+struct shared {
+	int cmd;		/* command for the child, -1 = idle */
+	int done;
+	uintptr_t anon, anon2, shm, memfd_addr, sparse;
+	int memfd;
+};
+
+static struct shared *sh;
+
+/* Pages reported in [a, a+n pages): returns how many of @want are present. */
+static bool covered(const struct pt_dirty *d, size_t nd, uint64_t a, uint64_t len)
+{
+	uint64_t cur = a;
+
+	for (size_t i = 0; i < nd && cur < a + len; i++) {
+		if (d[i].end <= cur)
+			continue;
+		if (d[i].start > cur)
+			return false;
+		cur = d[i].end;
+	}
+	return cur >= a + len;
+}
+
+static uint64_t reported_in(const struct pt_dirty *d, size_t nd, uint64_t a, uint64_t len)
+{
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < nd; i++) {
+		uint64_t s = d[i].start > a ? d[i].start : a;
+		uint64_t e = d[i].end < a + len ? d[i].end : a + len;
+		if (s < e)
+			pages += (e - s) / FX_PAGE;
+	}
+	return pages;
+}
+
+static size_t collect(struct pt_tracker *tr, struct pt_dirty *d, size_t cap, int *err)
+{
+	size_t n = 0;
+	bool more = true;
+
+	*err = 0;
+	while (more && n < cap) {
+		int r = pt_tracker_collect(tr, d + n, cap - n > 7 ? 7 : cap - n, &more);
+		if (r < 0) {
+			*err = r;
+			break;
+		}
+		n += (size_t)r;
+	}
+	return n;
+}
+
+/* ---- a child target driven through the shared page ---- */
+
+static void child_do(int cmd)
+{
+	char *a = (char *)sh->anon, *s = (char *)sh->shm;
+
+	switch (cmd) {
+	case 1:	/* write pages 3, 10..19 of anon */
+		a[3 * FX_PAGE] = 1;
+		for (int i = 10; i < 20; i++)
+			a[i * FX_PAGE + 7] = (char)i;
+		break;
+	case 2:	/* MADV_DONTNEED pages 10..14 (content becomes zero) */
+		madvise(a + 10 * FX_PAGE, 5 * FX_PAGE, MADV_DONTNEED);
+		break;
+	case 3:	/* a new mapping */
+		sh->anon2 = (uintptr_t)mmap(NULL, 8 * FX_PAGE, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		((char *)sh->anon2)[0] = 1;
+		break;
+	case 4:	/* mremap (move) the new mapping, write nothing */
+		sh->anon2 = (uintptr_t)mremap((void *)sh->anon2, 8 * FX_PAGE, 16 * FX_PAGE,
+					      MREMAP_MAYMOVE);
+		break;
+	case 5:	/* mprotect read-only then back, write one page */
+		mprotect(a, NP * FX_PAGE, PROT_READ);
+		mprotect(a, NP * FX_PAGE, PROT_READ | PROT_WRITE);
+		a[30 * FX_PAGE] = 3;
+		break;
+	case 6: {	/* read(2) into pages 40..41: the kernel writes */
+		int p[2];
+		char buf[2 * FX_PAGE];
+
+		memset(buf, 'k', sizeof(buf));
+		if (pipe(p) == 0) {
+			if (fork() == 0) {
+				if (write(p[1], buf, sizeof(buf)) < 0)
+					_exit(1);
+				_exit(0);
+			}
+			size_t got = 0;
+			while (got < sizeof(buf)) {
+				ssize_t r = read(p[0], a + 40 * FX_PAGE + got, sizeof(buf) - got);
+				if (r <= 0)
+					break;
+				got += (size_t)r;
+			}
+			close(p[0]);
+			close(p[1]);
+			wait(NULL);
+		}
+		break;
+	}
+	case 7:	/* write shared memory page 5 */
+		s[5 * FX_PAGE] = 9;
+		break;
+	case 8: {	/* fork: the child writes shared page 6, the parent anon page 50 */
+		pid_t c = fork();
+		if (c == 0) {
+			s[6 * FX_PAGE] = 7;
+			_exit(0);
+		}
+		waitpid(c, NULL, 0);
+		a[50 * FX_PAGE] = 5;
+		break;
+	}
+	case 9:	/* write into the sparse reservation's RW island */
+		((char *)sh->sparse)[(1ULL << 36) + 2 * FX_PAGE] = 1;
+		break;
+	case 10: /* swap out written pages 20..27 */
+		fx_pageout(a + 20 * FX_PAGE, 8 * FX_PAGE);
+		break;
+	case 11: /* swap in by reading, write page 21 */
+		for (int i = 20; i < 28; i++)
+			(void)*(volatile char *)(a + i * FX_PAGE);
+		a[21 * FX_PAGE] = 11;
+		break;
+	}
+}
+
+static void child_setup(void *unused)
+{
+	(void)unused;
+	char *a = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (int i = 0; i < NP; i++)
+		a[i * FX_PAGE] = (char)(i + 1);
+	sh->anon = (uintptr_t)a;
+	char *s = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	memset(s, 1, 16 * FX_PAGE);
+	sh->shm = (uintptr_t)s;
+	int fd = memfd_create("pt-tracker", MFD_CLOEXEC);
+	if (fd >= 0 && ftruncate(fd, 16 * FX_PAGE) == 0) {
+		char *m = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		memset(m, 2, 16 * FX_PAGE);
+		sh->memfd_addr = (uintptr_t)m;
+		sh->memfd = fd;
+	}
+	/* 128 GiB PROT_NONE reservation with an RW island in the middle */
+	char *r = mmap(NULL, 1ULL << 37, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	mprotect(r + (1ULL << 36), 16 * FX_PAGE, PROT_READ | PROT_WRITE);
+	sh->sparse = (uintptr_t)r;
+}
+
+/* The child runs commands from its pause loop: we poll the shared page. */
+static void child_loop(void *unused)
+{
+	child_setup(unused);
+	sh->cmd = -1;
+	if (fork() == 0)
+		_exit(0);	/* placeholder so wait() in cmd 6 has company */
+	wait(NULL);
+}
+
+static pid_t start_child(void)
+{
+	pid_t pid;
+	int p[2];
+	char c;
+
+	if (pipe(p))
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		child_loop(NULL);
+		if (write(p[1], "r", 1) != 1)
+			_exit(1);
+		for (;;) {
+			int cmd = __atomic_load_n(&sh->cmd, __ATOMIC_ACQUIRE);
+			if (cmd > 0) {
+				child_do(cmd);
+				__atomic_store_n(&sh->cmd, -1, __ATOMIC_RELEASE);
+				__atomic_add_fetch(&sh->done, 1, __ATOMIC_RELEASE);
+			}
+			usleep(200);
+		}
+	}
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1)
+		pid = -1;
+	close(p[0]);
+	return pid;
+}
+
+static void run_cmd(int cmd)
+{
+	int done = __atomic_load_n(&sh->done, __ATOMIC_ACQUIRE);
+
+	__atomic_store_n(&sh->cmd, cmd, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&sh->done, __ATOMIC_ACQUIRE) == done)
+		usleep(100);
+}
+
+static int count_uffd_fds(pid_t pid)
+{
+	char path[64], link[128];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l > 0) {
+			link[l] = 0;
+			n += strstr(link, "userfaultfd") != NULL;
+		}
+	}
+	return n;
+}
+
+static int count_uw_vmas(pid_t pid)
+{
+	char path[64], line[512];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " uw"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+static void scenario(enum pt_track_backend b)
+{
+	static struct pt_dirty d[65536];
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b };
+	const char *bn = pt_track_backend_name(b);
+	struct pt_tracker *tr;
+	pid_t pid = start_child();
+	int err;
+	size_t n;
+
+	if (pid < 0) {
+		tap_ok(0, "%s: start child", bn);
+		return;
+	}
+	int fds_before = count_uffd_fds(pid);
+	tr = pt_tracker_create(pid, &o);
+	if (!tr) {
+		const char *why = strerror(errno);
+		if (errno == EOPNOTSUPP) {
+			if (b == PT_TRACK_SOFTDIRTY)
+				pt_feature(PT_FEAT_SOFT_DIRTY, &why);
+			else if (b == PT_TRACK_UFFD)
+				pt_feature(PT_FEAT_UFFD_WP_ASYNC, &why);
+			tap_skip(why, "%s: tracker scenarios (backend not usable here)", bn);
+		}
+		else
+			tap_ok(0, "%s: create tracker: %s", bn, why);
+		fx_child_kill(pid);
+		return;
+	}
+	tap_ok(pt_tracker_backend(tr) == b, "%s: tracker created on a child", bn);
+
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && reported_in(d, n, sh->anon, NP * FX_PAGE) == 0,
+	       "%s: nothing written since arming -> anon area clean (%zu regions)", bn, n);
+
+	run_cmd(1);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon + 3 * FX_PAGE, FX_PAGE) &&
+		       covered(d, n, sh->anon + 10 * FX_PAGE, 10 * FX_PAGE),
+	       "%s: written pages reported", bn);
+	tap_diag("%s: %llu pages reported in anon for 11 written", bn,
+		 (unsigned long long)reported_in(d, n, sh->anon, NP * FX_PAGE));
+
+	run_cmd(2);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon + 10 * FX_PAGE, 5 * FX_PAGE),
+	       "%s: MADV_DONTNEED'd pages reported (content became zero)", bn);
+
+	run_cmd(3);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon2, 8 * FX_PAGE), "%s: a new area is reported whole", bn);
+
+	run_cmd(4);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon2, 16 * FX_PAGE),
+	       "%s: a moved and grown area is reported whole", bn);
+
+	run_cmd(5);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon + 30 * FX_PAGE, FX_PAGE),
+	       "%s: write after mprotect R -> RW reported", bn);
+
+	run_cmd(6);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon + 40 * FX_PAGE, 2 * FX_PAGE),
+	       "%s: read(2) into the target's buffer reported", bn);
+
+	char buf[FX_PAGE];
+	memset(buf, 'v', sizeof(buf));
+	struct iovec l = { buf, sizeof(buf) }, r = { (void *)(sh->anon + 45 * FX_PAGE), FX_PAGE };
+	ssize_t w = process_vm_writev(pid, &l, 1, &r, 1, 0);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(w == FX_PAGE && !err && covered(d, n, sh->anon + 45 * FX_PAGE, FX_PAGE),
+	       "%s: process_vm_writev into the target reported", bn);
+
+	run_cmd(7);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->shm + 5 * FX_PAGE, FX_PAGE), "%s: shared memory write reported", bn);
+
+	/* another process (this one) writes the memfd through write(2) */
+	char mpath[64];
+	snprintf(mpath, sizeof(mpath), "/proc/%d/fd/%d", (int)pid, sh->memfd);
+	int mfd = open(mpath, O_RDWR | O_CLOEXEC);
+	ssize_t pw = mfd >= 0 ? pwrite(mfd, buf, FX_PAGE, 3 * FX_PAGE) : -1;
+	n = collect(tr, d, 65536, &err);
+	tap_ok(pw == FX_PAGE && !err && covered(d, n, sh->memfd_addr + 3 * FX_PAGE, FX_PAGE),
+	       "%s: write(2) on the memfd by another process reported", bn);
+	if (mfd >= 0)
+		close(mfd);
+
+	run_cmd(8);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->shm + 6 * FX_PAGE, FX_PAGE) &&
+		       covered(d, n, sh->anon + 50 * FX_PAGE, FX_PAGE),
+	       "%s: fork in the target: its child's shared write and the parent's write reported", bn);
+
+	run_cmd(9);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->sparse + (1ULL << 36) + 2 * FX_PAGE, FX_PAGE),
+	       "%s: write in a sparse 128 GiB reservation reported", bn);
+
+	const char *why;
+	if (fx_swap(&why)) {
+		n = collect(tr, d, 65536, &err);	/* quiet round */
+		run_cmd(10);
+		n = collect(tr, d, 65536, &err);
+		run_cmd(11);
+		n = collect(tr, d, 65536, &err);
+		tap_ok(!err && covered(d, n, sh->anon + 21 * FX_PAGE, FX_PAGE),
+		       "%s: page written after swap-out and swap-in reported", bn);
+	} else {
+		tap_skip(why, "%s: swap-out and back", bn);
+	}
+
+	struct pt_tracker_stats st = { .sz = sizeof(st) };
+	int serr = pt_tracker_stats(tr, &st);
+	tap_ok(serr == 0 && st.rounds >= 12, "%s: stats count rounds (%llu)", bn,
+	       (unsigned long long)st.rounds);
+	tap_diag("%s: max pause imposed on the target %.1f us, last collect %.1f us, %llu fallback areas",
+		 bn, st.pause_ns_max / 1e3, st.collect_ns / 1e3, (unsigned long long)st.areas_fallback);
+
+	pt_tracker_free(tr);
+	tap_ok(count_uffd_fds(pid) == fds_before, "%s: no userfaultfd left in the target after free", bn);
+	tap_ok(count_uw_vmas(pid) == 0, "%s: no area left registered for uffd-wp after free", bn);
+	/* the target still works */
+	run_cmd(1);
+	tap_ok(kill(pid, 0) == 0, "%s: target alive and responsive after free", bn);
+	fx_child_kill(pid);
+}
+
+static void self_basic(void)
+{
+	struct pt_dirty d[64];
+	struct pt_tracker *tr;
+	char *p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .start = (uintptr_t)p,
+				     .end = (uintptr_t)p + NP * FX_PAGE };
+	bool more;
+	int n;
+
+	memset(p, 1, NP * FX_PAGE);
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		tap_ok(0, "self: create tracker: %s", strerror(errno));
+		return;
+	}
+	p[5 * FX_PAGE] = 2;
+	n = pt_tracker_collect(tr, d, 64, &more);
+	tap_ok(n == 1 && !more && d[0].start == (uintptr_t)p + 5 * FX_PAGE &&
+		       d[0].end == (uintptr_t)p + 6 * FX_PAGE,
+	       "self (%s): exactly the written page reported in a restricted range",
+	       pt_track_backend_name(pt_tracker_backend(tr)));
+	n = pt_tracker_collect(tr, d, 64, &more);
+	tap_ok(n == 0 && !more, "self: a quiet round reports nothing");
+	pt_tracker_free(tr);
+	munmap(p, NP * FX_PAGE);
+}
+
+int main(void)
+{
+	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
+
+	sh = fx_map(FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (geteuid() != 0)
+		tap_diag("not root: cross-process tracking may be refused");
+	self_basic();
+	for (size_t i = 0; i < 3; i++)
+		scenario(bs[i]);
+	struct pt_tracker_opts bad = { .sz = sizeof(bad), .backend = 99 };
+	errno = 0;
+	tap_ok(pt_tracker_create(0, &bad) == NULL && errno == EINVAL, "bad backend -> EINVAL");
+	return tap_done();
+}
