@@ -2,8 +2,9 @@
 # Install what pagetrack needs to build and test, with apt, when missing.
 # Safe to run repeatedly: does nothing when everything is present.
 set -e
-PKGS="gcc make meson ninja-build pkg-config libxxhash-dev libzstd-dev
-python3 python3-jsonschema util-linux kmod procps busybox-static qemu-system-x86"
+PKGS="gcc make meson ninja-build pkg-config libxxhash-dev
+python3 python3-jsonschema util-linux kmod procps busybox-static qemu-system-x86
+gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
