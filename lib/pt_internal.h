@@ -88,6 +88,9 @@ struct pt_target {
 	uint64_t win_start, win_end, win_resume;
 	uint32_t win_flags;
 
+	/* a scan that does not resume where the previous call stopped starts a new epoch */
+	uint64_t scan_epoch, last_cursor;
+
 	/* smaps per-VMA Rss/Swap, read lazily (read backend, markers) */
 	struct pt_smaps_ent *smaps;
 	size_t nsmaps;

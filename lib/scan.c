@@ -213,6 +213,8 @@ int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end, struct pt_regio
 		return err;
 	if (t->win && (addr != t->win_resume || flags != t->win_flags))
 		t->win = NULL;
+	if (addr != t->last_cursor)
+		t->scan_epoch++;	/* not a resume: cached hints are stale */
 
 	while (addr < end) {
 		size_t i = pt__vma_find(t, addr);
@@ -260,12 +262,14 @@ int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end, struct pt_regio
 				t->win_resume = r.start;
 				t->win_flags = flags;
 				*cursor = r.start;
+				t->last_cursor = r.start;
 				return (int)ob.n;
 			}
 		}
 		addr = next;
 	}
 	*cursor = addr;
+	t->last_cursor = addr;
 	return (int)ob.n;
 fail:
 	*cursor = addr;

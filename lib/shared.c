@@ -32,7 +32,6 @@
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pt_internal.h"
@@ -42,7 +41,6 @@
 
 #define SH_VEC		65536u		/* pages per mmap + mincore (256 MiB) */
 #define SH_MAX_OPEN	128		/* cached open objects per target */
-#define SH_HINT_MS	1000		/* lifetime of a data extent hint */
 
 enum sh_type {
 	SH_NO_ACCESS = 0,	/* could not open: pages are UNKNOWN */
@@ -65,7 +63,7 @@ struct pt_shared_obj {
 	int fd;
 	enum sh_type type;
 	bool mincore_ok;	/* mincore tells the truth for this object */
-	uint64_t hint_lo, hint_hi, hint_ms;	/* see shmem_data_end() */
+	uint64_t hint_lo, hint_hi, hint_epoch;	/* see shmem_data_end() */
 };
 
 /* State of one pt__shared_resolve() call. */
@@ -75,6 +73,7 @@ struct sh_ctx {
 	struct pt_runbuf *out;
 	uint64_t *stopped;
 	unsigned char *vec;		/* SH_VEC bytes, allocated lazily */
+	uint64_t epoch;			/* t->scan_epoch: hints are valid within one scan */
 };
 
 static bool vma_is_anon(const struct pt_vma *v)
@@ -328,28 +327,20 @@ void pt__shared_free(struct pt_target *t)
 
 /* ---- asking the object ---- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * End of the shmem data extent that starts at @ds (page aligned).
  * SEEK_HOLE walks the whole extent, which can run far past the window
  * being resolved (a swapped stretch followed by gigabytes of resident
- * data): the answer is remembered briefly so the next windows of the same
- * scan do not walk it again.  Within SH_HINT_MS a hole punched meanwhile
- * may go unseen, the same race any scan of a live process has.
+ * data): the answer is remembered for the rest of the same scan (one
+ * scan epoch, see pt_scan()) so its next windows do not walk it again.
+ * A hole punched meanwhile may go unseen, the same race any scan of a
+ * live process has.
  */
-static int shmem_data_end(struct pt_shared_obj *o, uint64_t ds, uint64_t *he)
+static int shmem_data_end(struct pt_shared_obj *o, uint64_t epoch, uint64_t ds, uint64_t *he)
 {
-	uint64_t t = now_ms();
 	off_t h;
 
-	if (o->hint_hi && ds >= o->hint_lo && ds < o->hint_hi && t - o->hint_ms < SH_HINT_MS) {
+	if (o->hint_hi && ds >= o->hint_lo && ds < o->hint_hi && o->hint_epoch == epoch) {
 		*he = o->hint_hi;
 		return 0;
 	}
@@ -363,7 +354,7 @@ static int shmem_data_end(struct pt_shared_obj *o, uint64_t ds, uint64_t *he)
 	*he = page_up((uint64_t)h);
 	o->hint_lo = ds;
 	o->hint_hi = *he;
-	o->hint_ms = t;
+	o->hint_epoch = epoch;
 	return 0;
 }
 
@@ -455,7 +446,7 @@ static int resolve_object(struct sh_ctx *c, struct pt_shared_obj *o, uint64_t of
 			pos = ds;
 			if (err || ds >= lim)
 				break;
-			err = shmem_data_end(o, ds, &he);
+			err = shmem_data_end(o, c->epoch, ds, &he);
 			if (err)
 				return err;
 			if (he <= ds) {		/* truncated meanwhile */
@@ -517,7 +508,7 @@ int pt__shared_resolve(struct pt_target *t, const struct pt_vma *v,
 		       const struct pt_runbuf *in, bool resolve,
 		       struct pt_runbuf *out, uint64_t *stopped)
 {
-	struct sh_ctx c = { .v = v, .out = out, .stopped = stopped };
+	struct sh_ctx c = { .v = v, .out = out, .stopped = stopped, .epoch = t->scan_epoch };
 	struct pt_shared_obj *obj = NULL;
 	int err = 0;
 

@@ -231,6 +231,7 @@ int pt__target_load_vmas(struct pt_target *t)
 	t->smaps_valid = false;	/* layout changed: smaps figures are stale */
 	t->win = NULL;
 	t->skip_probe_vma = t->skip_checked_vma = 0;
+	t->scan_epoch++;
 	return 0;
 }
 
