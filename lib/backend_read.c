@@ -13,10 +13,11 @@
 
 #define PT_SKIP_CHECK_MIN (1ULL << 30)
 
+/* No page in the window: entries empty but for the VMA-level soft-dirty bit. */
 static bool all_zero(const uint64_t *pm, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
-		if (pm[i])
+		if (pm[i] & ~PT_PM_SOFT_DIRTY)
 			return false;
 	return true;
 }
