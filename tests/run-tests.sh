@@ -2,14 +2,23 @@
 # Run every test program of pagetrack and print the summary line
 #   N passed, N failed, N skipped
 # Usage: tests/run-tests.sh BUILD_DIR [ASAN_BUILD_DIR]
+# (relative to the source tree, or absolute)
 # Each test is a TAP program; exit 77 means "skipped as a whole".
 # Subtests are counted individually.  Tests run serially: they share
-# the machine's swap device.
+# the machine's swap device.  After the host suites, the VM lane runs the
+# C tests again on Debian's 6.1 kernel under QEMU (scripts/vm-lane.sh,
+# doc/vm-lane.md); PT_SKIP_VM=1 skips it.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-build}
+absdir() {
+	case $1 in
+	/*) echo "$1" ;;
+	*) echo "$top/$1" ;;
+	esac
+}
+build=$(absdir "${1:-build}")
 asan=${2:-}
-logdir="$top/$build/test-logs"
+logdir="$build/test-logs"
 mkdir -p "$logdir"
 pass=0 fail=0 skip=0
 failed_names=""
@@ -59,27 +68,69 @@ run_suite() {
 	dir=$1 tag=$2
 	for t in "$top/tests"/test_*.c; do
 		n=$(basename "$t" .c)
-		bin="$top/$dir/tests/$n"
+		bin="$(absdir "$dir")/tests/$n"
 		[ -x "$bin" ] || { echo "FAIL  $tag$n: not built"; fail=$((fail + 1)); continue; }
 		run_one "$tag$n" "$bin"
 	done
 }
 
-export PAGETRACK_BUILD="$top/$build"
+# run_vm_lane: the C tests on a second real kernel, counted as vmX.Y/<test>.
+# A lane that cannot run here counts as one skip with its reason; one that
+# should have run but broke counts as one failure, besides the tests that
+# finished.
+run_vm_lane() {
+	if [ "${PT_SKIP_VM:-}" = 1 ]; then
+		echo "SKIP  vm lane: PT_SKIP_VM set"
+		skip=$((skip + 1))
+		return
+	fi
+	lanelog="$logdir/vm-lane.log"
+	vlogs="$build/vm-logs"
+	timeout 1200 sh "$top/scripts/vm-lane.sh" "$top" "$build" >"$lanelog" 2>&1
+	lrc=$?
+	reason=$(cat "$vlogs/reason" 2>/dev/null || tail -1 "$lanelog")
+	if [ "$lrc" = 77 ]; then
+		echo "SKIP  vm lane: $reason"
+		skip=$((skip + 1))
+		return
+	fi
+	kv=$(sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p' "$vlogs/kernel" 2>/dev/null)
+	for n in $(cat "$vlogs/tests.list" 2>/dev/null); do
+		if [ ! -e "$vlogs/$n.rc" ]; then
+			[ "$lrc" != 0 ] && continue	# unfinished: the lane failure says so
+			echo "FAIL  vm$kv/$n: no result in the VM console (log: $vlogs/console.log)"
+			fail=$((fail + 1))
+			failed_names="$failed_names vm$kv/$n"
+			continue
+		fi
+		count_tap "vm$kv/$n" "$vlogs/$n.log" "$(cat "$vlogs/$n.rc")"
+	done
+	if [ "$lrc" != 0 ]; then
+		echo "FAIL  vm lane: ${reason:-exit $lrc} (log: $lanelog)"
+		fail=$((fail + 1))
+		failed_names="$failed_names vm-lane"
+	else
+		echo "      $(tail -1 "$lanelog")"
+	fi
+}
+
+export PAGETRACK_BUILD="$build"
 run_suite "$build" ""
 for t in "$top/tests"/test_*.py; do
 	[ -e "$t" ] || continue
-	run_one "$(basename "$t" .py)" /usr/bin/python3 "$t" "$top/$build"
+	run_one "$(basename "$t" .py)" /usr/bin/python3 "$t" "$build"
 done
 for t in "$top/tests"/test_*.sh; do
 	[ -e "$t" ] || continue
-	run_one "$(basename "$t" .sh)" sh "$t" "$top/$build"
+	run_one "$(basename "$t" .sh)" sh "$t" "$build"
 done
 if [ -n "$asan" ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98
 	run_suite "$asan" "asan/"
+	unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
+run_vm_lane
 
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$pass passed, $fail failed, $skip skipped"
