@@ -112,6 +112,12 @@ PT_HIDDEN int pt__target_load_vmas(struct pt_target *t);
 PT_HIDDEN size_t pt__vma_find(const struct pt_target *t, uint64_t addr);
 /* smaps figures for the VMA starting at @start, read lazily; NULL if none. */
 PT_HIDDEN const struct pt_smaps_ent *pt__smaps_lookup(struct pt_target *t, uint64_t start);
+/*
+ * False once the address space the target was opened on is gone: the
+ * process exited, or exec'd another program (its pid lives on with a new
+ * mm that this handle does not see).
+ */
+PT_HIDDEN bool pt__target_mm_alive(const struct pt_target *t);
 /* Map errno of a failed /proc read on the target to ESRCH if it has exited. */
 PT_HIDDEN int pt__target_errno(const struct pt_target *t, int err);
 

@@ -186,6 +186,14 @@ int pt_target_alive(const struct pt_target *t)
 	return stat_state(t);
 }
 
+bool pt__target_mm_alive(const struct pt_target *t)
+{
+	uint64_t e;
+
+	/* the pagemap fd is bound to the mm it was opened on; a dead mm reads empty */
+	return pread(t->pagemap_fd, &e, sizeof(e), 0) == (ssize_t)sizeof(e);
+}
+
 int pt__target_errno(const struct pt_target *t, int err)
 {
 	if (err < 0)

@@ -96,6 +96,14 @@ static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 
 	if (u->remote_fd < 0)
 		return;
+	if (!pt__target_mm_alive(tr->t)) {
+		/*
+		 * Exited, or exec'd: the fd was O_CLOEXEC and went with the old
+		 * program; its number may now belong to the new one.
+		 */
+		u->remote_fd = -1;
+		return;
+	}
 	if (pt__inject_syscall(tr->pid, __NR_close, args, &ret, &st) == 0) {
 		if (st.pause_ns > tr->st.pause_ns_max)
 			tr->st.pause_ns_max = st.pause_ns;

@@ -173,11 +173,41 @@ static bool untracked_area(const struct pt_vma *v)
 	return v->kind == PT_VMA_SPECIAL || v->start >= PT_USER_ADDR_END;
 }
 
+static bool same_object(const struct pt_area *a, const struct pt_vma *v);
+
+/* Index of the first area of the last round ending after @addr. */
+static size_t first_area_after(const struct pt_tracker *tr, uint64_t addr)
+{
+	size_t lo = 0, hi = tr->nareas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (tr->areas[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Was (part of) @v hashed last round because the backend refused it? */
+static bool fell_back(const struct pt_tracker *tr, const struct pt_vma *v)
+{
+	for (size_t i = first_area_after(tr, v->start); i < tr->nareas && tr->areas[i].start < v->end;
+	     i++)
+		if (tr->areas[i].method == PT_METHOD_HASH && same_object(&tr->areas[i], v))
+			return true;
+	return false;
+}
+
 static enum pt_method area_method(struct pt_tracker *tr, const struct pt_vma *v)
 {
 	if (tr->ops == &pt__track_hash_ops)
 		return PT_METHOD_HASH;
 	if (shared_area(v) && !(tr->flags & PT_TRACK_TRUST_SHARED))
+		return PT_METHOD_HASH;
+	/* a refusal sticks, or the area would be reported whole every round */
+	if (fell_back(tr, v))
 		return PT_METHOD_HASH;
 	return tr->ops->can_track(tr, v) ? PT_METHOD_BACKEND : PT_METHOD_HASH;
 }
@@ -204,17 +234,9 @@ static int for_each_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t
 			 struct pt_dirtylist *out)
 {
 	uint64_t cur = start;
-	size_t lo = 0, hi = tr->nareas;
 	int err;
 
-	while (lo < hi) {	/* first old area ending after start */
-		size_t mid = (lo + hi) / 2;
-		if (tr->areas[mid].end <= start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < tr->nareas && tr->areas[i].start < end && cur < end; i++) {
+	for (size_t i = first_area_after(tr, start); i < tr->nareas && tr->areas[i].start < end && cur < end; i++) {
 		const struct pt_area *a = &tr->areas[i];
 		uint64_t s = a->start > cur ? a->start : cur, e = a->end < end ? a->end : end;
 
@@ -310,6 +332,11 @@ static int run_round(struct pt_tracker *tr, bool first)
 
 	tr->round.n = 0;
 	tr->st.pages_new = tr->st.pages_hashed = 0;
+	if (!pt__target_mm_alive(tr->t)) {
+		pt__log(PT_LOG_INFO, "pid %d exited or exec'd: its tracked memory is gone",
+			(int)tr->pid);
+		return -ESRCH;
+	}
 	err = pt_vmas_read(tr->t, &vmas, &n);
 	if (err)
 		return err;
@@ -334,6 +361,16 @@ static int run_round(struct pt_tracker *tr, bool first)
 		if (methods[i] == PT_METHOD_HASH && tr->ops != &pt__track_hash_ops)
 			tr->st.areas_fallback++;
 		err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
+		if (err == -EOPNOTSUPP && methods[i] == PT_METHOD_BACKEND) {
+			/*
+			 * The backend refused the area (registration failed: the
+			 * target's own userfaultfd, or the area changed since the
+			 * layout was read): hash it rather than miss its writes.
+			 */
+			methods[i] = PT_METHOD_HASH;
+			tr->st.areas_fallback++;
+			err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
+		}
 		if (err)
 			break;
 	}
