@@ -17,6 +17,7 @@
 /* Subcommands: argv[0] is the subcommand name; return an exit code. */
 int cmd_check(int argc, char **argv);
 int cmd_map(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 /* ---- json.c: streaming JSON writer (pretty when @pretty) ---- */
 struct json;

@@ -1,23 +1,39 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagetrack check [--json] [--pretty]
+ * pagetrack check [--json] [--pretty] [--hazards]
  *
  * Print every kernel feature probe (yes / no / unknown, and why), then
  * what pagetrack will therefore use.  Output format: doc/check.md.
+ * --hazards also runs the COW / O_DIRECT stress (tools/common/cowstress.c,
+ * seed 004) for ~2 s per tracker backend and reports whether this kernel
+ * loses O_DIRECT data when pages are write-protected or swapped meanwhile.
  * Uses the public API only; the backend shown is the one the library
  * really picks for a target (pt_target_open on self), so it honours
  * PT_FORCE_BACKEND exactly as pagetrack map does.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 
 #include "cli.h"
+#include "cowstress.h"
 
 struct check_opts {
-	bool json, pretty;
+	bool json, pretty, hazards;
+};
+
+#define HAZARD_MS 2000
+
+/* Result of the cow-odirect hazard stress for one tracker backend. */
+struct hazard {
+	enum pt_track_backend backend;
+	int err;			/* 0 ran, -EOPNOTSUPP skipped, else failed to run */
+	struct pt_cowstress_result r;
+	bool pageout;
 };
 
 /* One line of the "pagetrack will use" section. */
@@ -45,6 +61,7 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  -j, --json    JSON output (doc/check.md)\n"
 		"  -p, --pretty  indented JSON (implies --json)\n"
+		"      --hazards run the COW/O_DIRECT stress (~2 s per tracker backend)\n"
 		"  -h, --help    show this help and exit\n");
 }
 
@@ -54,6 +71,7 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "pretty", no_argument, NULL, 'p' },
+		{ "hazards", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -67,13 +85,16 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
 			o->json = true;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":jph", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":jphH", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
 			o->json = true;
 			break;
 		case 'p':
 			o->json = o->pretty = true;
+			break;
+		case 'H':
+			o->hazards = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -208,6 +229,91 @@ static void decide(struct use_item *u)
 	snprintf(s->reason, sizeof(s->reason), "%s", why_swap);
 }
 
+static const enum pt_track_backend hazard_backends[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY,
+							  PT_TRACK_HASH };
+#define NHAZ (sizeof(hazard_backends) / sizeof(hazard_backends[0]))
+
+/* Run the stress per backend; true when none found corruption. */
+static bool run_hazards(struct hazard *h)
+{
+	bool swap = feat(PT_FEAT_SWAP_ACTIVE, NULL) == PT_YES;
+	bool ok = true;
+
+	for (size_t i = 0; i < NHAZ; i++) {
+		/* swap-out is the other trigger of the wrong COW: use it when there */
+		struct pt_cowstress_opts o = { .backend = hazard_backends[i], .ms = HAZARD_MS,
+					       .pageout = swap, .seed = (uint64_t)time(NULL) };
+
+		h[i].backend = hazard_backends[i];
+		h[i].pageout = swap;
+		h[i].err = pt_cowstress_run(&o, &h[i].r);
+		if (h[i].err == -EOPNOTSUPP && h[i].backend != PT_TRACK_HASH) {
+			const char *why;
+			char tmp[sizeof(h[i].r.why)];
+
+			feat(h[i].backend == PT_TRACK_UFFD ? PT_FEAT_UFFD_WP_ASYNC : PT_FEAT_SOFT_DIRTY,
+			     &why);
+			snprintf(tmp, sizeof(tmp), "%s", h[i].r.why);
+			snprintf(h[i].r.why, sizeof(h[i].r.why), "%.80s: %.100s", tmp, why);
+		}
+		if (h[i].err == 0 && (h[i].r.read_bad || h[i].r.write_bad))
+			ok = false;
+	}
+	return ok;
+}
+
+static const char *hazard_result(const struct hazard *h)
+{
+	if (h->err == -EOPNOTSUPP)
+		return "skipped";
+	if (h->err)
+		return "error";
+	return h->r.read_bad || h->r.write_bad ? "fail" : "pass";
+}
+
+static void print_hazards_plain(const struct hazard *h)
+{
+	printf("\nhazards:\n");
+	for (size_t i = 0; i < NHAZ; i++) {
+		const char *name = pt_track_backend_name(h[i].backend);
+
+		if (h[i].err) {
+			printf("  hazard cow-odirect: backend %s: %s (%s)\n", name,
+			       hazard_result(&h[i]), h[i].r.why);
+			continue;
+		}
+		printf("  hazard cow-odirect: backend %s: %" PRIu64 " bytes corrupted in %" PRIu64
+		       " reads (%s)%s\n", name, h[i].r.read_bad + h[i].r.write_bad, h[i].r.reads,
+		       h[i].r.read_bad || h[i].r.write_bad ? "FAIL" : "PASS",
+		       h[i].pageout ? ", with swap-out" : "");
+	}
+}
+
+static void print_hazards_json(struct json *j, const struct hazard *h)
+{
+	json_obj_begin(j, "hazards");
+	json_arr_begin(j, "cow_odirect");
+	for (size_t i = 0; i < NHAZ; i++) {
+		json_obj_begin(j, NULL);
+		json_str(j, "backend", pt_track_backend_name(h[i].backend));
+		json_str(j, "result", hazard_result(&h[i]));
+		if (h[i].err) {
+			json_str(j, "reason", h[i].r.why);
+		} else {
+			json_uint(j, "bytes_corrupted", h[i].r.read_bad + h[i].r.write_bad);
+			json_uint(j, "reads", h[i].r.reads);
+			json_uint(j, "read_bytes_corrupted", h[i].r.read_bad);
+			json_uint(j, "write_bytes_corrupted", h[i].r.write_bad);
+			json_uint(j, "collect_rounds", h[i].r.rounds);
+			json_bool(j, "swap_out", h[i].pageout);
+			json_uint(j, "duration_ms", HAZARD_MS);
+		}
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+}
+
 static void print_plain(const struct use_item *u)
 {
 	struct utsname un;
@@ -227,7 +333,8 @@ static void print_plain(const struct use_item *u)
 		printf("  %-24s %-14s %s\n", u[i].label, u[i].value, u[i].reason);
 }
 
-static int print_json(const struct check_opts *o, const struct use_item *u)
+static int print_json(const struct check_opts *o, const struct use_item *u,
+		      const struct hazard *hz)
 {
 	struct json *j = json_new(stdout, o->pretty);
 	struct utsname un;
@@ -262,6 +369,8 @@ static int print_json(const struct check_opts *o, const struct use_item *u)
 		json_str(j, key, u[i].reason);
 	}
 	json_obj_end(j);
+	if (hz)
+		print_hazards_json(j, hz);
 	json_obj_end(j);
 	json_free(j);
 	return PT_EXIT_OK;
@@ -271,6 +380,8 @@ int cmd_check(int argc, char **argv)
 {
 	struct check_opts o = { 0 };
 	struct use_item u[USE__COUNT];
+	struct hazard hz[NHAZ];
+	bool hz_ok = true;
 	int r;
 
 	r = parse_args(argc, argv, &o);
@@ -278,8 +389,15 @@ int cmd_check(int argc, char **argv)
 		return r > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
 	memset(u, 0, sizeof(u));
 	decide(u);
-	if (o.json)
-		return print_json(&o, u);
+	if (o.hazards)
+		hz_ok = run_hazards(hz);
+	if (o.json) {
+		r = print_json(&o, u, o.hazards ? hz : NULL);
+		return r == PT_EXIT_OK && !hz_ok ? PT_EXIT_RUNTIME : r;
+	}
 	print_plain(u);
-	return PT_EXIT_OK;
+	if (o.hazards)
+		print_hazards_plain(hz);
+	/* a kernel that corrupts data is a finding, not a success */
+	return hz_ok ? PT_EXIT_OK : PT_EXIT_RUNTIME;
 }

@@ -26,6 +26,7 @@ static int cmd_help(int argc, char **argv);
 static const struct command commands[] = {
 	{ "check", cmd_check, "probe kernel features and say what pagetrack will use" },
 	{ "map", cmd_map, "show where each page of a process's memory is" },
+	{ "watch", cmd_watch, "show the pages a process writes, per interval" },
 	{ "help", cmd_help, "show this help, or a command's help (help COMMAND)" },
 };
 

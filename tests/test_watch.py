@@ -1,0 +1,523 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""CLI tests for `pagetrack watch` (TAP).
+
+Usage: test_watch.py BUILD_DIR   (the binary is BUILD_DIR/tools/pagetrack)
+
+The target is a workload started here whose writes we know: area A (its
+own VMA, fenced by PROT_NONE pages) is rewritten whole every tick, area B
+gets the next PER pages of a ring every tick, each write storing the tick
+number (so content changes: the hash backend sees it too), and the tick
+count goes to a progress file by pwrite (a syscall, not a tracked write).
+Every JSON line is validated against doc/watch.schema.json.
+"""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+SCHEMA = os.path.join(TOP, "doc", "watch.schema.json")
+PS = os.sysconf("SC_PAGE_SIZE")
+
+A_PAGES, B_PAGES, PER_TICK, TICK = 64, 256, 16, 0.05
+
+n_tests = 0
+n_failed = 0
+
+
+def ok(cond, name, diag=None):
+    global n_tests, n_failed
+    n_tests += 1
+    print("%sok %d - %s" % ("" if cond else "not ", n_tests, name))
+    if not cond:
+        n_failed += 1
+        if diag:
+            for line in str(diag).splitlines()[:20]:
+                print("#   " + line)
+    sys.stdout.flush()
+    return cond
+
+
+def skip(name, reason):
+    global n_tests
+    n_tests += 1
+    print("ok %d - %s # SKIP %s" % (n_tests, name, reason))
+    sys.stdout.flush()
+
+
+def diag(msg):
+    for line in str(msg).splitlines():
+        print("# " + line)
+
+
+WORKLOAD = r"""
+import ctypes, mmap, os, struct, sys, time
+PS = mmap.PAGESIZE
+A, B, PER, TICK = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+base = libc.mmap(None, (A + B + 3) * PS, 3, 0x22, -1, 0)
+for g in (0, 1 + A, 2 + A + B):          # fences: A and B are VMAs of their own
+    libc.mprotect(base + g * PS, PS, 0)
+a, b = base + PS, base + (2 + A) * PS
+fd = os.open(sys.argv[5], os.O_WRONLY)
+u64 = ctypes.c_uint64
+pa = [u64.from_address(a + i * PS) for i in range(A)]
+pb = [u64.from_address(b + i * PS) for i in range(B)]
+print(hex(a), hex(b), flush=True)
+tick, j = 0, 0
+while True:
+    tick += 1
+    for p in pa:
+        p.value = tick
+    for i in range(PER):
+        pb[(j + i) % B].value = tick
+    j = (j + PER) % B
+    os.pwrite(fd, struct.pack("Q", tick), 0)
+    if TICK:
+        time.sleep(TICK)
+"""
+
+
+class Workload:
+    def __init__(self, a=A_PAGES, b=B_PAGES, per=PER_TICK, tick=TICK):
+        fd, self.progress = tempfile.mkstemp(prefix="pt-watch-")
+        os.write(fd, b"\0" * 8)
+        os.close(fd)
+        self.p = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(a), str(b), str(per),
+                                   str(tick), self.progress], stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline().split()
+        self.a, self.b = (int(x, 16) for x in line)
+        self.pid = self.p.pid
+        # Let the first ticks run: A and B are populated from then on.
+        t = time.time()
+        while self.ticks() < 3 and time.time() - t < 10:
+            time.sleep(0.01)
+
+    def ticks(self):
+        with open(self.progress, "rb") as f:
+            return struct.unpack("Q", f.read(8))[0]
+
+    def rate(self, secs):
+        t0, n0 = time.time(), self.ticks()
+        time.sleep(secs)
+        return (self.ticks() - n0) / (time.time() - t0)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        os.unlink(self.progress)
+
+
+def env():
+    e = dict(os.environ)
+    e.pop("PT_FORCE_TRACKER", None)
+    e.pop("PT_FORCE_BACKEND", None)
+    return e
+
+
+def run(pt, args, timeout=60):
+    p = subprocess.run([pt] + args, capture_output=True, text=True, env=env(),
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line(s):
+    return len(s.strip().splitlines()) == 1 and s.startswith("pagetrack: ")
+
+
+def parse_lines(out):
+    docs = []
+    for line in out.splitlines():
+        try:
+            docs.append(json.loads(line))
+        except ValueError:
+            docs.append(None)
+    return docs
+
+
+def schema_errors(validator, docs):
+    if validator is None:
+        return ["no schema validator (jsonschema)"]
+    errs = []
+    for i, d in enumerate(docs):
+        if d is None:
+            errs.append("line %d: not JSON" % (i + 1))
+            continue
+        errs += ["line %d: %s: %s" % (i + 1, list(e.path), e.message)
+                 for e in validator.iter_errors(d)]
+    return errs
+
+
+def vma_pages(doc, start):
+    for v in doc["vmas"]:
+        if int(v["start"], 16) == start:
+            return v["pages_written"]
+    return 0
+
+
+def uffd_fds(pid):
+    n = 0
+    d = "/proc/%d/fd" % pid
+    for f in os.listdir(d):
+        try:
+            if os.readlink(os.path.join(d, f)) == "anon_inode:[userfaultfd]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def uw_vmas(pid):
+    n = 0
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("VmFlags:") and " uw" in " " + line.split(":", 1)[1]:
+                n += 1
+    return n
+
+
+def free_pid():
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid = int(f.read()) - 1
+    except OSError:
+        pid = 4194303
+    while os.path.exists("/proc/%d" % pid):
+        pid -= 1
+    return pid
+
+
+def backends(pt):
+    """Which tracker backends can run here, by the feature probes (not by tracking)."""
+    rc, out, err = run(pt, ["check", "--json"])
+    try:
+        f = json.loads(out)["features"]
+    except (ValueError, KeyError):
+        return {b: "pagetrack check --json failed: %s" % err.strip() for b in
+                ("uffd", "softdirty")} | {"hash": None}
+    st = lambda k: f.get(k, {}).get("state")
+    res = {"hash": None}
+    missing = [k for k in ("uffd_wp_async", "pagemap_scan", "ptrace") if st(k) != "yes"]
+    res["uffd"] = ("kernel lacks %s" % ", ".join(missing)) if missing else None
+    res["softdirty"] = None if st("soft_dirty") == "yes" else \
+        "soft-dirty does not work here: %s" % f.get("soft_dirty", {}).get("reason")
+    return res
+
+
+# ---------------------------------------------------------------- tests
+
+def test_usage(pt):
+    rc, out, err = run(pt, ["watch", "--help"])
+    ok(rc == 0 and "--interval" in out and "-- CMD" in out, "watch --help exits 0", err)
+    rc, out, err = run(pt, ["--help"])
+    ok(rc == 0 and "watch" in out, "pagetrack --help lists watch", err)
+    for bad in ("abc", "0", "-1s", "10x", "1.2.3s", "5ms", "1e3", ""):
+        rc, out, err = run(pt, ["watch", "--interval", bad, "--count", "1", "1"])
+        ok(rc == 2 and one_line(err) and out == "",
+           "bad interval %r: exit 2, one line" % bad, "rc=%d %r" % (rc, err))
+    for args, what in ((["--count", "0", "1"], "count 0"), (["--count", "x", "1"], "count x"),
+                       (["--backend", "nope", "1"], "bad backend"),
+                       (["--top", "-1", "1"], "bad --top"), ([], "no PID"),
+                       (["1", "2"], "two PIDs"), (["abc"], "malformed PID"),
+                       (["1", "--", "true"], "PID and CMD"), (["--"], "empty CMD"),
+                       (["--bogus", "1"], "unknown option")):
+        rc, out, err = run(pt, ["watch"] + args)
+        ok(rc == 2 and one_line(err), "%s: exit 2, one line" % what, "rc=%d %r" % (rc, err))
+    rc, out, err = run(pt, ["watch", "--json", "--interval", "zz", "1"])
+    doc = parse_lines(out)
+    ok(rc == 2 and len(doc) == 1 and doc[0] and doc[0]["error"]["exit_code"] == 2,
+       "bad interval --json: error object, exit 2", "rc=%d %r" % (rc, out))
+    for good in ("500ms", "1s", "2.5s", "100ms", "0.2", "1m"):
+        # --help after a good value: parsed, then help, exit 0.
+        rc, out, err = run(pt, ["watch", "--interval", good, "--help"])
+        ok(rc == 0, "interval %r accepted" % good, "rc=%d %r" % (rc, err))
+
+
+def test_errors(pt, validator):
+    pid = free_pid()
+    rc, out, err = run(pt, ["watch", "--count", "1", str(pid)])
+    ok(rc == 1 and one_line(err) and ("no such process: %d" % pid) in err,
+       "nonexistent pid: exit 1, one line", "rc=%d %r" % (rc, err))
+    rc, out, err = run(pt, ["watch", "--json", "--count", "1", str(pid)])
+    docs = parse_lines(out)
+    good = (rc == 1 and len(docs) == 1 and docs[0] and
+            docs[0]["error"]["errno"] == "ESRCH" and not schema_errors(validator, docs))
+    ok(good, "nonexistent pid --json: error object (schema), exit 1", "rc=%d %r" % (rc, out))
+    rc, out, err = run(pt, ["watch", "--", "/nonexistent/pt-cmd"])
+    ok(rc == 1 and one_line(err) and "/nonexistent/pt-cmd" in err,
+       "-- CMD that cannot run: exit 1, one line", "rc=%d %r" % (rc, err))
+
+
+def watch_json(pt, w, backend, count, extra=()):
+    args = ["watch", "--json", "--interval", "200ms", "--count", str(count), "--top", "1000"]
+    if backend:
+        args += ["--backend", backend]
+    return run(pt, args + list(extra) + [str(w.pid)])
+
+
+def test_backend(pt, validator, backend, why_not):
+    name = "backend %s" % backend
+    if why_not:
+        skip("%s: watch a known workload" % name, why_not)
+        return
+    w = Workload()
+    try:
+        count = 10
+        rc, out, err = watch_json(pt, w, backend, count)
+        docs = parse_lines(out)
+        ok(rc == 0 and len(docs) == count + 1, "%s: exit 0, %d interval lines + summary"
+           % (name, count), "rc=%d lines=%d %s" % (rc, len(docs), err))
+        errs = schema_errors(validator, docs) if validator else ["no validator"]
+        ok(not errs, "%s: every line matches doc/watch.schema.json" % name,
+           "\n".join(errs[:10]))
+        iv = [d for d in docs if d and "interval" in d]
+        summ = [d for d in docs if d and "summary" in d]
+        if len(iv) != count or len(summ) != 1:
+            return
+        ok([d["interval"] for d in iv] == list(range(1, count + 1)) and
+           all(d["backend"] == backend and d["pid"] == w.pid for d in iv) and
+           all(iv[i]["time"] < iv[i + 1]["time"] for i in range(count - 1)),
+           "%s: intervals numbered 1..%d, times increasing, pid and backend right"
+           % (name, count))
+        # Never miss: A is rewritten whole every tick, so every interval (4
+        # ticks) must report all of it; B gets PER_TICK pages per tick.
+        a = [vma_pages(d, w.a) for d in iv]
+        b = [vma_pages(d, w.b) for d in iv]
+        ok(all(x == A_PAGES for x in a),
+           "%s: all %d pages of the rewritten area reported in every interval"
+           % (name, A_PAGES), "per interval: %s" % a)
+        ok(all(x >= PER_TICK for x in b) and
+           all(d["pages_written"] >= A_PAGES + PER_TICK for d in iv),
+           "%s: >= %d ring pages per interval, totals >= the workload's rate"
+           % (name, PER_TICK), "ring per interval %s; totals %s" %
+           (b, [d["pages_written"] for d in iv]))
+        ok(all(d["bytes_written"] == d["pages_written"] * PS and
+               d["wss_bytes"] == d["wss_pages"] * PS and
+               sum(v["pages_written"] for v in d["vmas"]) + d["unattributed_pages"]
+               == d["pages_written"] for d in iv),
+           "%s: bytes = pages x page size; the areas add up to the total" % name)
+        # The working set grows while the ring is being covered, then stops.
+        wss = [d["wss_pages"] for d in iv]
+        cum, full = 0, None
+        for i, x in enumerate(b):
+            cum += x
+            if cum >= B_PAGES and full is None:
+                full = i
+        grew = all(wss[i] <= wss[i + 1] for i in range(count - 1)) and wss[1] > wss[0]
+        ok(grew and wss[0] >= A_PAGES + PER_TICK,
+           "%s: the working set grows (never shrinks) while new pages are written" % name,
+           "wss %s" % wss)
+        if full is not None and full + 2 < count:
+            late = wss[-1] - wss[full + 1]
+            ok(late < PER_TICK, "%s: the working set saturates once the ring is covered "
+               "(+%d pages after interval %d)" % (name, late, full + 2), "wss %s, ring %s"
+               % (wss, b))
+        else:
+            ok(False, "%s: the working set saturates once the ring is covered" % name,
+               "ring not covered in time: ring pages per interval %s" % b)
+        s = summ[0]["summary"]
+        ok(s["intervals"] == count and s["reason"] == "count" and
+           s["pages_written"] == sum(d["pages_written"] for d in iv) and
+           s["wss_pages"] == wss[-1] and s["exit_status"] is None,
+           "%s: summary: intervals, reason count, totals" % name, s)
+        ok(w.alive() and uffd_fds(w.pid) == 0 and uw_vmas(w.pid) == 0,
+           "%s: after --count the target runs, no userfaultfd fd, no uw VMA" % name,
+           "alive=%s fds=%d uw=%d" % (w.alive(), uffd_fds(w.pid), uw_vmas(w.pid)))
+    finally:
+        w.stop()
+
+
+def test_human(pt):
+    w = Workload()
+    try:
+        rc, out, err = run(pt, ["watch", "--interval", "200ms", "--count", "3", str(w.pid)])
+        lines = out.splitlines()
+        wide = [l for l in lines if len(l) > 80]
+        ok(rc == 0 and lines and lines[0].startswith("watching pid %d" % w.pid) and
+           lines[-1].startswith("summary: 3 intervals,") and lines[-1].endswith(", count") and not wide,
+           "human output: header, summary, every line fits 80 columns",
+           "rc=%d %s\n%s" % (rc, err, "\n".join(wide or lines[:5])))
+        rows = [l for l in lines if l.split() and l.split()[0] in ("1", "2", "3")]
+        ok(len(rows) == 3 and any(("%012x" % w.a) in l for l in lines),
+           "human output: one line per interval, the rewritten area among the top",
+           out[:1500])
+    finally:
+        w.stop()
+
+
+def wait_lines(p, n, timeout=20):
+    lines = []
+    t = time.time()
+    while len(lines) < n and time.time() - t < timeout:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+def test_sigint(pt, uffd):
+    w = Workload()
+    try:
+        p = subprocess.Popen([pt, "watch", "--json", "--interval", "200ms", str(w.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env())
+        got = wait_lines(p, 2)
+        armed_fds, armed_uw = uffd_fds(w.pid), uw_vmas(w.pid)
+        if uffd:
+            ok(armed_fds == 1 and armed_uw > 0,
+               "while watching (uffd): one userfaultfd in the target, uw VMAs",
+               "fds=%d uw=%d" % (armed_fds, armed_uw))
+        p.send_signal(signal.SIGINT)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        docs = parse_lines("".join(got) + out)
+        last = docs[-1] if docs else None
+        ok(p.returncode == 0 and len(got) == 2 and last and "summary" in last and
+           last["summary"]["reason"] == "signal",
+           "SIGINT: exit 0 with a summary line (reason signal)",
+           "rc=%s %r %r" % (p.returncode, out[-300:], err))
+        n0 = w.ticks()
+        time.sleep(0.5)
+        ok(w.alive() and w.ticks() > n0 and uffd_fds(w.pid) == 0 and uw_vmas(w.pid) == 0,
+           "after SIGINT the target keeps running, no userfaultfd fd, no uw VMA left",
+           "alive=%s ticks %d->%d fds=%d uw=%d" % (w.alive(), n0, w.ticks(),
+                                                  uffd_fds(w.pid), uw_vmas(w.pid)))
+        p = subprocess.Popen([pt, "watch", "--interval", "100ms", str(w.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env())
+        wait_lines(p, 4)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        ok(p.returncode == 0 and "summary:" in out and uffd_fds(w.pid) == 0 and w.alive(),
+           "SIGTERM: exit 0, summary, target clean and running",
+           "rc=%d %r" % (p.returncode, err))
+    finally:
+        w.stop()
+
+
+def test_sigkill(pt):
+    # A busy workload (no sleep): its tick rate is its speed.
+    w = Workload(a=16, b=64, per=4, tick=0)
+    try:
+        base = w.rate(1.0)
+        p = subprocess.Popen([pt, "watch", "--json", "--interval", "100ms", str(w.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env())
+        got = wait_lines(p, 3)
+        p.kill()
+        p.communicate()
+        time.sleep(0.2)
+        after = w.rate(1.0)
+        ok(len(got) == 3 and w.alive() and after >= 0.5 * base,
+           "SIGKILL of pagetrack: the target keeps running at normal speed "
+           "(%.0f ticks/s before, %.0f after)" % (base, after),
+           "lines=%d alive=%s" % (len(got), w.alive()))
+    finally:
+        w.stop()
+
+
+def test_target_exit(pt, validator):
+    w = Workload()
+    p = subprocess.Popen([pt, "watch", "--json", "--interval", "100ms", str(w.pid)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    got = wait_lines(p, 2)
+    w.stop()
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    docs = parse_lines("".join(got) + out)
+    last = docs[-1] if docs else None
+    ok(p.returncode == 0 and last and last.get("summary", {}).get("reason") == "target_exited"
+       and not schema_errors(validator, docs),
+       "target exits: exit 0, summary with reason target_exited",
+       "rc=%s %r %r" % (p.returncode, out[-300:], err))
+
+
+CMD_CHILD = r"""
+import mmap, sys, time
+m = mmap.mmap(-1, 64 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+t = time.time()
+n = 0
+while time.time() - t < 1.0:
+    n += 1
+    for i in range(64):
+        m[i * mmap.PAGESIZE] = n & 255 or 1
+    time.sleep(0.02)
+sys.exit(3)
+"""
+
+
+def test_cmd(pt, validator):
+    rc, out, err = run(pt, ["watch", "--json", "--interval", "100ms", "--",
+                            sys.executable, "-c", CMD_CHILD])
+    docs = parse_lines(out)
+    iv = [d for d in docs if d and "interval" in d]
+    last = docs[-1] if docs else None
+    ok(rc == 3, "-- CMD: exits with the command's status (3)", "rc=%d %r" % (rc, err))
+    ok(last and "summary" in last and last["summary"]["exit_status"] == 3 and
+       last["summary"]["reason"] == "target_exited" and not schema_errors(validator, docs),
+       "-- CMD: summary with exit_status 3, lines match the schema", out[-500:])
+    ok(len(iv) >= 3 and max(d["pages_written"] for d in iv) >= 64,
+       "-- CMD: the command's 64 rewritten pages are seen",
+       [d["pages_written"] for d in iv])
+    rc, out, err = run(pt, ["watch", "--", "sh", "-c", "exit 7"])
+    ok(rc == 7 and "summary:" in out, "-- CMD that ends at once: its status (7), a summary",
+       "rc=%d %r %r" % (rc, out, err))
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("1..0 # SKIP usage: test_watch.py BUILD_DIR")
+        sys.exit(77)
+    pt = os.path.join(os.path.abspath(sys.argv[1]), "tools", "pagetrack")
+    if not os.access(pt, os.X_OK):
+        print("1..0 # SKIP %s not built" % pt)
+        sys.exit(77)
+    try:
+        import jsonschema
+        with open(SCHEMA) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(schema)
+        ok(True, "doc/watch.schema.json is a valid draft 2020-12 schema")
+    except Exception as e:  # ImportError, or a broken schema
+        validator = None
+        ok(False, "doc/watch.schema.json is a valid draft 2020-12 schema (jsonschema)", repr(e))
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    test_usage(pt)
+    test_errors(pt, validator)
+    avail = backends(pt)
+    for b in ("uffd", "softdirty", "hash"):
+        test_backend(pt, validator, b, avail[b])
+    test_human(pt)
+    test_sigint(pt, avail["uffd"] is None)
+    test_sigkill(pt)
+    test_target_exit(pt, validator)
+    test_cmd(pt, validator)
+    print("1..%d" % n_tests)
+    sys.exit(1 if n_failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1069 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagetrack watch: per interval, the pages a process wrote, per memory
+ * area and in total, and the write working set since the start.
+ *
+ * Memory is proportional to written *ranges*, never to pages: one fixed
+ * collect buffer, the merged ranges of the current interval, the merged
+ * ranges written since the start (the working set), and one counter per
+ * memory area of the current layout.
+ *
+ * Leaving the target as found is the tracker's job (pt_tracker_free()
+ * disarms it); ours is to reach pt_tracker_free() on every exit path we
+ * control: SIGINT, SIGTERM, SIGPIPE (stdout closed), the end of --count,
+ * errors.  SIGINT/SIGTERM/SIGCHLD stay blocked except while we sleep in
+ * ppoll(), so a signal can never land between a check and the sleep, and
+ * no library call is ever interrupted half way.
+ *
+ * The JSON output (one object per line) is a stable interface:
+ * doc/watch-json.md, doc/watch.schema.json.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define COLLECT_BUF	4096		/* pt_dirty entries per collect call */
+#define TOP_DEFAULT	5
+#define TOP_MAX		100000
+#define INTERVAL_MIN_NS	(10ULL * 1000 * 1000)		/* 10 ms */
+#define INTERVAL_MAX_NS	(24ULL * 3600 * 1000000000)	/* a day */
+#define NSEC		1000000000ULL
+
+struct watch_opts {
+	uint64_t interval_ns;
+	uint64_t count;			/* 0: until stopped */
+	enum pt_track_backend backend;
+	bool trust_shared, json;
+	unsigned top;
+	pid_t pid;
+	char **cmd;			/* -- CMD ARGS (NULL-terminated), or NULL */
+};
+
+struct range {
+	uint64_t start, end;
+};
+
+/* Sorted, disjoint, non-adjacent ranges. */
+struct rangeset {
+	struct range *r;
+	size_t n, cap;
+};
+
+struct topent {
+	uint64_t pages;
+	size_t idx;
+};
+
+enum stop_reason {
+	STOP_NONE = 0,
+	STOP_COUNT,		/* --count intervals done */
+	STOP_SIGNAL,		/* SIGINT / SIGTERM */
+	STOP_EXITED,		/* the target exited */
+	STOP_OUTPUT,		/* stdout closed or failing */
+	STOP_ERROR,		/* runtime error (already reported) */
+};
+
+static const char *const stop_ids[] = {
+	[STOP_NONE] = "none", [STOP_COUNT] = "count", [STOP_SIGNAL] = "signal",
+	[STOP_EXITED] = "target_exited", [STOP_OUTPUT] = "output_closed",
+	[STOP_ERROR] = "error",
+};
+
+struct watch {
+	struct watch_opts o;
+	pid_t pid;
+	pid_t child;			/* CMD mode: the command, else -1 */
+	int child_status;		/* exit status once reaped, else -1 */
+	struct pt_target *t;
+	struct pt_tracker *tr;
+	const char *backend;
+	uint64_t page_size;
+	struct pt_dirty *buf;
+	struct pt_vma *vmas;
+	size_t nvmas;
+	uint64_t *vpages;		/* per memory area: pages this interval */
+	size_t vcap;
+	struct topent *top;
+	size_t ntop;
+	struct rangeset cur, wss, tmp;
+	uint64_t cur_pages, wss_pages, unattributed;
+	uint64_t f_new, f_zeroed, f_hashed;	/* pages with each flag, this interval */
+	uint64_t t0, prev;		/* CLOCK_MONOTONIC ns: start, previous collect */
+	uint64_t intervals, total_pages;
+	struct pt_tracker_stats st;	/* after the last round */
+};
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t stop_signal;	/* SIGINT/SIGTERM received */
+static volatile sig_atomic_t stop_forward;	/* ... and sent by a process, not the tty */
+static volatile sig_atomic_t child_event;	/* SIGCHLD */
+
+static void on_stop(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	stop_signal = sig;
+	/*
+	 * SI_USER, SI_QUEUE, SI_TKILL (<= 0): someone ran kill() on pagetrack
+	 * alone.  A tty's ^C (SI_KERNEL) already went to the whole foreground
+	 * group, the command included: forwarding it would deliver it twice.
+	 */
+	if (si && si->si_code <= 0)
+		stop_forward = 1;
+}
+
+static void on_child(int sig)
+{
+	(void)sig;
+	child_event = 1;
+}
+
+/* Install the handlers (no SA_RESTART) and block the signals; @orig gets the old mask. */
+static int signals_setup(sigset_t *orig)
+{
+	struct sigaction sa = { 0 };
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &block, orig) < 0)
+		return -errno;
+	sa.sa_sigaction = on_stop;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+		return -errno;
+	sa.sa_flags = SA_NOCLDSTOP;
+	sa.sa_handler = on_child;
+	if (sigaction(SIGCHLD, &sa, NULL) < 0)
+		return -errno;
+	/* A closed stdout must end the watch through pt_tracker_free(), not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Sleep until @deadline or until a signal arrives.  The signals are only
+ * unblocked inside ppoll(), atomically, so none is missed.
+ */
+static void sleep_until(uint64_t deadline, const sigset_t *waitmask)
+{
+	uint64_t now = now_ns();
+	struct timespec ts;
+
+	if (now >= deadline)
+		return;
+	ts.tv_sec = (time_t)((deadline - now) / NSEC);
+	ts.tv_nsec = (long)((deadline - now) % NSEC);
+	ppoll(NULL, 0, &ts, waitmask);
+}
+
+/* ---- the command (-- CMD ARGS) ---- */
+
+/*
+ * Start @cmd.  A close-on-exec pipe tells when exec is done: EOF means the
+ * new program is in place (its mm is the one to track), a 4-byte errno
+ * means exec failed.  The command runs from then on; whatever it writes
+ * before the tracker is armed is not counted (doc/watch-json.md).
+ */
+static int spawn(char **cmd, const sigset_t *origmask, pid_t *out)
+{
+	int p[2], e = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		/* Ignored and blocked signals survive exec: give the command ours. */
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		sigprocmask(SIG_SETMASK, origmask, NULL);
+		close(p[0]);
+		execvp(cmd[0], cmd);
+		e = errno;
+		if (write(p[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	if (n == (ssize_t)sizeof(e)) {
+		waitpid(pid, NULL, 0);
+		return -(e ? e : ENOEXEC);
+	}
+	*out = pid;
+	return 0;
+}
+
+/* Shell convention: the exit code, or 128 + the signal that killed it. */
+static int status_code(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return PT_EXIT_RUNTIME;
+}
+
+/* Reap the command if it ended (@block: wait for it).  True once reaped. */
+static bool reap_child(struct watch *w, bool block)
+{
+	int st;
+	pid_t r;
+
+	if (w->child <= 0 || w->child_status >= 0)
+		return w->child_status >= 0;
+	do
+		r = waitpid(w->child, &st, block ? 0 : WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == w->child)
+		w->child_status = status_code(st);
+	else if (r < 0)
+		w->child_status = PT_EXIT_RUNTIME;	/* reaped elsewhere: status unknown */
+	return w->child_status >= 0;
+}
+
+/*
+ * After the watch: wait for the command, forwarding SIGINT/SIGTERM that
+ * were sent to pagetrack alone (see on_stop()).
+ */
+static void wait_child(struct watch *w, const sigset_t *waitmask)
+{
+	while (!reap_child(w, false)) {
+		if (stop_signal && stop_forward) {
+			kill(w->child, stop_signal);
+			stop_forward = 0;
+		}
+		sleep_until(now_ns() + NSEC, waitmask);
+	}
+}
+
+/* ---- ranges ---- */
+
+static int rangeset_reserve(struct rangeset *s, size_t n)
+{
+	struct range *r;
+	size_t cap;
+
+	if (n <= s->cap)
+		return 0;
+	cap = s->cap ? s->cap : 256;
+	while (cap < n)
+		cap *= 2;
+	r = realloc(s->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	s->r = r;
+	s->cap = cap;
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Sort @s and merge overlapping or adjacent ranges; returns the pages covered. */
+static uint64_t rangeset_normalize(struct rangeset *s, uint64_t page_size)
+{
+	uint64_t pages = 0;
+	size_t o = 0;
+
+	if (s->n > 1)
+		qsort(s->r, s->n, sizeof(*s->r), cmp_range);
+	for (size_t i = 0; i < s->n; i++) {
+		if (o && s->r[i].start <= s->r[o - 1].end) {
+			if (s->r[i].end > s->r[o - 1].end)
+				s->r[o - 1].end = s->r[i].end;
+			continue;
+		}
+		s->r[o++] = s->r[i];
+	}
+	s->n = o;
+	for (size_t i = 0; i < o; i++)
+		pages += (s->r[i].end - s->r[i].start) / page_size;
+	return pages;
+}
+
+/* @out = @a ∪ @b (both normalized); returns the pages covered or -ENOMEM. */
+static int64_t rangeset_union(const struct rangeset *a, const struct rangeset *b,
+			      struct rangeset *out, uint64_t page_size)
+{
+	size_t i = 0, k = 0;
+	uint64_t pages = 0;
+
+	if (rangeset_reserve(out, a->n + b->n) < 0)
+		return -ENOMEM;
+	out->n = 0;
+	while (i < a->n || k < b->n) {
+		const struct range *r;
+
+		if (k >= b->n || (i < a->n && a->r[i].start <= b->r[k].start))
+			r = &a->r[i++];
+		else
+			r = &b->r[k++];
+		if (out->n && r->start <= out->r[out->n - 1].end) {
+			if (r->end > out->r[out->n - 1].end)
+				out->r[out->n - 1].end = r->end;
+		} else {
+			out->r[out->n++] = *r;
+		}
+	}
+	for (size_t n = 0; n < out->n; n++)
+		pages += (out->r[n].end - out->r[n].start) / page_size;
+	return (int64_t)pages;
+}
+
+/* ---- one interval ---- */
+
+static int read_layout(struct watch *w)
+{
+	struct pt_vma *v = NULL;
+	size_t n = 0;
+	int err = pt_vmas_read(w->t, &v, &n);
+
+	if (err < 0)
+		return err;
+	if (n > w->vcap) {
+		uint64_t *p = realloc(w->vpages, n * sizeof(*p));
+		struct topent *t = p ? realloc(w->top, n * sizeof(*t)) : NULL;
+
+		if (p)
+			w->vpages = p;
+		if (!t) {
+			pt_vmas_free(v);
+			return -ENOMEM;
+		}
+		w->top = t;
+		w->vcap = n;
+	}
+	pt_vmas_free(w->vmas);
+	w->vmas = v;
+	w->nvmas = n;
+	if (n)
+		memset(w->vpages, 0, n * sizeof(*w->vpages));
+	return 0;
+}
+
+/*
+ * Count the merged ranges of this interval per memory area.  Both lists
+ * are sorted, so one pass does it; pages outside every area (unmapped
+ * since the harvest) are counted apart.
+ */
+static void attribute(struct watch *w)
+{
+	uint64_t ps = w->page_size;
+	size_t v = 0;
+
+	w->unattributed = 0;
+	for (size_t i = 0; i < w->cur.n; i++) {
+		uint64_t s = w->cur.r[i].start, e = w->cur.r[i].end;
+
+		while (s < e) {
+			uint64_t ve;
+
+			while (v < w->nvmas && w->vmas[v].end <= s)
+				v++;
+			if (v == w->nvmas || w->vmas[v].start >= e) {
+				w->unattributed += (e - s) / ps;
+				break;
+			}
+			if (w->vmas[v].start > s) {
+				w->unattributed += (w->vmas[v].start - s) / ps;
+				s = w->vmas[v].start;
+			}
+			ve = w->vmas[v].end < e ? w->vmas[v].end : e;
+			w->vpages[v] += (ve - s) / ps;
+			s = ve;
+		}
+	}
+}
+
+static int cmp_top(const void *a, const void *b)
+{
+	const struct topent *x = a, *y = b;
+
+	if (x->pages != y->pages)
+		return x->pages > y->pages ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static void rank(struct watch *w)
+{
+	w->ntop = 0;
+	for (size_t i = 0; i < w->nvmas; i++)
+		if (w->vpages[i])
+			w->top[w->ntop++] = (struct topent){ .pages = w->vpages[i], .idx = i };
+	if (w->ntop > 1)
+		qsort(w->top, w->ntop, sizeof(*w->top), cmp_top);
+	if (w->ntop > w->o.top)
+		w->ntop = w->o.top;
+}
+
+static void count_flags(struct watch *w, const struct pt_dirty *d)
+{
+	uint64_t n = (d->end - d->start) / w->page_size;
+
+	if (d->flags & PT_DIRTY_NEW)
+		w->f_new += n;
+	if (d->flags & PT_DIRTY_ZEROED)
+		w->f_zeroed += n;
+	if (d->flags & PT_DIRTY_HASHED)
+		w->f_hashed += n;
+}
+
+/*
+ * One collect round: harvest until !more, read the layout right after the
+ * first harvest (so areas created since the last round are known), then
+ * attribute, rank and add to the working set.  Returns 0 or -errno.
+ */
+static int collect_round(struct watch *w)
+{
+	bool more = true, first = true;
+	int64_t wss;
+	int err;
+
+	w->cur.n = 0;
+	w->f_new = w->f_zeroed = w->f_hashed = 0;
+	while (more) {
+		int n = pt_tracker_collect(w->tr, w->buf, COLLECT_BUF, &more);
+
+		if (n < 0)
+			return n;
+		if (first) {
+			err = read_layout(w);
+			if (err < 0)
+				return err;
+			first = false;
+		}
+		if (rangeset_reserve(&w->cur, w->cur.n + (size_t)n) < 0)
+			return -ENOMEM;
+		for (int i = 0; i < n; i++) {
+			if (w->buf[i].end <= w->buf[i].start)
+				continue;
+			w->cur.r[w->cur.n++] = (struct range){ w->buf[i].start, w->buf[i].end };
+			count_flags(w, &w->buf[i]);
+		}
+		if (n == 0)
+			break;	/* a round that says "more" but gives nothing: don't spin */
+	}
+	w->cur_pages = rangeset_normalize(&w->cur, w->page_size);
+	attribute(w);
+	rank(w);
+	wss = rangeset_union(&w->wss, &w->cur, &w->tmp, w->page_size);
+	if (wss < 0)
+		return (int)wss;
+	{
+		struct rangeset t = w->wss;
+
+		w->wss = w->tmp;
+		w->tmp = t;
+	}
+	w->wss_pages = (uint64_t)wss;
+	w->total_pages += w->cur_pages;
+	w->st.sz = sizeof(w->st);
+	if (pt_tracker_stats(w->tr, &w->st) < 0)
+		w->st = (struct pt_tracker_stats){ .sz = sizeof(w->st) };
+	return 0;
+}
+
+/* ---- output ---- */
+
+static double mb_per_s(uint64_t bytes, double secs)
+{
+	return secs > 0 ? (double)bytes / 1e6 / secs : 0;
+}
+
+static void json_stats(struct json *j, const struct watch *w)
+{
+	/* Zeros before the first round. */
+	json_obj_begin(j, "stats");
+	json_uint(j, "rounds", w->st.rounds);
+	json_uint(j, "pages_dirty", w->st.pages_dirty);
+	json_uint(j, "pages_new", w->st.pages_new);
+	json_uint(j, "pages_hashed", w->st.pages_hashed);
+	json_uint(j, "areas_fallback", w->st.areas_fallback);
+	json_uint(j, "collect_ns", w->st.collect_ns);
+	json_uint(j, "pause_ns_max", w->st.pause_ns_max);
+	json_obj_end(j);
+}
+
+static void emit_json(const struct watch *w, double t, double dt)
+{
+	struct json *j = json_new(stdout, false);
+	uint64_t ps = w->page_size;
+
+	if (!j)
+		return;
+	json_obj_begin(j, NULL);
+	json_uint(j, "interval", w->intervals);
+	json_double(j, "time", t);
+	json_double(j, "elapsed", dt);
+	json_int(j, "pid", w->pid);
+	json_str(j, "backend", w->backend);
+	json_uint(j, "pages_written", w->cur_pages);
+	json_uint(j, "bytes_written", w->cur_pages * ps);
+	json_double(j, "mb_per_s", mb_per_s(w->cur_pages * ps, dt));
+	json_uint(j, "wss_pages", w->wss_pages);
+	json_uint(j, "wss_bytes", w->wss_pages * ps);
+	json_uint(j, "unattributed_pages", w->unattributed);
+	json_arr_begin(j, "vmas");
+	for (size_t i = 0; i < w->ntop; i++) {
+		const struct pt_vma *v = &w->vmas[w->top[i].idx];
+		const char *kind = pt_vma_kind_name((enum pt_vma_kind)v->kind);
+
+		json_obj_begin(j, NULL);
+		json_hex(j, "start", v->start);
+		json_hex(j, "end", v->end);
+		json_str(j, "path", v->path ? v->path : "");
+		json_str(j, "kind", kind ? kind : "unknown");
+		json_uint(j, "pages_written", w->top[i].pages);
+		json_uint(j, "bytes_written", w->top[i].pages * ps);
+		json_double(j, "mb_per_s", mb_per_s(w->top[i].pages * ps, dt));
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_stats(j, w);
+	json_obj_begin(j, "flags");
+	json_uint(j, "new_pages", w->f_new);
+	json_uint(j, "zeroed_pages", w->f_zeroed);
+	json_uint(j, "hashed_pages", w->f_hashed);
+	json_obj_end(j);
+	json_obj_end(j);
+	json_free(j);
+}
+
+/*
+ * @p in at most @room columns, control characters replaced: the whole path
+ * if it fits, else its base name, else the end of the base name after "...".
+ */
+static const char *short_path(const char *p, size_t room, char *out, size_t len)
+{
+	size_t n = strlen(p), o = 0;
+	const char *base = strrchr(p, '/');
+
+	if (n > room && base && base[1]) {
+		p = base + 1;
+		n = strlen(p);
+	}
+	if (n > room && room > 3) {
+		p += n - (room - 3);
+		out[o++] = '.';
+		out[o++] = '.';
+		out[o++] = '.';
+	}
+	for (; *p && o + 1 < len && o < room; p++)
+		out[o++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * Columns (80 wide):
+ *      #   TIME    WRITTEN       MB/s        WSS        NEW  FB COLLECT   PAUSE
+ *     12  12.0s   12.0 MiB     1234.5   48.0 MiB    4.0 KiB   0   1.2ms   0.3ms
+ *       7f3a1c000000-7f3a1c040000 anon        2.0 MiB      2.1  [heap]
+ */
+static void print_columns(void)
+{
+	printf("%6s %6s %10s %10s %10s %10s %3s %7s %7s\n", "#", "TIME", "WRITTEN", "MB/s",
+	       "WSS", "NEW", "FB", "COLLECT", "PAUSE");
+}
+
+static void emit_plain(const struct watch *w, double t, double dt)
+{
+	char b1[24], b2[24], b3[24], path[64];
+	uint64_t ps = w->page_size;
+
+	printf("%6" PRIu64 " %5.1fs %10s %10.1f %10s %10s %3" PRIu64 " %5.1fms %5.1fms\n",
+	       w->intervals, t, fmt_size(w->cur_pages * ps, b1, sizeof(b1)),
+	       mb_per_s(w->cur_pages * ps, dt), fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
+	       fmt_size(w->f_new * ps, b3, sizeof(b3)), w->st.areas_fallback,
+	       (double)w->st.collect_ns / 1e6, (double)w->st.pause_ns_max / 1e6);
+	for (size_t i = 0; i < w->ntop; i++) {
+		const struct pt_vma *v = &w->vmas[w->top[i].idx];
+		const char *kind = pt_vma_kind_name((enum pt_vma_kind)v->kind);
+
+		/* 6 + 25 + 1 + 8 + 1 + 10 + 1 + 8 + 2 = 62: 18 left for the path. */
+		printf("      %012" PRIx64 "-%012" PRIx64 " %-8.8s %10s %8.1f  %s\n", v->start,
+		       v->end, kind ? kind : "unknown",
+		       fmt_size(w->top[i].pages * ps, b1, sizeof(b1)),
+		       mb_per_s(w->top[i].pages * ps, dt),
+		       short_path(v->path ? v->path : "", 18, path, sizeof(path)));
+	}
+	if (w->unattributed)
+		printf("      %-25s %-8s %10s\n", "(unmapped since)", "-",
+		       fmt_size(w->unattributed * ps, b1, sizeof(b1)));
+}
+
+static void emit_summary(const struct watch *w, enum stop_reason why)
+{
+	double t = w->t0 ? (double)(now_ns() - w->t0) / 1e9 : 0;
+	uint64_t ps = w->page_size;
+	char b1[24], b2[24];
+
+	if (w->o.json) {
+		struct json *j = json_new(stdout, false);
+
+		if (!j)
+			return;
+		json_obj_begin(j, NULL);
+		json_obj_begin(j, "summary");
+		json_uint(j, "intervals", w->intervals);
+		json_double(j, "time", t);
+		json_int(j, "pid", w->pid);
+		json_str(j, "backend", w->backend);
+		json_uint(j, "pages_written", w->total_pages);
+		json_uint(j, "bytes_written", w->total_pages * ps);
+		json_uint(j, "wss_pages", w->wss_pages);
+		json_uint(j, "wss_bytes", w->wss_pages * ps);
+		json_str(j, "reason", stop_ids[why]);
+		if (w->child > 0 && w->child_status >= 0)
+			json_int(j, "exit_status", w->child_status);
+		else
+			json_str(j, "exit_status", NULL);
+		json_stats(j, w);
+		json_obj_end(j);
+		json_obj_end(j);
+		json_free(j);
+		return;
+	}
+	/* At most 78 columns with 5-digit counts, 6-digit seconds, "1023.9 MiB" sizes. */
+	printf("summary: %" PRIu64 " intervals, %.1fs, written %s, wss %s, %s\n",
+	       w->intervals, t, fmt_size(w->total_pages * ps, b1, sizeof(b1)),
+	       fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
+	       why == STOP_COUNT ? "count" : why == STOP_SIGNAL ? "signal"
+	       : why == STOP_EXITED ? "exited" : why == STOP_OUTPUT ? "closed" : "error");
+	fflush(stdout);
+}
+
+/* ---- arguments ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: pagetrack watch [OPTIONS] PID\n"
+		"       pagetrack watch [OPTIONS] -- CMD [ARGS...]\n"
+		"\n"
+		"Every interval, show the pages a process wrote, per memory area and in\n"
+		"total, and its write working set (the pages written since the start).\n"
+		"With -- CMD, run CMD and watch it from just after its exec.\n"
+		"\n"
+		"Options:\n"
+		"  -i, --interval DUR   time between collects (500ms, 1s, 2.5s; default 1s)\n"
+		"  -c, --count N        stop after N intervals\n"
+		"  -b, --backend B      uffd, softdirty, hash or auto (default: best available)\n"
+		"      --trust-shared   trust page tables for MAP_SHARED areas (faster; misses\n"
+		"                       writes by other processes or write(2) to the object)\n"
+		"  -t, --top K          memory areas to list per interval (default 5)\n"
+		"  -j, --json           one JSON object per interval and line (doc/watch-json.md)\n"
+		"  -h, --help           show this help\n"
+		"\n"
+		"Ctrl-C or SIGTERM stops the watch and leaves the target as it was.\n"
+		"Exit status: 0 success (PID mode), the command's status (CMD mode),\n"
+		"1 runtime error, 2 usage error.\n");
+}
+
+/* "500ms", "1s", "2.5s", "100us", "2m", or a bare number of seconds. */
+static int parse_duration(const char *s, uint64_t *ns)
+{
+	static const struct {
+		const char *sfx;
+		double mul;
+	} units[] = {
+		{ "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "us", 1e3 }, { "ns", 1 }, { "m", 60e9 },
+	};
+	const char *p = s;
+	bool digit = false, dot = false;
+	double v;
+
+	for (; (*p >= '0' && *p <= '9') || *p == '.'; p++) {
+		if (*p == '.') {
+			if (dot)
+				return -EINVAL;
+			dot = true;
+		} else {
+			digit = true;
+		}
+	}
+	if (!digit)
+		return -EINVAL;
+	v = strtod(s, NULL);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].sfx))
+			continue;
+		v *= units[i].mul;
+		if (!isfinite(v) || v < (double)INTERVAL_MIN_NS || v > (double)INTERVAL_MAX_NS)
+			return -ERANGE;
+		*ns = (uint64_t)(v + 0.5);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_backend(const char *s, enum pt_track_backend *b)
+{
+	if (!strcmp(s, "auto"))
+		*b = PT_TRACK_AUTO;
+	else if (!strcmp(s, "uffd"))
+		*b = PT_TRACK_UFFD;
+	else if (!strcmp(s, "softdirty"))
+		*b = PT_TRACK_SOFTDIRTY;
+	else if (!strcmp(s, "hash"))
+		*b = PT_TRACK_HASH;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Returns 0, 1 (--help shown) or -EINVAL (usage error reported). */
+static int parse_args(int argc, char **argv, struct watch_opts *o)
+{
+	enum { OPT_TRUST_SHARED = 256 };
+	static const struct option opts[] = {
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "trust-shared", no_argument, NULL, OPT_TRUST_SHARED },
+		{ "top", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char badopt[3] = "-?";
+	int opt, nopt = argc;
+	uint64_t v;
+
+	o->interval_ns = NSEC;
+	o->top = TOP_DEFAULT;
+	o->backend = PT_TRACK_AUTO;
+	/* Everything after "--" is the command, never our options. */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			nopt = i;
+			o->cmd = &argv[i + 1];
+			break;
+		}
+	}
+	for (int i = 1; i < nopt; i++)
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
+			o->json = true;
+
+	opterr = 0;
+	while ((opt = getopt_long(nopt, argv, ":i:c:b:t:jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'i':
+			if (parse_duration(optarg, &o->interval_ns) < 0) {
+				cli_error(o->json, 0, "invalid interval '%s' (expected e.g. 500ms, 1s, "
+					  "2.5s; from 10ms to 24h)", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'c':
+			if (parse_uint(optarg, UINT32_MAX, &o->count) < 0 || !o->count) {
+				cli_error(o->json, 0, "invalid count '%s' (expected a positive number)",
+					  optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'b':
+			if (parse_backend(optarg, &o->backend) < 0) {
+				cli_error(o->json, 0, "invalid backend '%s' (expected uffd, softdirty, "
+					  "hash or auto)", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_TRUST_SHARED: o->trust_shared = true; break;
+		case 't':
+			if (parse_uint(optarg, TOP_MAX, &v) < 0) {
+				cli_error(o->json, 0, "invalid --top '%s' (expected 0 to %d)", optarg,
+					  TOP_MAX);
+				return -EINVAL;
+			}
+			o->top = (unsigned)v;
+			break;
+		case 'j': o->json = true; break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		case ':':
+			cli_error(o->json, 0, "option '%s' needs an argument "
+				  "(try 'pagetrack watch --help')", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			if (optopt)
+				badopt[1] = (char)optopt;
+			cli_error(o->json, 0, "unknown option '%s' (try 'pagetrack watch --help')",
+				  optopt ? badopt : argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (o->cmd) {
+		if (optind != nopt) {
+			cli_error(o->json, 0, "give either a PID or -- CMD, not both");
+			return -EINVAL;
+		}
+		if (!o->cmd[0]) {
+			cli_error(o->json, 0, "missing command after '--'");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (optind != nopt - 1) {
+		cli_error(o->json, 0, optind >= nopt ? "missing PID (or -- CMD ARGS)"
+			  : "too many arguments (expected one PID, or -- CMD ARGS)");
+		return -EINVAL;
+	}
+	if (parse_pid(argv[optind], &o->pid) < 0) {
+		cli_error(o->json, 0, "invalid PID '%s' (expected a positive number or 'self')",
+			  argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- driver ---- */
+
+static void track_error(const struct watch *w, int err)
+{
+	const char *b = w->o.backend == PT_TRACK_AUTO ? "auto"
+			: pt_track_backend_name(w->o.backend);
+
+	if (err == ESRCH)
+		cli_error(w->o.json, err, "no such process: %d", (int)w->pid);
+	else if (err == EACCES || err == EPERM)
+		cli_error(w->o.json, err, "permission denied: cannot track process %d "
+			  "(needs the same user or root, and ptrace access)", (int)w->pid);
+	else if (err == EOPNOTSUPP)
+		cli_error(w->o.json, err, "backend %s cannot track process %d on this system "
+			  "(see 'pagetrack check')", b ? b : "?", (int)w->pid);
+	else if (err == EBUSY)
+		cli_error(w->o.json, err, "process %d is already traced by another process",
+			  (int)w->pid);
+	else
+		cli_error(w->o.json, err, "cannot track process %d: %s", (int)w->pid,
+			  strerror(err));
+}
+
+/* Has the target ended?  (The command: reaped; a pid: gone or a zombie.) */
+static bool target_gone(struct watch *w)
+{
+	if (w->child > 0)
+		return reap_child(w, false);
+	return w->t ? pt_target_alive(w->t) == 0 : false;
+}
+
+/*
+ * Open the target and arm the tracker.  Returns 0 (with *@why = STOP_EXITED
+ * when the command ended before it could be tracked) or -errno.
+ */
+static int start(struct watch *w, enum stop_reason *why)
+{
+	struct pt_tracker_opts to = {
+		.sz = sizeof(to),
+		.backend = w->o.backend,
+		.flags = w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0,
+	};
+	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
+	int err;
+
+	w->t = pt_target_open(pid, NULL);
+	if (!w->t)
+		goto fail;
+	w->tr = pt_tracker_create(pid, &to);
+	if (!w->tr)
+		goto fail;
+	w->backend = pt_track_backend_name(pt_tracker_backend(w->tr));
+	return 0;
+fail:
+	err = errno ? errno : EIO;
+	/* A short command may be over before tracking could start: not an error. */
+	if (w->child > 0) {
+		for (int i = 0; i < 50 && !reap_child(w, false); i++)
+			usleep(2000);
+		if (w->child_status >= 0) {
+			*why = STOP_EXITED;
+			return 0;
+		}
+	}
+	return -err;
+}
+
+static enum stop_reason run(struct watch *w, const sigset_t *waitmask)
+{
+	uint64_t deadline = w->t0 + w->o.interval_ns;
+
+	if (!w->o.json) {
+		printf("watching pid %d (%s) every %.3gs%s; Ctrl-C stops\n",
+		       (int)w->pid, w->backend, (double)w->o.interval_ns / 1e9,
+		       w->o.trust_shared ? ", shared trusted" : "");
+		print_columns();
+		fflush(stdout);
+	}
+	for (;;) {
+		uint64_t tstart;
+		int err;
+
+		while (!stop_signal && !child_event && now_ns() < deadline)
+			sleep_until(deadline, waitmask);
+		if (stop_signal)
+			return STOP_SIGNAL;
+		if (child_event) {
+			child_event = 0;	/* also raised by ptrace stops in the library */
+			if (w->child > 0 && reap_child(w, false))
+				return STOP_EXITED;
+			continue;
+		}
+		tstart = now_ns();
+		err = collect_round(w);
+		if (err < 0) {
+			if (err == -ESRCH || target_gone(w))
+				return STOP_EXITED;
+			cli_error(w->o.json, -err, "cannot collect the pages written by process "
+				  "%d: %s", (int)w->pid, strerror(-err));
+			return STOP_ERROR;
+		}
+		w->intervals++;
+		if (w->o.json)
+			emit_json(w, (double)(tstart - w->t0) / 1e9, (double)(tstart - w->prev) / 1e9);
+		else
+			emit_plain(w, (double)(tstart - w->t0) / 1e9, (double)(tstart - w->prev) / 1e9);
+		w->prev = tstart;
+		if (fflush(stdout) == EOF || ferror(stdout))
+			return STOP_OUTPUT;
+		if (w->o.count && w->intervals >= w->o.count)
+			return STOP_COUNT;
+		/* The next tick on the grid; ticks missed by a slow collect are skipped. */
+		deadline += w->o.interval_ns;
+		if (deadline <= now_ns())
+			deadline += ((now_ns() - deadline) / w->o.interval_ns + 1) * w->o.interval_ns;
+	}
+}
+
+int cmd_watch(int argc, char **argv)
+{
+	struct watch w = { .child = -1, .child_status = -1 };
+	enum stop_reason why = STOP_NONE;
+	sigset_t orig;
+	int ret = PT_EXIT_RUNTIME, err;
+
+	err = parse_args(argc, argv, &w.o);
+	if (err)
+		return err > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
+	w.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+	w.backend = "none";
+	stop_signal = stop_forward = child_event = 0;
+	err = signals_setup(&orig);
+	if (err < 0) {
+		cli_error(w.o.json, -err, "cannot set up signal handling: %s", strerror(-err));
+		return PT_EXIT_RUNTIME;
+	}
+	w.buf = malloc(COLLECT_BUF * sizeof(*w.buf));
+	if (!w.buf) {
+		cli_error(w.o.json, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (w.o.cmd) {
+		err = spawn(w.o.cmd, &orig, &w.child);
+		if (err < 0) {
+			cli_error(w.o.json, -err, "cannot run '%s': %s", w.o.cmd[0], strerror(-err));
+			goto out;
+		}
+		w.pid = w.child;
+	} else {
+		w.pid = w.o.pid ? w.o.pid : getpid();
+	}
+
+	err = start(&w, &why);
+	if (err < 0) {
+		track_error(&w, -err);
+		goto out;
+	}
+	w.t0 = w.prev = now_ns();
+	if (why == STOP_NONE)
+		why = run(&w, &orig);
+	/* Disarm first: the summary must never delay leaving the target as found. */
+	pt_tracker_free(w.tr);
+	w.tr = NULL;
+	if (why == STOP_SIGNAL && w.child > 0 && stop_forward) {
+		kill(w.child, stop_signal);
+		stop_forward = 0;
+	}
+	emit_summary(&w, why);
+	if (why == STOP_ERROR)
+		goto out;
+	ret = PT_EXIT_OK;
+	if (w.child > 0) {
+		wait_child(&w, &orig);
+		ret = w.child_status;
+	}
+out:
+	pt_tracker_free(w.tr);
+	if (w.child > 0 && w.child_status < 0) {
+		/* pagetrack failed: the command must not outlive a failed watch. */
+		kill(w.child, SIGKILL);
+		reap_child(&w, true);
+	}
+	pt_target_free(w.t);
+	pt_vmas_free(w.vmas);
+	free(w.vpages);
+	free(w.top);
+	free(w.cur.r);
+	free(w.wss.r);
+	free(w.tmp.r);
+	free(w.buf);
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+	return ret;
+}
