@@ -701,18 +701,31 @@ int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 		r = 0;
 
 restore:
-	{
+	for (int tries = 0;; tries++) {
 		int rr = arch_restore(c.tid, &as);
 
 		if (ptrace(PTRACE_SETSIGMASK, c.tid, (void *)sizeof(mask), &mask) && !rr)
 			rr = -errno;
 		if (rr == -ESRCH) {
+			/*
+			 * Not in a ptrace-stop right now (a group-stop or SIGCONT
+			 * raced with us, seen on 6.1): it must not run on with the
+			 * call's registers.  Wait for its next stop and restore
+			 * again; only a thread that is gone gives up.
+			 */
+			if (tries < 1000 && wait_stop(&c, &ev) == 0) {
+				if (kernel_sig(&ev, SIGTRAP))
+					at_trap = true;	/* our step's trap: dropped on detach */
+				else if (ev.sig && !ev.event)
+					keep_signal(&c, &ev);
+				continue;
+			}
 			r = -ESRCH;
-			wait_stop(&c, &ev);	/* reap if ours to reap */
 			goto out;
 		}
 		if (rr && !r)
 			r = rr;
+		break;
 	}
 	if (executed && !at_trap) {
 		int rr = drain_trap(&c, &at_trap);

@@ -816,8 +816,10 @@ static void test_stop_during_call(void)
 	while (!atomic_load(&sh->go)) {
 		int r = inj(pid, SYS_nanosleep, (long)&sh->regs[0], 0, &ret, &st);
 
-		if (r || (ret != 0 && ret != -EINTR))
-			bad++;
+		if (r || (ret != 0 && ret != -EINTR)) {
+			if (bad++ < 5)
+				tap_diag("stop during call: injection %u: err %d, ret %ld", done, r, ret);
+		}
 		intr += ret == -EINTR;
 		done++;
 	}
