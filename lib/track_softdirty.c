@@ -137,7 +137,9 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 				err = none ? pt__dirty_add(none, r[i].start, r[i].end, 0) : 0;
 				continue;
 			}
-			err = pt__pop_add(tr, r[i].start, r[i].end);
+			/* harvest derives what holds data from the holes */
+			if (!none)
+				err = pt__pop_add(tr, r[i].start, r[i].end);
 			if (!err && out && (r[i].attrs & PT_ATTR_SOFT_DIRTY))
 				err = pt__dirty_add(out, r[i].start, r[i].end, 0);
 		}
@@ -163,7 +165,7 @@ static int sd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	(void)v;
 	err = sd_walk(tr, start, end, out, &none);
 	if (!err)
-		err = pt__pop_diff(tr, start, end, &none, out);
+		err = pt__pop_from_holes(tr, start, end, &none, out);
 	pt__dirty_free(&none);
 	return err;
 }

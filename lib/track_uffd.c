@@ -18,8 +18,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "inject.h"
@@ -40,6 +42,7 @@ struct uffd_priv {
 };
 
 #define VEC_LEN 4096
+#define UNREG_CHUNK (16ull << 20)	/* bytes unregistered per ioctl in fini */
 
 static int local_userfaultfd(void)
 {
@@ -58,6 +61,62 @@ static int local_userfaultfd(void)
 	return fd < 0 ? -errno : fd;
 }
 
+/*
+ * Run one injected system call from a forked helper.  If pagetrack dies
+ * in the middle (SIGKILL, the OOM killer), the helper still restores the
+ * target and detaches: a tracer dying between setting the call's
+ * registers and restoring them would leave the target running on them,
+ * or with the single step's SIGTRAP pending, which kills it.  With Yama
+ * ptrace_scope 1 a sibling may not trace what we may; then inject here.
+ */
+static int inject(pid_t pid, long nr, const long args[6], long *ret, struct pt_inject_stats *st)
+{
+	struct {
+		int err;
+		long ret;
+		struct pt_inject_stats st;
+	} res = { .err = -EIO };
+	size_t got = 0;
+	int p[2];
+	pid_t c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	c = fork();
+	if (c < 0) {
+		close(p[0]);
+		close(p[1]);
+		return pt__inject_syscall(pid, nr, args, ret, st);
+	}
+	if (c == 0) {
+		signal(SIGPIPE, SIG_IGN);	/* the parent may be gone */
+		res.err = pt__inject_syscall(pid, nr, args, &res.ret, &res.st);
+		if (write(p[1], &res, sizeof(res)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	while (got < sizeof(res)) {
+		ssize_t r = read(p[0], (char *)&res + got, sizeof(res) - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(p[0]);
+	while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (got != sizeof(res))
+		return -EIO;
+	if (res.err == -EPERM)
+		return pt__inject_syscall(pid, nr, args, ret, st);
+	*ret = res.ret;
+	*st = res.st;
+	return res.err;
+}
+
 /* Create the userfaultfd inside the target and fetch it. */
 static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 {
@@ -69,11 +128,11 @@ static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 	u->pidfd = (int)syscall(__NR_pidfd_open, tr->pid, 0);
 	if (u->pidfd < 0)
 		return -errno;
-	err = pt__inject_syscall(tr->pid, __NR_userfaultfd, args, &ret, &st);
+	err = inject(tr->pid, __NR_userfaultfd, args, &ret, &st);
 	if (!err && ret == -EPERM) {
 		/* vm.unprivileged_userfaultfd=0 and an unprivileged target */
 		args[0] |= UFFD_USER_MODE_ONLY;
-		err = pt__inject_syscall(tr->pid, __NR_userfaultfd, args, &ret, &st);
+		err = inject(tr->pid, __NR_userfaultfd, args, &ret, &st);
 	}
 	if (err)
 		return err;
@@ -104,7 +163,7 @@ static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 		u->remote_fd = -1;
 		return;
 	}
-	if (pt__inject_syscall(tr->pid, __NR_close, args, &ret, &st) == 0) {
+	if (inject(tr->pid, __NR_close, args, &ret, &st) == 0) {
 		if (st.pause_ns > tr->st.pause_ns_max)
 			tr->st.pause_ns_max = st.pause_ns;
 	} else {
@@ -210,9 +269,8 @@ static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg
 
 static int add_written(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
-	int err = pt__dirty_add(arg, r->start, r->end, 0);
-
-	return err ? err : pt__pop_add(tr, r->start, r->end);
+	(void)tr;	/* the populated set comes from pass 2 */
+	return pt__dirty_add(arg, r->start, r->end, 0);
 }
 
 static int add_none(struct pt_tracker *tr, const struct page_region *r, void *arg)
@@ -233,6 +291,9 @@ static int uffd_register(struct pt_tracker *tr, const struct pt_vma *v)
 	/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
 	if (errno == EINVAL || errno == EPERM || errno == EBUSY)
 		return -EOPNOTSUPP;
+	/* ENOMEM: no area there any more (unmapped since the layout was read) */
+	if (errno == ENOMEM && pt__target_mm_alive(tr->t))
+		return -ENOENT;
 	return pt__target_errno(tr->t, errno);
 }
 
@@ -263,7 +324,7 @@ static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t 
 	err = scan_pass(tr, start, end, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 0, add_none, &none);
 	if (!err)
-		err = pt__pop_diff(tr, start, end, &none, out);
+		err = pt__pop_from_holes(tr, start, end, &none, out);
 	pt__dirty_free(&none);
 	return err;
 }
@@ -280,11 +341,22 @@ static void uffd_fini(struct pt_tracker *tr)
 		 * so nothing of ours can stall or mark the target later.
 		 */
 		for (size_t i = 0; i < tr->nareas; i++) {
-			struct uffdio_range r = { tr->areas[i].start,
-						  tr->areas[i].end - tr->areas[i].start };
+			const struct pt_area *a = &tr->areas[i];
 
-			if (tr->areas[i].method == PT_METHOD_BACKEND)
+			if (a->method != PT_METHOD_BACKEND)
+				continue;
+			/*
+			 * In chunks: each UFFDIO_UNREGISTER unprotects its
+			 * pages with the mmap lock held for writing (~100 ns
+			 * a page) and a faulting target waits for all of it.
+			 * Each unregistered chunk merges with the previous.
+			 */
+			for (uint64_t s = a->start; s < a->end; s += UNREG_CHUNK) {
+				struct uffdio_range r = { s, a->end - s < UNREG_CHUNK ?
+							     a->end - s : UNREG_CHUNK };
+
 				ioctl(u->uffd, UFFDIO_UNREGISTER, &r);
+			}
 		}
 		close(u->uffd);
 	}

@@ -61,9 +61,15 @@ void pt__dirty_sort_merge(struct pt_dirtylist *l)
 {
 	size_t w = 0;
 
+	bool sorted = true;
+
 	if (l->n < 2)
 		return;
-	qsort(l->d, l->n, sizeof(*l->d), cmp_dirty);
+	/* lists are mostly built in address order: sort only when needed */
+	for (size_t i = 1; i < l->n && sorted; i++)
+		sorted = l->d[i - 1].start <= l->d[i].start;
+	if (!sorted)
+		qsort(l->d, l->n, sizeof(*l->d), cmp_dirty);
 	for (size_t i = 1; i < l->n; i++) {
 		struct pt_dirty *last = &l->d[w];
 
@@ -107,42 +113,36 @@ static size_t first_after(const struct pt_dirtylist *l, uint64_t addr)
 	return lo;
 }
 
-int pt__pop_diff(struct pt_tracker *tr, uint64_t start, uint64_t end,
-		 const struct pt_dirtylist *none, struct pt_dirtylist *out)
+/*
+ * The populated set of [start,end) is its complement of @none (sorted):
+ * no per-written-page entries, no sort.  Pages of the previous set that
+ * are in @none were dropped: added to @out as PT_DIRTY_ZEROED.
+ */
+int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
+		       const struct pt_dirtylist *none, struct pt_dirtylist *out)
 {
 	const struct pt_dirtylist *prev = &tr->pop_prev;
-	size_t j = 0;
-	int err = 0;
+	uint64_t cur = start;
+	size_t i = first_after(prev, start);
+	int err;
 
-	for (size_t i = first_after(prev, start); i < prev->n && prev->d[i].start < end; i++) {
-		uint64_t s = prev->d[i].start > start ? prev->d[i].start : start;
-		uint64_t e = prev->d[i].end < end ? prev->d[i].end : end;
+	for (size_t j = 0; j < none->n; j++) {
+		uint64_t hs = none->d[j].start, he = none->d[j].end;
 
-		/* walk @none across [s,e): inside = dropped, outside = still data */
-		while (s < e) {
-			while (j < none->n && none->d[j].end <= s)
-				j++;
-			if (j == none->n || none->d[j].start >= e) {
-				err = pt__pop_add(tr, s, e);
-				break;
-			}
-			if (none->d[j].start > s) {
-				err = pt__pop_add(tr, s, none->d[j].start);
-				if (err)
-					return err;
-				s = none->d[j].start;
-			}
-			uint64_t ze = none->d[j].end < e ? none->d[j].end : e;
-			err = pt__dirty_add(out, s, ze, PT_DIRTY_ZEROED);
-			if (err)
-				return err;
-			s = ze;
-			err = 0;
-		}
-		if (err)
+		if ((err = pt__pop_add(tr, cur, hs)))
 			return err;
+		cur = he;
+		while (i < prev->n && prev->d[i].end <= hs)
+			i++;
+		for (size_t k = i; k < prev->n && prev->d[k].start < he; k++) {
+			uint64_t s = prev->d[k].start > hs ? prev->d[k].start : hs;
+			uint64_t e = prev->d[k].end < he ? prev->d[k].end : he;
+
+			if (s < e && (err = pt__dirty_add(out, s, e, PT_DIRTY_ZEROED)))
+				return err;
+		}
 	}
-	return 0;
+	return pt__pop_add(tr, cur, end);
 }
 
 /* ---- areas ---- */
@@ -272,7 +272,13 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 		return err;
 	if (m == PT_METHOD_HASH)
 		return pt__hash_area(tr, v, start, end, true, out);
-	return tr->ops->arm(tr, v, start, end);
+	err = tr->ops->arm(tr, v, start, end);
+	/*
+	 * -ENOENT: the area changed or vanished while being armed.  It is
+	 * reported whole this round; next round the kernel will say it is
+	 * not armed, and it is reported whole and armed again.
+	 */
+	return err == -ENOENT ? 0 : err;
 }
 
 static int save_areas(struct pt_tracker *tr, const struct pt_vma *vmas, size_t n,

@@ -61,12 +61,12 @@ struct pt_track_ops {
 /* Record [start,end) as holding data now (backends call this). */
 PT_HIDDEN int pt__pop_add(struct pt_tracker *tr, uint64_t start, uint64_t end);
 /*
- * @none: sorted ranges inside [start,end) with no data now.  Pages that
- * held data at the last round and are in @none are added to @out as
- * PT_DIRTY_ZEROED; those outside @none still hold data (pt__pop_add).
+ * @none: sorted ranges inside [start,end) with no data now.  Everything
+ * else holds data (recorded for the next round); pages that held data at
+ * the last round and are in @none were dropped: PT_DIRTY_ZEROED in @out.
  */
-PT_HIDDEN int pt__pop_diff(struct pt_tracker *tr, uint64_t start, uint64_t end,
-			   const struct pt_dirtylist *none, struct pt_dirtylist *out);
+PT_HIDDEN int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
+				 const struct pt_dirtylist *none, struct pt_dirtylist *out);
 
 extern const struct pt_track_ops pt__track_uffd_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_softdirty_ops PT_HIDDEN;
