@@ -1,19 +1,26 @@
 #!/bin/sh
-# `make bench`: run the scan benchmark built in BUILD_DIR and print its
-# table (see doc/bench.md).  Results are ratios against raw kernel rates
-# measured in the same run; the exit code is bench_scan's (0 unless a
-# measurement failed), never a judgement on speed.
+# `make bench`: run the scan benchmark, then the tracking benchmark, built
+# in BUILD_DIR, and print their tables (see doc/bench.md).  Results are
+# ratios against raw kernel rates measured in the same run; the exit code
+# is non-zero only if a measurement failed, never a judgement on speed.
 # Usage: bench/run.sh BUILD_DIR [bench_scan options: -n REPS -s SIZE_MiB -x scan|shared]
+# bench_track options go in PT_BENCH_TRACK_ARGS (-n REPS -s SIZE_MiB -w WRITER_MiB
+# -p CREATES -x fault|pause|collect|hash).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-bin=$build/bench/bench_scan
-if [ ! -x "$bin" ]; then
-	echo "bench: $bin not built (run: ninja -C $build bench/bench_scan)" >&2
-	exit 1
-fi
+for b in bench_scan bench_track; do
+	if [ ! -x "$build/bench/$b" ]; then
+		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
+		exit 1
+	fi
+done
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: not root: the shared-memory part is skipped (it opens the object via"
 	echo "       /proc/PID/map_files and may need to create zram swap); PFNs are hidden"
 fi
-exec "$bin" "$@"
+rc=0
+"$build/bench/bench_scan" "$@" || rc=$?
+# shellcheck disable=SC2086 # word splitting of the options is wanted
+"$build/bench/bench_track" ${PT_BENCH_TRACK_ARGS:-} || rc=$?
+exit $rc
