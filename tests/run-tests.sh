@@ -29,7 +29,10 @@ count_tap() {
 	p=$(grep -cE '^ok [0-9]+' "$log" | head -1)
 	s=$(grep -cE '^ok [0-9]+.*# SKIP' "$log" | head -1)
 	f=$(grep -cE '^not ok [0-9]+' "$log" | head -1)
-	p=$((p - s))
+	# a failing TODO check is a known, open bug: listed, counted as skipped
+	todo=$(grep -cE '^not ok [0-9]+.*# TODO' "$log" | head -1)
+	f=$((f - todo)) s=$((s + todo))
+	p=$((p - s + todo))
 	planned=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
 	total=$((p + s + f))
 	if [ "$rc" = 77 ]; then
@@ -51,7 +54,7 @@ count_tap() {
 		failed_names="$failed_names $name"
 	else
 		echo "ok    $name ($p passed, $s skipped)"
-		grep -E '# SKIP' "$log" | sed 's/^/      /'
+		grep -E '# SKIP|^not ok .*# TODO' "$log" | sed 's/^/      /'
 	fi
 }
 
