@@ -63,7 +63,7 @@ int pt__backend_read_fill(struct pt_target *t, const struct pt_vma *v, uint64_t 
 	if (got < 0)
 		return pt__target_errno(t, errno);
 	if (got == 0)
-		return pt__target_errno(t, ESRCH);	/* the mm is gone */
+		return -ESRCH;	/* the mm is gone: exited, or exec'd */
 	npages = (uint64_t)got / sizeof(uint64_t);
 	if (v->end - v->start >= PT_SKIP_CHECK_MIN && start == v->start &&
 	    t->skip_checked_vma != v->start && all_zero(t->pm_buf, npages)) {

@@ -564,9 +564,16 @@ static int vm_read_all(struct hs_ctx *c)
 		ssize_t got = process_vm_readv(c->tr->pid, l + i, k, r + i, k, 0);
 
 		if (got < 0) {
-			if (errno == ESRCH || errno == ENOMEM || errno == EPERM)
-				return -errno;
-			got = 0;	/* EFAULT: nothing from the first iovec */
+			int e = errno;
+
+			if (e == EPERM || (e == ESRCH && pt_target_alive(c->tr->t) == 0))
+				return -e;
+			/*
+			 * EFAULT: nothing from the first iovec.  ENOMEM and ESRCH
+			 * are also seen while the target remaps memory: the page
+			 * by page fallback below sorts it out.
+			 */
+			got = 0;
 		}
 		while (i < stop && (size_t)got >= r[i].iov_len)
 			got -= (ssize_t)r[i++].iov_len;

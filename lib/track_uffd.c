@@ -19,11 +19,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "freeze.h"
 #include "inject.h"
 #include "tracker.h"
 #include "uapi.h"
@@ -279,28 +281,68 @@ static int add_none(struct pt_tracker *tr, const struct page_region *r, void *ar
 	return pt__dirty_add(arg, r->start, r->end, 0);
 }
 
-static int uffd_register(struct pt_tracker *tr, const struct pt_vma *v)
+/*
+ * Register the area containing @addr with its bounds as they are now.
+ * Registering a stale range would split a VMA, and on 6.17+ a target's
+ * mremap() across the two halves fails with EFAULT after moving the
+ * first one (measured on 6.18): the target's memory would be torn.  So
+ * another process is frozen (microseconds) while its layout is re-read
+ * and the whole current VMA is registered; without ptrace the window
+ * between the two steps stays open (documented).
+ */
+static int uffd_register(struct pt_tracker *tr, uint64_t addr)
 {
 	struct uffd_priv *u = tr->priv;
-	uint64_t s = v->start > tr->start ? v->start : tr->start;
-	uint64_t e = v->end < tr->end ? v->end : tr->end;
-	struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
+	struct pt_freeze fz;
+	struct pt_vma *vmas = NULL;
+	bool frozen = false;
+	char path[64];
+	int fd, n, err = -ENOENT;
 
-	if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0)
-		return 0;
-	/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
-	if (errno == EINVAL || errno == EPERM || errno == EBUSY)
-		return -EOPNOTSUPP;
-	/* ENOMEM: no area there any more (unmapped since the layout was read) */
-	if (errno == ENOMEM && pt__target_mm_alive(tr->t))
-		return -ENOENT;
-	return pt__target_errno(tr->t, errno);
+	if (!tr->self) {
+		err = pt__freeze(tr->pid, &fz);
+		if (err == 0)
+			frozen = true;
+		else if (err != -EBUSY && err != -EPERM)
+			return err;
+	}
+	snprintf(path, sizeof(path), "%s/maps", tr->t->procdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -errno : pt__maps_parse_fd(fd, &vmas);
+	if (fd >= 0)
+		close(fd);
+	err = n < 0 ? n : -ENOENT;	/* no area there any more */
+	for (int i = 0; i < n; i++) {
+		uint64_t s = vmas[i].start > tr->start ? vmas[i].start : tr->start;
+		uint64_t e = vmas[i].end < tr->end ? vmas[i].end : tr->end;
+		struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
+
+		if (addr < vmas[i].start || addr >= vmas[i].end)
+			continue;
+		if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0)
+			err = 0;
+		/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
+		else if (errno == EINVAL || errno == EPERM || errno == EBUSY)
+			err = -EOPNOTSUPP;
+		else
+			err = pt__target_errno(tr->t, errno);
+		break;
+	}
+	if (frozen) {
+		uint64_t dt = pt__thaw(&fz);
+
+		if (dt > tr->st.pause_ns_max)
+			tr->st.pause_ns_max = dt;
+	}
+	free(vmas);
+	return err;
 }
 
 static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end)
 {
-	int err = uffd_register(tr, v);
+	int err = uffd_register(tr, start);
 
+	(void)v;
 	if (err)
 		return err;
 	/* protect the pages holding data; record them as populated */

@@ -536,8 +536,10 @@ int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, 
 		return -EINVAL;
 	if (!tr->in_round) {
 		err = run_round(tr, false);
-		if (err)
+		if (err) {
+			pt__log(PT_LOG_WARN, "collect round failed: %s", strerror(-err));
 			return pt__target_errno(tr->t, err);
+		}
 		tr->in_round = true;
 		tr->emitted = 0;
 	}
