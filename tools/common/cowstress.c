@@ -22,6 +22,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +58,8 @@ struct cs {
 	uint64_t writes[CS_MAXTHR], write_bad[CS_MAXTHR];
 	uint64_t rounds, pages, pageouts;
 	int collect_err;
+	pid_t child;			/* workload in a child process, or 0 */
+	int pidfd;
 };
 
 struct cs_thr {
@@ -259,7 +264,10 @@ static void *collector(void *arg)
 		if (cs->o->pageout) {
 			unsigned p = (unsigned)(cs_rand(&rng) % (CS_PAGES - 3));
 
-			if (madvise(cs->buf + (size_t)p * CS_PAGE, 4 * CS_PAGE, MADV_PAGEOUT) == 0)
+			struct iovec iov = { cs->buf + (size_t)p * CS_PAGE, 4 * CS_PAGE };
+
+			if (cs->child ? syscall(SYS_process_madvise, cs->pidfd, &iov, 1, MADV_PAGEOUT, 0) >= 0
+				      : madvise(iov.iov_base, iov.iov_len, MADV_PAGEOUT) == 0)
 				cs->pageouts++;
 		}
 	}
@@ -274,21 +282,82 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/*
+ * Soft-dirty cannot track the calling process while it has other threads
+ * (it cannot freeze itself): the readers and writers then run in a child
+ * process, tracked from here.  Returns the child's pid, or -errno.
+ */
+static pid_t start_child(struct cs *cs, struct cs_thr *args)
+{
+	pthread_t thr[2 * CS_MAXTHR];
+	int p[2];
+	pid_t pid;
+	char c = 0;
+
+	if (pipe(p))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		unsigned n = 0;
+
+		close(p[0]);
+		cs->buf = mmap(NULL, CS_PAGES * CS_PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (cs->buf == MAP_FAILED)
+			_exit(1);
+		madvise(cs->buf, CS_PAGES * CS_PAGE, MADV_NOHUGEPAGE);
+		memset(cs->buf, 0, CS_PAGES * CS_PAGE);
+		for (unsigned i = 0; i < cs->readers + cs->writers; i++) {
+			bool rd = i < cs->readers;
+
+			args[i] = (struct cs_thr){ .cs = cs, .idx = rd ? i : i - cs->readers };
+			if (pthread_create(&thr[n], NULL, rd ? reader : writer, &args[i]) == 0)
+				n++;
+		}
+		if (write(p[1], "r", 1) != 1)
+			_exit(1);
+		while (!atomic_load(&cs->stop))
+			sleep_ms(1);
+		for (unsigned i = 0; i < n; i++)
+			pthread_join(thr[i], NULL);
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1) {
+		close(p[0]);
+		waitpid(pid, NULL, 0);
+		return -ECHILD;
+	}
+	close(p[0]);
+	return pid;
+}
+
 int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_result *r)
 {
 	struct pt_tracker_opts to = { .sz = sizeof(to) };
 	pthread_t thr[2 * CS_MAXTHR + 1];
 	struct cs_thr args[2 * CS_MAXTHR];
-	struct cs cs = { .o = o, .fd = -1 };
+	struct cs cs_local = { .o = o, .fd = -1, .pidfd = -1 }, *csp = &cs_local;
+	bool in_child = o->backend == PT_TRACK_SOFTDIRTY;
 	size_t nthr = 0;
 	char dir[4096];
 	const char *why = NULL;
 	int err = 0;
 
 	memset(r, 0, sizeof(*r));
-	cs.readers = o->readers ? o->readers : 2;
-	cs.writers = o->writers ? o->writers : 2;
-	if (cs.readers > CS_MAXTHR || cs.writers > CS_MAXTHR) {
+	if (in_child) {	/* results cross the fork */
+		csp = mmap(NULL, sizeof(*csp), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			   -1, 0);
+		if (csp == MAP_FAILED)
+			return -errno;
+		*csp = cs_local;
+	}
+	struct cs *cs = csp;
+	cs->readers = o->readers ? o->readers : 2;
+	cs->writers = o->writers ? o->writers : 2;
+	if (cs->readers > CS_MAXTHR || cs->writers > CS_MAXTHR) {
 		snprintf(r->why, sizeof(r->why), "at most %d readers and writers", CS_MAXTHR);
 		return -EINVAL;
 	}
@@ -298,27 +367,39 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 		snprintf(r->why, sizeof(r->why), "%s", why);
 		return -EOPNOTSUPP;
 	}
-	cs.salt = cs_mix(o->seed ^ 0xc0ffee);
-	cs.fd = make_file(dir, cs.salt, r->why, sizeof(r->why));
-	if (cs.fd < 0)
-		return cs.fd;
-	cs.buf = mmap(NULL, CS_PAGES * CS_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
-	if (cs.buf == MAP_FAILED) {
-		err = -errno;
-		snprintf(r->why, sizeof(r->why), "mmap: %s", strerror(errno));
-		cs.buf = NULL;
-		goto out;
+	cs->salt = cs_mix(o->seed ^ 0xc0ffee);
+	cs->fd = make_file(dir, cs->salt, r->why, sizeof(r->why));
+	if (cs->fd < 0)
+		return cs->fd;
+	if (in_child) {
+		pid_t pid = start_child(cs, args);
+
+		if (pid < 0) {
+			err = pid;
+			snprintf(r->why, sizeof(r->why), "workload process: %s", strerror(-err));
+			goto out;
+		}
+		cs->child = pid;
+		cs->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	} else {
+		cs->buf = mmap(NULL, CS_PAGES * CS_PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (cs->buf == MAP_FAILED) {
+			err = -errno;
+			snprintf(r->why, sizeof(r->why), "mmap: %s", strerror(errno));
+			cs->buf = NULL;
+			goto out;
+		}
+		/* keep the buffer out of any THP so every page is its own folio */
+		madvise(cs->buf, CS_PAGES * CS_PAGE, MADV_NOHUGEPAGE);
+		memset(cs->buf, 0, CS_PAGES * CS_PAGE);
 	}
-	/* keep the buffer out of any THP so every page is its own folio */
-	madvise(cs.buf, CS_PAGES * CS_PAGE, MADV_NOHUGEPAGE);
-	memset(cs.buf, 0, CS_PAGES * CS_PAGE);
 	/* track only the buffer: rounds are short, so protection is frequent */
 	to.backend = o->backend;
-	to.start = (uint64_t)(uintptr_t)cs.buf;
+	to.start = (uint64_t)(uintptr_t)cs->buf;
 	to.end = to.start + CS_PAGES * CS_PAGE;
-	cs.tr = pt_tracker_create(0, &to);
-	if (!cs.tr) {
+	cs->tr = pt_tracker_create(cs->child, &to);
+	if (!cs->tr) {
 		err = -errno;
 		snprintf(r->why, sizeof(r->why), "cannot create a %s tracker: %s",
 			 pt_track_backend_name(o->backend), strerror(errno));
@@ -326,41 +407,53 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 			err = -EOPNOTSUPP;
 		goto out;
 	}
-	for (unsigned i = 0; i < cs.readers + cs.writers; i++) {
-		bool rd = i < cs.readers;
+	for (unsigned i = 0; !cs->child && i < cs->readers + cs->writers; i++) {
+		bool rd = i < cs->readers;
 
-		args[i] = (struct cs_thr){ .cs = &cs, .idx = rd ? i : i - cs.readers };
+		args[i] = (struct cs_thr){ .cs = cs, .idx = rd ? i : i - cs->readers };
 		if ((err = -pthread_create(&thr[nthr], NULL, rd ? reader : writer, &args[i]))) {
 			snprintf(r->why, sizeof(r->why), "pthread_create: %s", strerror(-err));
 			goto stop;
 		}
 		nthr++;
 	}
-	if ((err = -pthread_create(&thr[nthr], NULL, collector, &cs))) {
+	if ((err = -pthread_create(&thr[nthr], NULL, collector, cs))) {
 		snprintf(r->why, sizeof(r->why), "pthread_create: %s", strerror(-err));
 		goto stop;
 	}
 	nthr++;
 	sleep_ms(o->ms);
 stop:
-	atomic_store(&cs.stop, true);
+	atomic_store(&cs->stop, true);
 	for (size_t i = 0; i < nthr; i++)
 		pthread_join(thr[i], NULL);
-	for (unsigned i = 0; i < CS_MAXTHR; i++) {
-		r->reads += cs.reads[i];
-		r->read_bad += cs.read_bad[i];
-		r->writes += cs.writes[i];
-		r->write_bad += cs.write_bad[i];
+	if (cs->child > 0) {
+		waitpid(cs->child, NULL, 0);
+		cs->child = -1;	/* reaped */
 	}
-	r->rounds = cs.rounds;
-	r->pages_reported = cs.pages;
-	r->pageouts = cs.pageouts;
-	r->collect_err = cs.collect_err;
+	for (unsigned i = 0; i < CS_MAXTHR; i++) {
+		r->reads += cs->reads[i];
+		r->read_bad += cs->read_bad[i];
+		r->writes += cs->writes[i];
+		r->write_bad += cs->write_bad[i];
+	}
+	r->rounds = cs->rounds;
+	r->pages_reported = cs->pages;
+	r->pageouts = cs->pageouts;
+	r->collect_err = cs->collect_err;
 out:
-	pt_tracker_free(cs.tr);
-	if (cs.buf)
-		munmap(cs.buf, CS_PAGES * CS_PAGE);
-	if (cs.fd >= 0)
-		close(cs.fd);
+	pt_tracker_free(cs->tr);
+	if (cs->child > 0) {	/* stopped early: set-up failed after the fork */
+		atomic_store(&cs->stop, true);
+		waitpid(cs->child, NULL, 0);
+	} else if (cs->buf && !in_child) {	/* in_child: the buffer is the child's */
+		munmap(cs->buf, CS_PAGES * CS_PAGE);
+	}
+	if (cs->pidfd >= 0)
+		close(cs->pidfd);
+	if (cs->fd >= 0)
+		close(cs->fd);
+	if (in_child)
+		munmap(csp, sizeof(*csp));
 	return err;
 }
