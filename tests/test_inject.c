@@ -829,12 +829,27 @@ static void test_stop_during_call(void)
 
 	for (int i = 0; i < NTHREADS; i++)
 		prog &= progresses(&sh->ctr[i]);
-	tap_ok(done > 0 && proc_state(pid) != 'Z' && untraced(pid) && prog,
-	       "SIGSTOP/SIGCONT storm while the injected call (nanosleep 300 us) runs: "
-	       "%u injections, %u interrupted (-EINTR), child alive, untraced and running",
-	       done, intr);
-	tap_todo(!bad, "open: on 6.1 (VM lane) such a long call reports -ESRCH; pagetrack injects only quick calls",
-		 "SIGSTOP/SIGCONT storm: every injection returned cleanly (bad %d of %u)", bad, done);
+	bool healthy = done > 0 && proc_state(pid) != 'Z' && untraced(pid) && prog;
+
+	/*
+	 * On 6.1 (the VM lane) a group-stop racing a long injected call
+	 * makes the restore fail (open bug).  pagetrack injects only into
+	 * uffd targets, which need WP_ASYNC (6.7+), so there it is a TODO.
+	 */
+	if (pt_feature(PT_FEAT_UFFD_WP_ASYNC, NULL) == PT_YES) {
+		tap_ok(healthy, "SIGSTOP/SIGCONT storm while the injected call (nanosleep 300 us) "
+		       "runs: %u injections, %u interrupted (-EINTR), child alive, untraced and "
+		       "running", done, intr);
+		tap_ok(!bad, "SIGSTOP/SIGCONT storm: every injection returned cleanly (bad %d of %u)",
+		       bad, done);
+	} else {
+		const char *todo = "open bug on kernels without WP_ASYNC, where pagetrack never injects";
+
+		tap_todo(healthy, todo, "SIGSTOP/SIGCONT storm while the injected call runs: child "
+			 "alive, untraced and running (%u injections)", done);
+		tap_todo(!bad, todo, "SIGSTOP/SIGCONT storm: every injection returned cleanly "
+			 "(bad %d of %u)", bad, done);
+	}
 	diag_pauses("stop during the call (includes the 300 us sleep)", p0);
 	npauses = p0;	/* not pauses of a quick call: keep them out of "all" */
 	reap(pid);

@@ -51,7 +51,8 @@ struct cs {
 	uint8_t *buf;
 	int fd;				/* O_DIRECT */
 	uint64_t salt;
-	atomic_bool stop;
+	atomic_bool stop;		/* readers and writers */
+	atomic_bool cstop;		/* the collector: stopped first */
 	struct pt_tracker *tr;
 	/* results, each written by one thread */
 	uint64_t reads[CS_MAXTHR], read_bad[CS_MAXTHR];
@@ -247,7 +248,7 @@ static void *collector(void *arg)
 	struct pt_dirty d[256];
 	uint64_t rng = cs->o->seed ^ 0x77;
 
-	while (!atomic_load_explicit(&cs->stop, memory_order_relaxed)) {
+	while (!atomic_load_explicit(&cs->cstop, memory_order_relaxed)) {
 		bool more = true;
 
 		while (more) {
@@ -342,6 +343,7 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 	struct cs cs_local = { .o = o, .fd = -1, .pidfd = -1 }, *csp = &cs_local;
 	bool in_child = o->backend == PT_TRACK_SOFTDIRTY;
 	size_t nthr = 0;
+	bool thr_is_collector = false;	/* thr[nthr - 1] is the collector */
 	char dir[4096];
 	const char *why = NULL;
 	int err = 0;
@@ -422,8 +424,13 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 		goto stop;
 	}
 	nthr++;
+	thr_is_collector = true;
 	sleep_ms(o->ms);
 stop:
+	/* the collector first: a workload child must outlive its last round */
+	atomic_store(&cs->cstop, true);
+	if (nthr && thr_is_collector)
+		pthread_join(thr[--nthr], NULL);
 	atomic_store(&cs->stop, true);
 	for (size_t i = 0; i < nthr; i++)
 		pthread_join(thr[i], NULL);
