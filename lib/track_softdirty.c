@@ -131,7 +131,14 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 		if (n == 0)
 			break;
 		for (int i = 0; i < n && !err; i++) {
-			bool data = r[i].state == PT_STATE_PRESENT || r[i].state == PT_STATE_SWAPPED;
+			/*
+			 * A page mapping the zero page holds no data: after
+			 * MADV_DONTNEED a read fault maps it without setting
+			 * soft-dirty, and only the populated set can tell the
+			 * content went from data to zero.
+			 */
+			bool data = (r[i].state == PT_STATE_PRESENT && !(r[i].attrs & PT_ATTR_ZERO)) ||
+				    r[i].state == PT_STATE_SWAPPED;
 
 			if (!data) {
 				err = none ? pt__dirty_add(none, r[i].start, r[i].end, 0) : 0;

@@ -148,6 +148,10 @@ static void child_do(int cmd)
 	case 10: /* swap out written pages 20..27 */
 		fx_pageout(a + 20 * FX_PAGE, 8 * FX_PAGE);
 		break;
+	case 12: /* MADV_DONTNEED page 55, then read it: the zero page is mapped */
+		madvise(a + 55 * FX_PAGE, FX_PAGE, MADV_DONTNEED);
+		(void)*(volatile char *)(a + 55 * FX_PAGE);
+		break;
 	case 11: /* swap in by reading, write page 21 */
 		for (int i = 20; i < 28; i++)
 			(void)*(volatile char *)(a + i * FX_PAGE);
@@ -311,6 +315,11 @@ static void scenario(enum pt_track_backend b)
 	n = collect(tr, d, 65536, &err);
 	tap_ok(!err && covered(d, n, sh->anon + 10 * FX_PAGE, 5 * FX_PAGE),
 	       "%s: MADV_DONTNEED'd pages reported (content became zero)", bn);
+
+	run_cmd(12);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon + 55 * FX_PAGE, FX_PAGE),
+	       "%s: a dropped page read back as the zero page is reported", bn);
 
 	run_cmd(3);
 	n = collect(tr, d, 65536, &err);
