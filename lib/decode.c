@@ -30,19 +30,6 @@ void pt_pm_decode(uint64_t raw, struct pt_pm_entry *e)
 	}
 }
 
-/* Memory whose truth lives in an object (page cache, shmem), not the PTEs. */
-static bool vma_shared_object(const struct pt_vma *v)
-{
-	switch (v->kind) {
-	case PT_VMA_SHMEM:
-	case PT_VMA_MEMFD:
-	case PT_VMA_SYSV:
-	case PT_VMA_SHM_FILE:
-		return (v->prot & PT_MAP_SHARED) != 0;
-	default:
-		return false;
-	}
-}
 
 /*
  * A swap-type entry with the uffd-wp bit may be a PTE marker (no data in
@@ -56,7 +43,7 @@ static uint8_t classify_swap(struct pt_target *t, const struct pt_vma *v, uint64
 {
 	uint32_t type = (uint32_t)(raw & 0x1f);
 
-	if (vma_shared_object(v))
+	if (pt__vma_is_shmem(v) && (v->prot & PT_MAP_SHARED))
 		return PT_STATE_NONE;
 	if (loc_visible)
 		return type >= PT_SWP_SPECIAL_MIN ? PT_STATE_NONE : PT_STATE_SWAPPED;
@@ -68,6 +55,15 @@ static uint8_t classify_swap(struct pt_target *t, const struct pt_vma *v, uint64
 		return PT_STATE_NONE;
 	*reason = PT_REASON_MARKER_AMBIGUOUS;
 	return PT_STATE_UNKNOWN;
+}
+
+/* Attributes carried by the entry's flag bits (present or swap entries). */
+static uint32_t page_attrs(uint64_t raw)
+{
+	return (raw & PT_PM_FILE ? PT_ATTR_FILE : 0) |
+	       (raw & PT_PM_EXCLUSIVE ? PT_ATTR_EXCLUSIVE : 0) |
+	       (raw & PT_PM_SOFT_DIRTY ? PT_ATTR_SOFT_DIRTY : 0) |
+	       (raw & PT_PM_UFFD_WP ? PT_ATTR_UFFD_WP : 0);
 }
 
 int pt__decode_entries(struct pt_target *t, const struct pt_vma *v, uint64_t addr,
@@ -109,14 +105,7 @@ int pt__decode_entries(struct pt_target *t, const struct pt_vma *v, uint64_t add
 			uint64_t pfn = raw & PT_PM_PFN_MASK;
 
 			p.state = PT_STATE_PRESENT;
-			if (raw & PT_PM_FILE)
-				p.attrs |= PT_ATTR_FILE;
-			if (raw & PT_PM_EXCLUSIVE)
-				p.attrs |= PT_ATTR_EXCLUSIVE;
-			if (raw & PT_PM_SOFT_DIRTY)
-				p.attrs |= PT_ATTR_SOFT_DIRTY;
-			if (raw & PT_PM_UFFD_WP)
-				p.attrs |= PT_ATTR_UFFD_WP;
+			p.attrs = page_attrs(raw);
 			if (pfn) {
 				p.attrs |= PT_ATTR_LOC;
 				p.loc = pfn;
@@ -137,15 +126,10 @@ int pt__decode_entries(struct pt_target *t, const struct pt_vma *v, uint64_t add
 			if (!visible)
 				t->limits |= PT_LIMIT_NO_PFN;
 			p.state = classify_swap(t, v, raw, visible, &p.reason);
-			if (raw & PT_PM_UFFD_WP)
-				p.attrs |= PT_ATTR_UFFD_WP;
+			/* a marker keeps only its uffd-wp bit; real swap entries all of them */
+			p.attrs = p.state == PT_STATE_SWAPPED ? page_attrs(raw)
+							       : page_attrs(raw & PT_PM_UFFD_WP);
 			if (p.state == PT_STATE_SWAPPED) {
-				if (raw & PT_PM_FILE)
-					p.attrs |= PT_ATTR_FILE;
-				if (raw & PT_PM_EXCLUSIVE)
-					p.attrs |= PT_ATTR_EXCLUSIVE;
-				if (raw & PT_PM_SOFT_DIRTY)
-					p.attrs |= PT_ATTR_SOFT_DIRTY;
 				if (visible) {
 					p.attrs |= PT_ATTR_LOC;
 					p.swap_type = (uint16_t)(raw & 0x1f);

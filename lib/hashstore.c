@@ -400,19 +400,6 @@ void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end)
 
 /* ---- sources ---- */
 
-static bool area_has_object(const struct pt_vma *v)
-{
-	switch (v->kind) {
-	case PT_VMA_FILE:
-	case PT_VMA_SHMEM:
-	case PT_VMA_MEMFD:
-	case PT_VMA_SYSV:
-	case PT_VMA_SHM_FILE:
-		return true;
-	default:
-		return false;
-	}
-}
 
 /*
  * The backing object of @v, opened read-only and checked by device and
@@ -899,7 +886,7 @@ int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
 		return err;
 	hs->nseg = hs->used = 0;
 	memset(hs->bad, 0, sizeof(hs->bad));
-	if (area_has_object(v)) {
+	if (pt__vma_has_object(v) && v->kind != PT_VMA_HUGETLB) {
 		c.shared = (v->prot & PT_MAP_SHARED) != 0;
 		c.obj_fd = obj_fd(&c);
 	}

@@ -242,6 +242,24 @@ int pt__smaps_parse_fd(int fd, struct pt_smaps_ent **out)
 	return (int)n;
 }
 
+bool pt__vma_is_shmem(const struct pt_vma *v)
+{
+	switch (v->kind) {
+	case PT_VMA_SHMEM:
+	case PT_VMA_MEMFD:
+	case PT_VMA_SYSV:
+	case PT_VMA_SHM_FILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool pt__vma_has_object(const struct pt_vma *v)
+{
+	return pt__vma_is_shmem(v) || v->kind == PT_VMA_FILE || v->kind == PT_VMA_HUGETLB;
+}
+
 const char *pt_vma_kind_name(enum pt_vma_kind k)
 {
 	static const char *const names[] = {

@@ -134,6 +134,10 @@ PT_HIDDEN int pt__maps_parse_fd(int fd, struct pt_vma **out);
 PT_HIDDEN int pt__maps_parse_line(char *line, struct pt_vma *v);
 /* Copy @n areas and their paths into one malloc'd block (free() it). */
 PT_HIDDEN struct pt_vma *pt__vmas_pack(const struct pt_vma *v, size_t n);
+/* Shared memory (MAP_SHARED anon, memfd, SysV, tmpfs file) by its kind. */
+PT_HIDDEN bool pt__vma_is_shmem(const struct pt_vma *v);
+/* Backed by an object whose page cache holds the truth (file, shmem, hugetlbfs). */
+PT_HIDDEN bool pt__vma_has_object(const struct pt_vma *v);
 /* Parse /proc/PID/smaps from @fd. Returns count or -errno. */
 PT_HIDDEN int pt__smaps_parse_fd(int fd, struct pt_smaps_ent **out);
 

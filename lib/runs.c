@@ -20,21 +20,11 @@ static bool run_continues(const struct pt_region *prev, uint64_t start,
 int pt__run_append(struct pt_runbuf *rb, uint64_t start, uint64_t end,
 		   const struct pt_region *proto)
 {
-	struct pt_region *r;
-
-	if (start >= end)
-		return 0;
-	if (rb->n && run_continues(&rb->r[rb->n - 1], start, proto)) {
+	if (start < end && rb->n && run_continues(&rb->r[rb->n - 1], start, proto)) {
 		rb->r[rb->n - 1].end = end;
 		return 0;
 	}
-	if (rb->n == rb->cap)
-		return -ENOSPC;
-	r = &rb->r[rb->n++];
-	*r = *proto;
-	r->start = start;
-	r->end = end;
-	return 0;
+	return pt__run_push(rb, start, end, proto);
 }
 
 int pt__run_push(struct pt_runbuf *rb, uint64_t start, uint64_t end,

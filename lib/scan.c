@@ -70,20 +70,6 @@ static int ensure_scratch(struct pt_target *t)
 	return 0;
 }
 
-static bool vma_has_object(const struct pt_vma *v)
-{
-	switch (v->kind) {
-	case PT_VMA_FILE:
-	case PT_VMA_SHMEM:
-	case PT_VMA_MEMFD:
-	case PT_VMA_SYSV:
-	case PT_VMA_SHM_FILE:
-	case PT_VMA_HUGETLB:
-		return true;
-	default:
-		return false;
-	}
-}
 
 /* Anonymous memory: a page the page table does not know is absent. */
 static void none_to_absent(struct pt_runbuf *rb)
@@ -139,7 +125,7 @@ static int scan_window(struct pt_target *t, const struct pt_vma *v, uint64_t add
 	if (err)
 		return err;
 
-	if (vma_has_object(v)) {
+	if (pt__vma_has_object(v)) {
 		err = pt__shared_resolve(t, v, a, !(flags & PT_SCAN_NO_SHARED), b, &stopped);
 		if (err)
 			return err;
