@@ -272,6 +272,17 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 					hit_old++;
 			} else if (miss++ < 20) {
 				report_miss("lockstep", bk, &want.w[i], b);
+				if (getenv("PT_MISS_DEBUG")) {	/* the page's pagemap entry now */
+					uint64_t e = 0;
+					char pm[64];
+
+					snprintf(pm, sizeof(pm), "/proc/%d/pagemap", (int)f.pid);
+					int pfd = open(pm, O_RDONLY | O_CLOEXEC);
+					if (pfd >= 0 && pread(pfd, &e, 8, (off_t)(want.w[i].page / PG * 8)) == 8)
+						tap_diag("  pagemap entry %#llx", (unsigned long long)e);
+					if (pfd >= 0)
+						close(pfd);
+				}
 			}
 		}
 		for (size_t i = 0; i < v.n; i++) {
