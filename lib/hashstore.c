@@ -398,6 +398,12 @@ void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end)
 	maybe_compact(hs);
 }
 
+int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h)
+{
+	*h = ent_get((struct pt_hashstore *)hs, addr);
+	return *h != hs->zero;
+}
+
 /* ---- sources ---- */
 
 

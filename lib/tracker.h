@@ -89,6 +89,8 @@ PT_HIDDEN void pt__hashstore_free(struct pt_hashstore *hs);	/* accepts NULL */
  */
 PT_HIDDEN int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
 			    uint64_t end, bool baseline, struct pt_dirtylist *out);
+/* Test aid: 1 and the stored hash when @addr has a non-zero entry, else 0. */
+PT_HIDDEN int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h);
 /* Forget hashes in [start,end) (area unmapped or moved to another method). */
 PT_HIDDEN void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end);
 

@@ -34,6 +34,8 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "tracker.h"
+#include <xxhash.h>
 #include "tap.h"
 #include "writer.h"
 
@@ -196,8 +198,8 @@ static void stop_writer(struct fork_res *f)
 	close(f->cmd_fd);
 }
 
-/* Open bug (issue 3): rare misses, mostly pages dropped by MADV_DONTNEED. */
-#define KNOWN_MISS "open bug: rare misses (mostly MADV_DONTNEED pages), doc/tracking-tests.md"
+/* Open bug (issue 3): rare misses of the uffd backend in concurrent mode. */
+#define KNOWN_MISS "open bug: rare uffd misses under concurrent churn, doc/tracking-tests.md"
 
 static void report_miss(const char *mode, const char *bk, const struct want *x, uint64_t round)
 {
@@ -253,10 +255,63 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 		}
 		if (err)
 			break;
+		if (getenv("PT_MISS_DEBUG") && tr->backend == PT_TRACK_HASH)
+			for (size_t i = 0; i < want.n; i++) {
+				uint64_t h;
+
+				if (want.w[i].op == OP_DONTNEED && !pt__hash_peek(tr->hs, want.w[i].page, &h))
+					tap_diag("  before round %" PRIu64 ": dropped page %#" PRIx64
+						 " has no stored hash", b, want.w[i].page);
+			}
 		if ((err = collect_round(tr, &v))) {
 			tap_diag("lockstep %s: collect of round %" PRIu64 " failed: %s (PT_SEED=%"
 				 PRIu64 ")", bk, b, strerror(-err), seed);
 			break;
+		}
+		if (getenv("PT_MISS_DEBUG") && tr->backend == PT_TRACK_HASH) {
+			/* every private page of the paused writer: stored hash == content? */
+			char mp[64], pm[64], line[512];
+			static uint8_t pgbuf[PG], zp[PG];
+			static int shown;
+			int pfd;
+			FILE *mf;
+
+			snprintf(mp, sizeof(mp), "/proc/%d/maps", (int)f.pid);
+			snprintf(pm, sizeof(pm), "/proc/%d/pagemap", (int)f.pid);
+			mf = fopen(mp, "re");
+			pfd = open(pm, O_RDONLY | O_CLOEXEC);
+			while (mf && pfd >= 0 && fgets(line, sizeof(line), mf)) {
+				unsigned long long vs, ve;
+				char perms[8];
+
+				if (sscanf(line, "%llx-%llx %7s", &vs, &ve, perms) != 3 || perms[3] != 'p' ||
+				    perms[0] != 'r' || strchr(line, '/') || strchr(line, '['))
+					continue;
+				for (uint64_t a = vs; a < ve; a += PG) {
+					struct iovec l = { pgbuf, PG }, rm = { (void *)(uintptr_t)a, PG };
+					uint64_t h = 0, now, e = 0;
+					int has = pt__hash_peek(tr->hs, a, &h);
+
+					if (pread(pfd, &e, 8, (off_t)(a / PG * 8)) != 8)
+						e = 0;
+					if (!(e >> 63))	/* absent: do not fault it in */
+						now = XXH3_64bits(zp, PG);
+					else if (process_vm_readv(f.pid, &l, 1, &rm, 1, 0) == PG)
+						now = XXH3_64bits(pgbuf, PG);
+					else
+						continue;
+					bool zero = now == XXH3_64bits(zp, PG);
+					if ((zero ? has : (!has || h != now)) && shown++ < 10)
+						tap_diag("  after round %" PRIu64 ": page %#" PRIx64
+							 " in %llx-%llx: stored %s, content %s, pagemap %#" PRIx64,
+							 b, a, vs, ve, has ? "hash" : "none",
+							 zero ? "zero" : "data", e);
+				}
+			}
+			if (mf)
+				fclose(mf);
+			if (pfd >= 0)
+				close(pfd);
 		}
 		qsort(want.w, want.n, sizeof(*want.w), cmp_want);
 		for (size_t i = 0; i < want.n; i++) {
@@ -282,6 +337,23 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 						tap_diag("  pagemap entry %#llx", (unsigned long long)e);
 					if (pfd >= 0)
 						close(pfd);
+					char mp[64], line[512];
+					snprintf(mp, sizeof(mp), "/proc/%d/maps", (int)f.pid);
+					FILE *mf = fopen(mp, "re");
+					while (mf && fgets(line, sizeof(line), mf)) {
+						unsigned long long vs, ve;
+						if (sscanf(line, "%llx-%llx", &vs, &ve) == 2 &&
+						    ve + 0x10000 > want.w[i].page && vs < want.w[i].page + 0x10000)
+							tap_diag("  maps: %.*s", (int)strcspn(line, "\n"), line);
+					}
+					if (mf)
+						fclose(mf);
+					for (size_t k = 0; k < v.n; k++)
+						if (v.d[k].end + 0x10000 > want.w[i].page &&
+						    v.d[k].start < want.w[i].page + 0x10000)
+							tap_diag("  reported: %#llx-%#llx flags %#x",
+								 (unsigned long long)v.d[k].start,
+								 (unsigned long long)v.d[k].end, v.d[k].flags);
 				}
 			}
 		}

@@ -152,6 +152,16 @@ static void child_do(int cmd)
 		madvise(a + 55 * FX_PAGE, FX_PAGE, MADV_DONTNEED);
 		(void)*(volatile char *)(a + 55 * FX_PAGE);
 		break;
+	case 13: /* move the anon2 area again (its pages keep their uffd-wp bits), write page 2 */
+		sh->anon2 = (uintptr_t)mremap((void *)sh->anon2, 16 * FX_PAGE, 16 * FX_PAGE,
+					      MREMAP_MAYMOVE | MREMAP_FIXED,
+					      mmap(NULL, 16 * FX_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+						   -1, 0));
+		((char *)sh->anon2)[2 * FX_PAGE] = 13;
+		break;
+	case 14: /* write page 2 of the moved area again */
+		((char *)sh->anon2)[2 * FX_PAGE + 1] = 14;
+		break;
 	case 11: /* swap in by reading, write page 21 */
 		for (int i = 20; i < 28; i++)
 			(void)*(volatile char *)(a + i * FX_PAGE);
@@ -329,6 +339,23 @@ static void scenario(enum pt_track_backend b)
 	n = collect(tr, d, 65536, &err);
 	tap_ok(!err && covered(d, n, sh->anon2, 16 * FX_PAGE),
 	       "%s: a moved and grown area is reported whole", bn);
+
+	/* fill the area so moved pages carry uffd-wp bits, then move it */
+	for (int i = 0; i < 16; i++) {
+		char c = 1;
+		struct iovec l = { &c, 1 }, r2 = { (void *)(sh->anon2 + i * FX_PAGE), 1 };
+		if (process_vm_writev(pid, &l, 1, &r2, 1, 0) != 1)
+			break;
+	}
+	n = collect(tr, d, 65536, &err);
+	run_cmd(13);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon2, 16 * FX_PAGE), "%s: an area moved again is reported whole",
+	       bn);
+	run_cmd(14);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->anon2 + 2 * FX_PAGE, FX_PAGE),
+	       "%s: a later write to an area moved again is reported", bn);
 
 	run_cmd(5);
 	n = collect(tr, d, 65536, &err);

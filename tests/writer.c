@@ -187,6 +187,8 @@ static void w_log_moved(struct writer *w, struct w_area *a, enum op op, uint64_t
 		if (stamp) {
 			if (!a->ro)	/* (read-only: no change is certain, log nothing) */
 				w_write(w, a, i, 1, op);
+			else	/* but the tracker may not have seen this data here yet */
+				a->last[i] = e2;
 		} else {
 			w_log(w, R_WRITE, op, a->p + i * PG, 1, e1, e2);
 			a->last[i] = e2;
