@@ -27,33 +27,7 @@ PS = os.sysconf("SC_PAGE_SIZE")
 
 A_PAGES, B_PAGES, PER_TICK, TICK = 64, 256, 16, 0.05
 
-n_tests = 0
-n_failed = 0
-
-
-def ok(cond, name, diag=None):
-    global n_tests, n_failed
-    n_tests += 1
-    print("%sok %d - %s" % ("" if cond else "not ", n_tests, name))
-    if not cond:
-        n_failed += 1
-        if diag:
-            for line in str(diag).splitlines()[:20]:
-                print("#   " + line)
-    sys.stdout.flush()
-    return cond
-
-
-def skip(name, reason):
-    global n_tests
-    n_tests += 1
-    print("ok %d - %s # SKIP %s" % (n_tests, name, reason))
-    sys.stdout.flush()
-
-
-def diag(msg):
-    for line in str(msg).splitlines():
-        print("# " + line)
+from taplib import diag, done, ok, skip  # noqa: E402
 
 
 WORKLOAD = r"""
@@ -515,8 +489,7 @@ def main():
     test_sigkill(pt)
     test_target_exit(pt, validator)
     test_cmd(pt, validator)
-    print("1..%d" % n_tests)
-    sys.exit(1 if n_failed else 0)
+    done()
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t len);
 int parse_pid(const char *s, pid_t *pid);
 /* Parse "START-END" (hex, 0x optional) into [start,end); -EINVAL if malformed. */
 int parse_range(const char *s, uint64_t *start, uint64_t *end);
+/*
+ * Is --json (or --pretty) among the options, before any "--"?  Known
+ * before option parsing so that a usage error is reported as JSON too.
+ */
+bool cli_wants_json(int argc, char **argv);
 /* errno name such as "ESRCH" (or "E?"). */
 const char *errno_name(int err);
 

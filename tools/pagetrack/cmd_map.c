@@ -897,10 +897,7 @@ static int parse_args(int argc, char **argv, struct map_opts *o)
 	int opt;
 
 	/* Know --json before reporting any usage error, wherever it is. */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j") ||
-		    !strcmp(argv[i], "--pretty") || !strcmp(argv[i], "-p"))
-			o->json = true;
+	o->json = cli_wants_json(argc, argv);
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":jpPkr:h", opts, NULL)) != -1) {

@@ -124,3 +124,12 @@ const char *errno_name(int err)
 
 	return n ? n : "E?";
 }
+
+bool cli_wants_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j") ||
+		    !strcmp(argv[i], "--pretty") || !strcmp(argv[i], "-p"))
+			return true;
+	return false;
+}
