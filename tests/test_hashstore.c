@@ -39,33 +39,6 @@
 #define NP 128
 #define SPARSE_LEN (64ULL << 40)
 
-/*
- * Test double, used only while lib/tracker.c is not linked in (weak: the
- * library's definition wins when present).  Same contract: merge with the
- * last entry when it touches and has the same flags.
- */
-__attribute__((weak)) int pt__dirty_add(struct pt_dirtylist *l, uint64_t start, uint64_t end,
-					uint32_t flags)
-{
-	if (start >= end)
-		return 0;
-	if (l->n && l->d[l->n - 1].end == start && l->d[l->n - 1].flags == flags) {
-		l->d[l->n - 1].end = end;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? 2 * l->cap : 64;
-		struct pt_dirty *d = realloc(l->d, ncap * sizeof(*d));
-
-		if (!d)
-			return -ENOMEM;
-		l->d = d;
-		l->cap = ncap;
-	}
-	l->d[l->n++] = (struct pt_dirty){ .start = start, .end = end, .flags = flags };
-	return 0;
-}
-
 /* ---- commands, run in the target (ourselves or the child) ---- */
 
 enum { K_ANON, K_SHARED, K_MEMFD, K_SPARSE, K_NKIND };

@@ -27,7 +27,7 @@ PS = os.sysconf("SC_PAGE_SIZE")
 
 A_PAGES, B_PAGES, PER_TICK, TICK = 64, 256, 16, 0.05
 
-from taplib import diag, done, ok, skip  # noqa: E402
+from taplib import diag, done, ok, pagetrack_binary, schema_validator, skip  # noqa: E402
 
 
 WORKLOAD = r"""
@@ -460,23 +460,8 @@ def test_cmd(pt, validator):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("1..0 # SKIP usage: test_watch.py BUILD_DIR")
-        sys.exit(77)
-    pt = os.path.join(os.path.abspath(sys.argv[1]), "tools", "pagetrack")
-    if not os.access(pt, os.X_OK):
-        print("1..0 # SKIP %s not built" % pt)
-        sys.exit(77)
-    try:
-        import jsonschema
-        with open(SCHEMA) as f:
-            schema = json.load(f)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        validator = jsonschema.Draft202012Validator(schema)
-        ok(True, "doc/watch.schema.json is a valid draft 2020-12 schema")
-    except Exception as e:  # ImportError, or a broken schema
-        validator = None
-        ok(False, "doc/watch.schema.json is a valid draft 2020-12 schema (jsonschema)", repr(e))
+    pt = pagetrack_binary(__file__)
+    validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     test_usage(pt)
