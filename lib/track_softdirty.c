@@ -156,9 +156,11 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 	return 0;
 }
 
-static int sd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end)
+static int sd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
+		  struct pt_dirtylist *out)
 {
 	(void)v;
+	(void)out;
 	/* clear_refs at the end of the round arms it; record what holds data */
 	return sd_walk(tr, start, end, NULL, NULL);
 }

@@ -10,7 +10,8 @@
  * area (a sparse 64 TiB reservation would cost 128 GiB); a write into a
  * hole creates an unprotected page, which is reported as written anyway.
  * Pages that lose their data (MADV_DONTNEED) are found by the populated
- * set kept in tracker.c.
+ * set kept in tracker.c, from a plain PAGEMAP_SCAN for holes run just
+ * before the harvest.
  *
  * A userfaultfd acts on the mm of the process that created it, so for
  * another process one userfaultfd() runs inside it (lib/inject.c) and
@@ -269,16 +270,46 @@ static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg
 	return pt__pop_add(tr, r->start, r->end);
 }
 
+struct harvest_ctx {
+	struct pt_dirtylist *out;
+	const struct pt_dirtylist *none;	/* holes of the hole pass, sorted */
+	size_t i;
+};
+
 static int add_written(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
-	(void)tr;	/* the populated set comes from pass 2 */
-	return pt__dirty_add(arg, r->start, r->end, 0);
+	struct harvest_ctx *c = arg;
+
+	/* filled since the hole pass: it holds data now (rare, usually nothing) */
+	while (c->i < c->none->n && c->none->d[c->i].end <= r->start)
+		c->i++;
+	for (size_t k = c->i; k < c->none->n && c->none->d[k].start < r->end; k++) {
+		uint64_t s = c->none->d[k].start > r->start ? c->none->d[k].start : r->start;
+		uint64_t e = c->none->d[k].end < r->end ? c->none->d[k].end : r->end;
+		int err = pt__pop_add(tr, s, e);
+
+		if (err)
+			return err;
+	}
+	return pt__dirty_add(c->out, r->start, r->end, 0);
 }
 
 static int add_none(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
 	(void)tr;
 	return pt__dirty_add(arg, r->start, r->end, 0);
+}
+
+/* Is the area containing [addr, addr+page) registered for async write-protect? */
+static bool wp_async_armed(struct pt_tracker *tr, uint64_t addr)
+{
+	struct uffd_priv *u = tr->priv;
+	struct pm_scan_arg a = { .size = sizeof(a), .flags = PM_SCAN_CHECK_WPASYNC,
+				 .start = addr, .end = addr + PT_PAGE_SIZE,
+				 .vec = (uint64_t)(uintptr_t)u->vec, .vec_len = 1,
+				 .return_mask = PAGE_IS_WRITTEN };
+
+	return ioctl(tr->t->pagemap_fd, PAGEMAP_SCAN, &a) >= 0;
 }
 
 /*
@@ -289,8 +320,18 @@ static int add_none(struct pt_tracker *tr, const struct page_region *r, void *ar
  * another process is frozen (microseconds) while its layout is re-read
  * and the whole current VMA is registered; without ptrace the window
  * between the two steps stays open (documented).
+ *
+ * The current VMA can be larger than the part being armed, and its other
+ * pages cannot be trusted when it was not registered: an mremap() that
+ * moves an area next to a tracked one merges the two VMAs and then drops
+ * the registration of the merged VMA (no UFFD_FEATURE_EVENT_REMAP), so
+ * the tracked neighbour keeps our uffd-wp bits in its page table while
+ * its writes no longer clear them (measured on 6.18).  Registering it
+ * again would make those writes invisible.  So when the VMA was not
+ * registered, its whole range is returned in [*rs, *re) to be reported
+ * and protected as new; otherwise [*rs, *re) is empty.
  */
-static int uffd_register(struct pt_tracker *tr, uint64_t addr)
+static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uint64_t *re)
 {
 	struct uffd_priv *u = tr->priv;
 	struct pt_freeze fz;
@@ -299,6 +340,7 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr)
 	char path[64];
 	int fd, n, err = -ENOENT;
 
+	*rs = *re = 0;
 	if (!tr->self) {
 		err = pt__freeze(tr->pid, &fz);
 		if (err == 0)
@@ -316,11 +358,18 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr)
 		uint64_t s = vmas[i].start > tr->start ? vmas[i].start : tr->start;
 		uint64_t e = vmas[i].end < tr->end ? vmas[i].end : tr->end;
 		struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
+		bool armed;
 
 		if (addr < vmas[i].start || addr >= vmas[i].end)
 			continue;
-		if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0)
+		armed = wp_async_armed(tr, s);
+		if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0) {
 			err = 0;
+			if (!armed) {
+				*rs = s;
+				*re = e;
+			}
+		}
 		/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
 		else if (errno == EINVAL || errno == EPERM || errno == EBUSY)
 			err = -EOPNOTSUPP;
@@ -338,13 +387,39 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr)
 	return err;
 }
 
-static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end)
+static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
+		    struct pt_dirtylist *out)
 {
-	int err = uffd_register(tr, start);
+	struct uffd_priv *u = tr->priv;
+	uint64_t rs, re;
+	int err = uffd_register(tr, start, &rs, &re);
 
 	(void)v;
 	if (err)
 		return err;
+	if (rs < re) {
+		/*
+		 * The whole VMA was unregistered: none of its uffd-wp bits are
+		 * ours.  A page that kept one and was written meanwhile is now
+		 * writable with the bit still set; the kernel takes such a
+		 * page for protected and unwritten, so no later write to it
+		 * would ever fault or show.  Clear every bit first, then
+		 * protect afresh what holds data, and report it all.
+		 */
+		struct uffdio_writeprotect wp = { .range = { rs, re - rs }, .mode = 0 };
+
+		if (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+			return errno == ENOENT || errno == EINVAL ? -ENOENT
+								  : pt__target_errno(tr->t, errno);
+		if (rs < start && (err = pt__dirty_add(out, rs, start, PT_DIRTY_NEW)))
+			return err;
+		if (re > end && (err = pt__dirty_add(out, end, re, PT_DIRTY_NEW)))
+			return err;
+		tr->st.pages_new += ((start - (rs < start ? rs : start)) +
+				     ((re > end ? re : end) - end)) >> PT_PAGE_SHIFT;
+		start = rs < start ? rs : start;
+		end = re > end ? re : end;
+	}
 	/* protect the pages holding data; record them as populated */
 	return scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
 			 PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
@@ -354,19 +429,29 @@ static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t 
 			uint64_t end, struct pt_dirtylist *out)
 {
 	struct pt_dirtylist none = { 0 };
+	struct harvest_ctx c = { .out = out, .none = &none };
 	int err;
 
 	(void)v;
-	/* pass 1: written pages with data, harvested and re-protected atomically */
-	err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0,
-			PAGE_IS_WRITTEN, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_written, out);
-	if (err)
-		return err;
-	/* pass 2: pages with no data now; those that had data were dropped */
+	/*
+	 * Pass 1: pages with no data now; those that had data were dropped.
+	 * It runs before the harvest: a page dropped before the round and
+	 * filled again between the two passes (a read into it) would
+	 * otherwise be a hole for the harvest and hold data for this pass,
+	 * and its drop would be reported by neither.  This way the drop is
+	 * seen here and the new data by the harvest.
+	 */
 	err = scan_pass(tr, start, end, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 0, add_none, &none);
 	if (!err)
 		err = pt__pop_from_holes(tr, start, end, &none, out);
+	/*
+	 * Pass 2: written pages with data, harvested and re-protected
+	 * atomically; those filled since pass 1 join the populated set.
+	 */
+	if (!err)
+		err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0,
+				PAGE_IS_WRITTEN, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_written, &c);
 	pt__dirty_free(&none);
 	return err;
 }

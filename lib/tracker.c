@@ -272,7 +272,7 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 		return err;
 	if (m == PT_METHOD_HASH)
 		return pt__hash_area(tr, v, start, end, true, out);
-	err = tr->ops->arm(tr, v, start, end);
+	err = tr->ops->arm(tr, v, start, end, out);
 	/*
 	 * -ENOENT: the area changed or vanished while being armed.  It is
 	 * reported whole this round; next round the kernel will say it is

@@ -40,9 +40,12 @@ struct pt_track_ops {
 	bool (*can_track)(struct pt_tracker *tr, const struct pt_vma *v);
 	/*
 	 * Arm [start,end) of @v, which is new (or no longer armed): after
-	 * this, writes to it are seen by harvest().
+	 * this, writes to it are seen by harvest().  The caller has reported
+	 * [start,end) in @out; a backend that had to arm more than that
+	 * (pages whose earlier state it cannot trust) reports those too.
 	 */
-	int (*arm)(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end);
+	int (*arm)(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
+		   struct pt_dirtylist *out);
 	/*
 	 * Add to @out the pages of [start,end) of @v written since it was
 	 * last armed or harvested, and re-arm them atomically.  Returns

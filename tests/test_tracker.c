@@ -25,7 +25,7 @@
 struct shared {
 	int cmd;		/* command for the child, -1 = idle */
 	int done;
-	uintptr_t anon, anon2, shm, memfd_addr, sparse;
+	uintptr_t anon, anon2, shm, memfd_addr, sparse, merge, merge_away;
 	int memfd;
 };
 
@@ -161,6 +161,30 @@ static void child_do(int cmd)
 		break;
 	case 14: /* write page 2 of the moved area again */
 		((char *)sh->anon2)[2 * FX_PAGE + 1] = 14;
+		break;
+	case 15: { /* a 32-page area, every page with data */
+		char *m = mmap(NULL, 32 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		for (int i = 0; i < 32; i++)
+			m[i * FX_PAGE] = (char)(i + 1);
+		sh->merge = (uintptr_t)m;
+		break;
+	}
+	case 16: /* move its first half away */
+		sh->merge_away = (uintptr_t)mremap((void *)sh->merge, 16 * FX_PAGE, 16 * FX_PAGE,
+						   MREMAP_MAYMOVE | MREMAP_FIXED,
+						   mmap(NULL, 16 * FX_PAGE, PROT_NONE,
+							MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+		break;
+	case 17: /* move it back: the halves merge into one VMA; write page 20 */
+		mremap((void *)sh->merge_away, 16 * FX_PAGE, 16 * FX_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+		       mmap((void *)sh->merge, 16 * FX_PAGE, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+		((char *)sh->merge)[20 * FX_PAGE + 1] = 17;
+		break;
+	case 18: /* write pages 20 and 21 of the merged area */
+		((char *)sh->merge)[20 * FX_PAGE + 2] = 18;
+		((char *)sh->merge)[21 * FX_PAGE + 2] = 18;
 		break;
 	case 11: /* swap in by reading, write page 21 */
 		for (int i = 20; i < 28; i++)
@@ -356,6 +380,26 @@ static void scenario(enum pt_track_backend b)
 	n = collect(tr, d, 65536, &err);
 	tap_ok(!err && covered(d, n, sh->anon2 + 2 * FX_PAGE, FX_PAGE),
 	       "%s: a later write to an area moved again is reported", bn);
+
+	/*
+	 * An area moved back next to the rest of its old VMA merges with it,
+	 * and (no UFFD_FEATURE_EVENT_REMAP) the merged VMA loses its uffd
+	 * registration while the unmoved half keeps its uffd-wp bits: its
+	 * writes keep the bit too, until the area is registered again.
+	 */
+	run_cmd(15);
+	n = collect(tr, d, 65536, &err);
+	run_cmd(16);
+	n = collect(tr, d, 65536, &err);
+	run_cmd(17);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->merge, 16 * FX_PAGE) &&
+		       covered(d, n, sh->merge + 20 * FX_PAGE, FX_PAGE),
+	       "%s: an area moved back and merged with its unmoved half: both reported", bn);
+	run_cmd(18);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->merge + 20 * FX_PAGE, 2 * FX_PAGE),
+	       "%s: later writes to the unmoved half of a merged area reported", bn);
 
 	run_cmd(5);
 	n = collect(tr, d, 65536, &err);
