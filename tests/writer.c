@@ -68,6 +68,7 @@ struct writer {
 	struct rec buf[64];
 	size_t nbuf;
 	uint64_t flushed_epoch;
+	uint64_t dio_next;	/* next file page for O_DIRECT (see there) */
 };
 
 static uint64_t w_epoch(struct writer *w)
@@ -345,7 +346,16 @@ static void w_op(struct writer *w)
 		if (w->dio_fd < 0 || !(a = w_pick(w, true, false)))
 			return;
 		size_t pg = rnd(&w->rng) % a->pages, n = pg + 1 < a->pages ? 2 : 1;
-		off_t off = (off_t)(rnd(&w->rng) % (FILE_SZ / PG - 2)) * (off_t)PG;
+		/*
+		 * File pages in turn, two at a time: a page's content after the
+		 * read is a file page, and reading the same file page into the
+		 * same page again soon would undo the changes in between
+		 * (A -> B -> A), which a content tracker rightly does not
+		 * report.  The same file page comes back only after 127 reads.
+		 */
+		off_t off = (off_t)(w->dio_next % (FILE_SZ / PG / 2)) * 2 * (off_t)PG;
+
+		w->dio_next++;
 
 		memcpy(old, a->p + pg * PG, n * PG);
 		e1 = w_epoch(w);
