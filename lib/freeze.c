@@ -56,8 +56,33 @@ static int push(struct pt_freeze *fz, pid_t tid, int sig)
 	return 0;
 }
 
-/* Seize and stop one thread. Returns 0, 1 if it vanished, or -errno. */
-static int stop_one(pid_t tid, int *sig)
+/* Is @pid a child of ours?  Then its exit status belongs to our caller. */
+static bool our_child(pid_t pid)
+{
+	char path[64], line[128];
+	bool r = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "PPid:", 5)) {
+			r = atoi(line + 5) == getpid();
+			break;
+		}
+	fclose(f);
+	return r;
+}
+
+/*
+ * Seize and stop one thread.  Returns 0, 1 if it vanished, or -errno.
+ * An exit is only looked at (WNOWAIT), never reaped when @child: the
+ * caller may be the target's parent (`pagetrack watch -- CMD`), and a
+ * command ending while it is frozen must keep its exit status.
+ */
+static int stop_one(pid_t tid, bool child, int *sig)
 {
 	int status;
 
@@ -67,10 +92,21 @@ static int stop_one(pid_t tid, int *sig)
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
 		return -errno;
 	for (;;) {
-		if (waitpid(tid, &status, __WALL) < 0)
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | WEXITED | __WALL | WNOWAIT) < 0) {
+			if (errno == EINTR)
+				continue;
 			return errno == ECHILD ? 1 : -errno;
-		if (WIFEXITED(status) || WIFSIGNALED(status))
+		}
+		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
+			if (!child)	/* as its tracer only: let its parent see it */
+				waitpid(tid, NULL, __WALL | WNOHANG);
 			return 1;
+		}
+		if (waitpid(tid, &status, __WALL) < 0)	/* the stop just seen */
+			return errno == ECHILD ? 1 : -errno;
 		if (!WIFSTOPPED(status))
 			continue;
 		if ((status >> 16) == PTRACE_EVENT_STOP)
@@ -84,7 +120,7 @@ static int stop_one(pid_t tid, int *sig)
 int pt__freeze(pid_t pid, struct pt_freeze *fz)
 {
 	char path[64];
-	bool added;
+	bool added, child = our_child(pid);
 	int err = 0;
 
 	memset(fz, 0, sizeof(*fz));
@@ -104,7 +140,8 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 
 			if (tid <= 0 || have(fz, tid))
 				continue;
-			r = stop_one(tid, &sig);
+			/* only the leader's exit is reported to the parent */
+			r = stop_one(tid, child && tid == pid, &sig);
 			if (r < 0) {
 				err = r == -EPERM ? -EBUSY : r;
 				break;
