@@ -63,6 +63,8 @@ struct writer {
 	int na;
 	uint64_t rng, val;
 	int log_fd, cmd_fd, dio_fd, rd_fd;
+	int dio_wfd, rd_wfd;	/* the same files, buffered, for stamps */
+	uint64_t stamp;		/* stamps written into them: 1 << 61 | n */
 	bool concurrent;
 	uint64_t batch;		/* lockstep: the epoch is the batch number */
 	struct rec buf[64];
@@ -298,10 +300,12 @@ static void w_op(struct writer *w)
 		pid_t pid;
 
 		w_flush(w);
+		w->val += 16;	/* the child's 8 values are ours to skip: never reused */
 		pid = fork();
 		if (pid == 0) {
 			w->rng ^= 0x5555;
-			w->val |= 1ULL << 63;	/* its values never collide with ours */
+			/* its values never collide with ours, nor with other children's */
+			w->val = (w->val - 16) | 1ULL << 63;
 			for (int i = 0; i < 8; i++) {
 				struct w_area *c = w_pick(w, true, false);
 
@@ -357,6 +361,17 @@ static void w_op(struct writer *w)
 
 		w->dio_next++;
 
+		/*
+		 * And a never-used stamp in each file page first (the direct read
+		 * writes the dirty page back, then reads it): a page that kept a
+		 * file page's content since long ago must not get it back.
+		 */
+		for (size_t i = 0; i < n; i++) {
+			uint64_t st = 1ULL << 61 | ++w->stamp;
+
+			if (pwrite(w->dio_wfd, &st, 8, off + (off_t)(i * PG)) != 8)
+				_exit(5);
+		}
 		memcpy(old, a->p + pg * PG, n * PG);
 		e1 = w_epoch(w);
 		if (pread(w->dio_fd, a->p + pg * PG, n * PG, off) < 0)
@@ -365,23 +380,36 @@ static void w_op(struct writer *w)
 	} else {				/* read() into an unaligned buffer */
 		if (!(a = w_pick(w, true, false)) || a->pages < 2)
 			return;
-		size_t pg = rnd(&w->rng) % (a->pages - 1), in = rnd(&w->rng) % PG;
-		size_t len = 1 + rnd(&w->rng) % (2 * PG - in);
+		size_t pg = rnd(&w->rng) % (a->pages - 1), in = rnd(&w->rng) % (PG - 8);
+		size_t len = 8 + rnd(&w->rng) % (2 * PG - in - 8);
+		off_t foff = (off_t)(rnd(&w->rng) % (FILE_SZ - 2 * PG));
+		/* a never-used stamp lands whole in each page the read reaches */
+		uint64_t st = 1ULL << 61 | ++w->stamp;
 
+		if (pwrite(w->rd_wfd, &st, 8, foff) != 8)
+			_exit(6);
+		if (in + len >= PG + 8) {
+			st = 1ULL << 61 | ++w->stamp;
+			if (pwrite(w->rd_wfd, &st, 8, foff + (off_t)(PG - in)) != 8)
+				_exit(6);
+		}
 		memcpy(old, a->p + pg * PG, 2 * PG);
 		e1 = w_epoch(w);
-		if (pread(w->rd_fd, a->p + pg * PG + in, len,
-			  (off_t)(rnd(&w->rng) % (FILE_SZ - 2 * PG))) < 0)
+		if (pread(w->rd_fd, a->p + pg * PG + in, len, foff) < 0)
 			_exit(6);
 		w_log_changed(w, a, pg, 2, old, OP_READ, e1);
 	}
 }
 
-int make_file(const char *dir, bool direct, uint64_t salt)
+/* Also a buffered writable fd in *@wfd when asked (for stamping). */
+static int make_file_rw(const char *dir, bool direct, uint64_t salt, int *wfd)
 {
 	char path[300];
 	uint64_t *b = malloc(FILE_SZ);
 	int fd, rfd = -1;
+
+	if (wfd)
+		*wfd = -1;
 
 	snprintf(path, sizeof(path), "%s/pt-nevermiss-XXXXXX", dir);
 	fd = mkostemp(path, O_CLOEXEC);
@@ -394,11 +422,23 @@ int make_file(const char *dir, bool direct, uint64_t salt)
 		goto out;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	rfd = open(path, O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+	if (wfd) {
+		*wfd = rfd >= 0 ? dup(fd) : -1;
+		if (rfd >= 0 && *wfd < 0) {
+			close(rfd);
+			rfd = -1;
+		}
+	}
 out:
 	free(b);
 	if (fd >= 0)
 		close(fd);
 	return rfd;
+}
+
+int make_file(const char *dir, bool direct, uint64_t salt)
+{
+	return make_file_rw(dir, direct, salt, NULL);
 }
 
 static void w_setup(struct writer *w)
@@ -427,8 +467,9 @@ static void w_setup(struct writer *w)
 	for (int i = 0; i < w->na; i++)
 		for (size_t p = 0; p < w->a[i].pages; p += 3)
 			*(uint64_t *)(w->a[i].p + p * PG) = ++w->val;	/* unique: moves change content */
-	w->dio_fd = odirect_dir[0] ? make_file(odirect_dir, true, seed) : -1;
-	w->rd_fd = make_file("/tmp", false, seed ^ 1);
+	w->dio_wfd = -1;
+	w->dio_fd = odirect_dir[0] ? make_file_rw(odirect_dir, true, seed, &w->dio_wfd) : -1;
+	w->rd_fd = make_file_rw("/tmp", false, seed ^ 1, &w->rd_wfd);
 	if (w->rd_fd < 0)
 		_exit(8);
 }
