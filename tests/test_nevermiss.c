@@ -198,8 +198,6 @@ static void stop_writer(struct fork_res *f)
 	close(f->cmd_fd);
 }
 
-/* Open bug (issue 3): rare misses of the uffd backend in concurrent mode. */
-#define KNOWN_MISS "open bug: rare uffd misses under concurrent churn, doc/tracking-tests.md"
 
 static void report_miss(const char *mode, const char *bk, const struct want *x, uint64_t round)
 {
@@ -381,7 +379,7 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 	tap_ok(err == 0, "lockstep %s: %u rounds ran (%s)", bk, rounds, err ? strerror(-err) : "ok");
 	tap_ok(checked > 0 && miss * 1000 <= checked, "lockstep %s: at most 0.1%% of changed pages "
 	       "missed (%" PRIu64 " of %" PRIu64 ")", bk, miss, checked);
-	tap_todo(miss == 0, KNOWN_MISS, "lockstep %s: every changed page reported (%" PRIu64
+	tap_ok(miss == 0, "lockstep %s: every changed page reported (%" PRIu64
 		 " missed of %" PRIu64 " checked, PT_SEED=%" PRIu64 ")", bk, miss, checked, seed);
 	{
 		char line[512];
@@ -513,7 +511,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 	tap_ok(late == 0, "concurrent %s: no record outside the kept rounds (%" PRIu64 ")", bk, late);
 	tap_ok(checked > 0 && miss * 1000 <= checked, "concurrent %s: at most 0.1%% of changes "
 	       "missed (%" PRIu64 " of %" PRIu64 ")", bk, miss, checked);
-	tap_todo(miss == 0, KNOWN_MISS, "concurrent %s: every change reported within its epochs (%"
+	tap_ok(miss == 0, "concurrent %s: every change reported within its epochs (%"
 		 PRIu64 " missed of %" PRIu64 " checked, PT_SEED=%" PRIu64 ")", bk, miss, checked, seed);
 out:
 	pt_tracker_free(tr);
