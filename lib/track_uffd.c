@@ -411,14 +411,14 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 		if (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 			return errno == ENOENT || errno == EINVAL ? -ENOENT
 								  : pt__target_errno(tr->t, errno);
-		if (rs < start && (err = pt__dirty_add(out, rs, start, PT_DIRTY_NEW)))
-			return err;
-		if (re > end && (err = pt__dirty_add(out, end, re, PT_DIRTY_NEW)))
-			return err;
-		tr->st.pages_new += ((start - (rs < start ? rs : start)) +
-				     ((re > end ? re : end) - end)) >> PT_PAGE_SHIFT;
-		start = rs < start ? rs : start;
-		end = re > end ? re : end;
+		uint64_t ns = rs < start ? rs : start, ne = re > end ? re : end;
+
+		if ((err = pt__dirty_add(out, ns, start, PT_DIRTY_NEW)) ||
+		    (err = pt__dirty_add(out, end, ne, PT_DIRTY_NEW)))
+			return err;	/* (empty ranges add nothing) */
+		tr->st.pages_new += ((start - ns) + (ne - end)) >> PT_PAGE_SHIFT;
+		start = ns;
+		end = ne;
 	}
 	/* protect the pages holding data; record them as populated */
 	return scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
