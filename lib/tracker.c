@@ -200,11 +200,23 @@ static bool fell_back(const struct pt_tracker *tr, const struct pt_vma *v)
 	return false;
 }
 
+/* Does @v hold memory the kernel writes through a long-term pin? */
+static bool pinned_area(const struct pt_tracker *tr, const struct pt_vma *v)
+{
+	for (size_t i = 0; i < tr->pinned.n; i++)
+		if (tr->pinned.d[i].start < v->end && tr->pinned.d[i].end > v->start)
+			return true;
+	return false;
+}
+
 static enum pt_method area_method(struct pt_tracker *tr, const struct pt_vma *v)
 {
 	if (tr->ops == &pt__track_hash_ops)
 		return PT_METHOD_HASH;
 	if (shared_area(v) && !(tr->flags & PT_TRACK_TRUST_SHARED))
+		return PT_METHOD_HASH;
+	/* no page-table bit sees those writes: hash the whole area */
+	if (pinned_area(tr, v))
 		return PT_METHOD_HASH;
 	/* a refusal sticks, or the area would be reported whole every round */
 	if (fell_back(tr, v))
@@ -346,6 +358,12 @@ static int run_round(struct pt_tracker *tr, bool first)
 	err = pt_vmas_read(tr->t, &vmas, &n);
 	if (err)
 		return err;
+	/*
+	 * After the layout: a buffer registered between the two is in an
+	 * area hashed from now on (reported whole this round).
+	 */
+	if (tr->ops != &pt__track_hash_ops && (err = pt__pinned_ranges(tr->t, &tr->pinned)))
+		goto out;
 	tr->pop_cur.n = 0;
 	methods = malloc(n ? n : 1);
 	if (!methods) {
@@ -517,6 +535,7 @@ void pt_tracker_free(struct pt_tracker *tr)
 	pt__dirty_free(&tr->round);
 	pt__dirty_free(&tr->pop_prev);
 	pt__dirty_free(&tr->pop_cur);
+	pt__dirty_free(&tr->pinned);
 	free(tr->areas);
 	pt_target_free(tr->t);
 	free(tr);

@@ -71,6 +71,13 @@ PT_HIDDEN int pt__pop_add(struct pt_tracker *tr, uint64_t start, uint64_t end);
 PT_HIDDEN int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
 				 const struct pt_dirtylist *none, struct pt_dirtylist *out);
 
+/*
+ * Ranges of the target's memory the kernel writes through long-term pins
+ * (io_uring registered buffers: lib/pinned.c), sorted and merged, into
+ * @out (emptied first).  Page-table backends cannot see those writes.
+ */
+PT_HIDDEN int pt__pinned_ranges(const struct pt_target *t, struct pt_dirtylist *out);
+
 extern const struct pt_track_ops pt__track_uffd_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_softdirty_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_hash_ops PT_HIDDEN;
@@ -120,6 +127,7 @@ struct pt_tracker {
 	 * its content became zero, which no page-table bit reports.
 	 */
 	struct pt_dirtylist pop_prev, pop_cur;
+	struct pt_dirtylist pinned;	/* pt__pinned_ranges() of this round */
 
 	struct pt_hashstore *hs;
 	void *priv;			/* backend state */
