@@ -266,6 +266,22 @@ def test_check(pt):
     doc = parse_json(out)
     ok(rc == 0 and isinstance(doc, dict) and "features" in doc and "will_use" in doc,
        "check --json parses and has features and will_use", "rc=%d %s %s" % (rc, out[:300], err))
+    tk = doc.get("trackers") if isinstance(doc, dict) else None
+    names = [t.get("backend") for t in tk] if isinstance(tk, list) else []
+    good = (names == ["uffd", "softdirty", "hash"] and
+            all(isinstance(t.get("usable"), bool) and isinstance(t.get("auto"), bool) and
+                t.get("reason") and t.get("blind_spots") for t in tk) and
+            sum(t["auto"] for t in tk) == 1 and all(t["usable"] for t in tk if t["auto"]) and
+            tk[2]["usable"])
+    ok(good, "check --json: trackers uffd, softdirty, hash, each usable or not with a "
+       "reason and its blind spots; auto is the first usable one", repr(tk)[:400])
+    if good:
+        first = next(t["backend"] for t in tk if t["usable"])
+        ok(next(t["backend"] for t in tk if t["auto"]) == first,
+           "check --json: auto is the first usable tracker (%s)" % first)
+    rc, out, err = run(pt, ["check"])
+    ok(rc == 0 and "tracker backends" in out and out.count("blind spots:") == 3,
+       "check: a tracker backends table with the blind spots of each", "rc=%d" % rc)
 
 
 def test_errors(pt, validator):

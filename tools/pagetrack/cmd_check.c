@@ -16,8 +16,10 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cowstress.h"
@@ -311,6 +313,101 @@ static void print_hazards_json(struct json *j, const struct hazard *h)
 	json_obj_end(j);
 }
 
+/* ---- tracker backends: usable here, which one auto picks, blind spots ---- */
+
+static const struct {
+	enum pt_track_backend b;
+	const char *what, *blind;
+} trackers[] = {
+	{ PT_TRACK_UFFD, "userfaultfd write-protect (async) + PAGEMAP_SCAN",
+	  "writes through long-term pins other than io_uring registered buffers (RDMA, "
+	  "VFIO); asynchronous DMA into a page re-protected mid-transfer; MAP_SHARED areas "
+	  "are hashed (other processes and write(2) on the object); vdso/vvar not tracked" },
+	{ PT_TRACK_SOFTDIRTY, "soft-dirty bits (clear_refs 4), target frozen for each collect",
+	  "a swapped-out shared page loses its bit (MAP_SHARED areas are hashed); VMA merges "
+	  "and new areas over-report; pinned pages stay dirty (over-reported); the calling "
+	  "process only while single-threaded" },
+	{ PT_TRACK_HASH, "XXH3 of every page's content, read each collect",
+	  "reports content changes, not rewrites of identical bytes; a 2^-64 collision "
+	  "chance per changed page; reads all tracked memory each collect" },
+};
+#define NTRACKERS (sizeof(trackers) / sizeof(trackers[0]))
+
+struct tracker_item {
+	bool usable;
+	char reason[200];
+};
+
+/*
+ * Really create each backend's tracker, on one page of our own, so the
+ * answer is the library's and not a guess from the probes.
+ */
+static void decide_trackers(struct tracker_item *t, enum pt_track_backend *chosen)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *m = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	*chosen = PT_TRACK_AUTO;
+	for (size_t i = 0; i < NTRACKERS; i++) {
+		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = trackers[i].b };
+		struct pt_tracker *tr;
+		const char *why = NULL;
+
+		if (m == MAP_FAILED) {
+			snprintf(t[i].reason, sizeof(t[i].reason), "cannot map a test page");
+			continue;
+		}
+		m[0] = 1;
+		o.start = (uintptr_t)m;
+		o.end = (uintptr_t)m + (size_t)pg;
+		tr = pt_tracker_create(0, &o);
+		t[i].usable = tr != NULL;
+		if (tr) {
+			snprintf(t[i].reason, sizeof(t[i].reason), "%s", trackers[i].what);
+			if (*chosen == PT_TRACK_AUTO)
+				*chosen = trackers[i].b;	/* auto takes the first usable */
+		} else {
+			int e = errno;
+
+			if (e == EOPNOTSUPP && trackers[i].b == PT_TRACK_UFFD)
+				feat(PT_FEAT_UFFD_WP_ASYNC, &why);
+			else if (e == EOPNOTSUPP && trackers[i].b == PT_TRACK_SOFTDIRTY)
+				feat(PT_FEAT_SOFT_DIRTY, &why);
+			snprintf(t[i].reason, sizeof(t[i].reason), "%s", why ? why : strerror(e));
+		}
+		pt_tracker_free(tr);
+	}
+	if (m != MAP_FAILED)
+		munmap(m, (size_t)pg);
+}
+
+static void print_trackers_plain(const struct tracker_item *t, enum pt_track_backend chosen)
+{
+	printf("\ntracker backends (--backend; auto picks the first usable):\n");
+	for (size_t i = 0; i < NTRACKERS; i++) {
+		printf("  %-10s %-4s %s%s\n", pt_track_backend_name(trackers[i].b),
+		       t[i].usable ? "yes" : "no", chosen == trackers[i].b ? "[auto] " : "",
+		       t[i].reason);
+		printf("  %-10s      blind spots: %s\n", "", trackers[i].blind);
+	}
+}
+
+static void print_trackers_json(struct json *j, const struct tracker_item *t,
+				enum pt_track_backend chosen)
+{
+	json_arr_begin(j, "trackers");
+	for (size_t i = 0; i < NTRACKERS; i++) {
+		json_obj_begin(j, NULL);
+		json_str(j, "backend", pt_track_backend_name(trackers[i].b));
+		json_bool(j, "usable", t[i].usable);
+		json_bool(j, "auto", chosen == trackers[i].b);
+		json_str(j, "reason", t[i].reason);
+		json_str(j, "blind_spots", trackers[i].blind);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
 static void print_plain(const struct use_item *u)
 {
 	struct utsname un;
@@ -331,6 +428,7 @@ static void print_plain(const struct use_item *u)
 }
 
 static int print_json(const struct check_opts *o, const struct use_item *u,
+		      const struct tracker_item *tk, enum pt_track_backend chosen,
 		      const struct hazard *hz)
 {
 	struct json *j = json_new(stdout, o->pretty);
@@ -366,6 +464,7 @@ static int print_json(const struct check_opts *o, const struct use_item *u,
 		json_str(j, key, u[i].reason);
 	}
 	json_obj_end(j);
+	print_trackers_json(j, tk, chosen);
 	if (hz)
 		print_hazards_json(j, hz);
 	json_obj_end(j);
@@ -377,6 +476,8 @@ int cmd_check(int argc, char **argv)
 {
 	struct check_opts o = { 0 };
 	struct use_item u[USE__COUNT];
+	struct tracker_item tk[NTRACKERS];
+	enum pt_track_backend chosen;
 	struct hazard hz[NHAZ];
 	bool hz_ok = true;
 	int r;
@@ -385,14 +486,17 @@ int cmd_check(int argc, char **argv)
 	if (r)
 		return r > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
 	memset(u, 0, sizeof(u));
+	memset(tk, 0, sizeof(tk));
 	decide(u);
+	decide_trackers(tk, &chosen);
 	if (o.hazards)
 		hz_ok = run_hazards(hz);
 	if (o.json) {
-		r = print_json(&o, u, o.hazards ? hz : NULL);
+		r = print_json(&o, u, tk, chosen, o.hazards ? hz : NULL);
 		return r == PT_EXIT_OK && !hz_ok ? PT_EXIT_RUNTIME : r;
 	}
 	print_plain(u);
+	print_trackers_plain(tk, chosen);
 	if (o.hazards)
 		print_hazards_plain(hz);
 	/* a kernel that corrupts data is a finding, not a success */
