@@ -29,6 +29,9 @@ struct shared {
 	int done;
 	uintptr_t anon, anon2, shm, memfd_addr, sparse, merge, merge_away, ubuf;
 	int uring_ok;		/* 1: ring set up with a registered buffer, -errno: not */
+	uintptr_t thp;		/* 2 MiB aligned, 2 MiB */
+	int collapse_err;	/* MADV_COLLAPSE: 0 or errno */
+	int free_zero;		/* MADV_FREE'd pages that read zero after MADV_PAGEOUT */
 	int memfd;
 };
 
@@ -260,6 +263,35 @@ static void child_do(int cmd)
 	case 20: /* the kernel writes the buffer through the pin: no page fault */
 		uring_read_fixed();
 		break;
+	case 21: /* write anon pages 56..59 */
+		for (int i = 56; i < 60; i++)
+			a[i * FX_PAGE + 9] = 'f';
+		break;
+	case 22: /* MADV_FREE them, then reclaim: lazily freed pages become zero */
+		madvise(a + 56 * FX_PAGE, 4 * FX_PAGE, MADV_FREE);
+		fx_pageout(a + 56 * FX_PAGE, 4 * FX_PAGE);
+		sh->free_zero = 0;
+		for (int i = 56; i < 60; i++)
+			sh->free_zero += *(volatile char *)(a + i * FX_PAGE + 9) == 0;
+		break;
+	case 23: { /* a 2 MiB aligned area of small pages, all with data */
+		char *raw = mmap(NULL, 4u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+		char *h = (char *)(((uintptr_t)raw + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+
+		madvise(h, 2u << 20, MADV_NOHUGEPAGE);
+		for (unsigned i = 0; i < (2u << 20) / FX_PAGE; i++)
+			h[i * FX_PAGE] = (char)(i | 1);
+		sh->thp = (uintptr_t)h;
+		break;
+	}
+	case 24: /* collapse it into a THP (refused where uffd-wp bits are set) */
+		madvise((void *)sh->thp, 2u << 20, MADV_HUGEPAGE);
+		sh->collapse_err = madvise((void *)sh->thp, 2u << 20, 25 /* MADV_COLLAPSE */) ? errno : 0;
+		break;
+	case 25: /* write page 100 of it */
+		((char *)sh->thp)[100 * FX_PAGE + 3] = 25;
+		break;
 	case 11: /* swap in by reading, write page 21 */
 		for (int i = 20; i < 28; i++)
 			(void)*(volatile char *)(a + i * FX_PAGE);
@@ -474,6 +506,29 @@ static void scenario(enum pt_track_backend b)
 	n = collect(tr, d, 65536, &err);
 	tap_ok(!err && covered(d, n, sh->merge + 20 * FX_PAGE, 2 * FX_PAGE),
 	       "%s: later writes to the unmoved half of a merged area reported", bn);
+
+	/* MADV_FREE: the content becomes zero once reclaimed */
+	run_cmd(21);
+	n = collect(tr, d, 65536, &err);
+	run_cmd(22);
+	n = collect(tr, d, 65536, &err);
+	if (sh->free_zero == 4)
+		tap_ok(!err && covered(d, n, sh->anon + 56 * FX_PAGE, 4 * FX_PAGE),
+		       "%s: MADV_FREE'd pages reclaimed (now zero) reported", bn);
+	else
+		tap_skip("MADV_PAGEOUT did not reclaim the MADV_FREE'd pages here",
+			 "%s: MADV_FREE'd pages reclaimed (%d of 4 zero)", bn, sh->free_zero);
+
+	/* THP collapse of a tracked area, then a write */
+	run_cmd(23);
+	n = collect(tr, d, 65536, &err);
+	run_cmd(24);
+	n = collect(tr, d, 65536, &err);
+	run_cmd(25);
+	n = collect(tr, d, 65536, &err);
+	tap_ok(!err && covered(d, n, sh->thp + 100 * FX_PAGE, FX_PAGE),
+	       "%s: a write after MADV_COLLAPSE of a tracked area reported (collapse: %s)", bn,
+	       sh->collapse_err ? strerror(sh->collapse_err) : "done");
 
 	/* io_uring fixed buffers: written through a long-term pin, never a fault */
 	run_cmd(19);
