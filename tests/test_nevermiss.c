@@ -434,6 +434,8 @@ out:
  * kernel write landing after the page was copied and re-armed) would
  * show here, where the epoch windows cannot see it.
  */
+#define SNAP_MAX_AREA (256ull << 20)	/* larger areas are not copied nor compared */
+
 struct shadow {
 	uint64_t *key, *h;	/* open addressing by page address; key 0 = free */
 	size_t cap, n;
@@ -524,8 +526,12 @@ static void for_each_page(pid_t pid, void (*fn)(uint64_t a, bool read, void *), 
 		unsigned long long vs, ve;
 		bool rd;
 
-		if (!maps_line(line, &vs, &ve, &rd) || strstr(line, "[vvar") ||
-		    strstr(line, "[vdso]") || strstr(line, "[vsyscall]"))
+		/*
+		 * Not the sanitizers' shadow reservations (terabytes): the
+		 * writer's own areas are far below the limit.
+		 */
+		if (!maps_line(line, &vs, &ve, &rd) || ve - vs > SNAP_MAX_AREA ||
+		    strstr(line, "[vvar") || strstr(line, "[vdso]") || strstr(line, "[vsyscall]"))
 			continue;
 		for (uint64_t a = vs; a < ve; a += PG)
 			if (a != (uint64_t)(uintptr_t)ctl)	/* the parent writes it */
@@ -565,7 +571,7 @@ static void snap_regions(struct snap *sn, const struct dvec *v)
 		unsigned long long vs, ve;
 		bool rd;
 
-		if (!maps_line(line, &vs, &ve, &rd))
+		if (!maps_line(line, &vs, &ve, &rd) || ve - vs > SNAP_MAX_AREA)
 			continue;
 		for (size_t i = dvec_first(v, vs); i < v->n && v->d[i].start < ve; i++)
 			for (uint64_t a = v->d[i].start > vs ? v->d[i].start : vs;
