@@ -111,16 +111,8 @@ static size_t dvec_first(const struct dvec *v, uint64_t addr)
 
 static const struct pt_dirty *dvec_find(const struct dvec *v, uint64_t addr)
 {
-	size_t lo = 0, hi = v->n;
+	size_t lo = dvec_first(v, addr);
 
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (v->d[mid].end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
 	return lo < v->n && v->d[lo].start <= addr ? &v->d[lo] : NULL;
 }
 
