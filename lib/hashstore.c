@@ -398,6 +398,20 @@ void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end)
 	maybe_compact(hs);
 }
 
+int pt__hash_note(struct pt_hashstore *hs, uint64_t addr, const void *data, size_t npages)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < npages; i++) {
+		int err = ent_set(hs, addr + i * PT_PAGE_SIZE,
+				  XXH3_64bits(p + i * PT_PAGE_SIZE, PT_PAGE_SIZE));
+
+		if (err)	/* keep what it had: the next round compares against that */
+			return err;
+	}
+	return 0;
+}
+
 int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h)
 {
 	*h = ent_get((struct pt_hashstore *)hs, addr);

@@ -570,6 +570,31 @@ int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, 
 	return (int)k;
 }
 
+int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data, size_t len)
+{
+	uint64_t end = addr + len;
+
+	if (!tr || (!data && len) || (addr | len) & (PT_PAGE_SIZE - 1) || end < addr)
+		return -EINVAL;
+	if (!tr->hs)
+		return 0;
+	/* only hashed areas compare content; page tables see writes after the copy */
+	for (size_t i = first_area_after(tr, addr); i < tr->nareas && tr->areas[i].start < end; i++) {
+		const struct pt_area *a = &tr->areas[i];
+		uint64_t s = a->start > addr ? a->start : addr;
+		uint64_t e = a->end < end ? a->end : end;
+		int err;
+
+		if (a->method != PT_METHOD_HASH || s >= e)
+			continue;
+		err = pt__hash_note(tr->hs, s, (const unsigned char *)data + (s - addr),
+				    (size_t)((e - s) >> PT_PAGE_SHIFT));
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st)
 {
 	size_t sz;

@@ -101,6 +101,12 @@ PT_HIDDEN int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint6
 			    uint64_t end, bool baseline, struct pt_dirtylist *out);
 /* Test aid: 1 and the stored hash when @addr has a non-zero entry, else 0. */
 PT_HIDDEN int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h);
+/*
+ * Store the hashes of @npages pages of @data as the content of the pages
+ * from @addr on (what a consumer copied: pt_tracker_note_copy()).  -ENOMEM.
+ */
+PT_HIDDEN int pt__hash_note(struct pt_hashstore *hs, uint64_t addr, const void *data,
+			    size_t npages);
 /* Forget hashes in [start,end) (area unmapped or moved to another method). */
 PT_HIDDEN void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end);
 

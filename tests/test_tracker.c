@@ -648,6 +648,64 @@ static void self_basic(void)
 	munmap(p, NP * FX_PAGE);
 }
 
+/*
+ * A copier that reads a reported page after the collect sees content the
+ * tracker never hashed.  Page 0 is written B, collected, then C while it
+ * is copied, then B again: the next round must report it when the copy
+ * was noted (pt_tracker_note_copy), since the copy holds C.  Page 1 goes
+ * the same way without a note: content B == B, not reported (that is the
+ * hash model, doc/hashing.md).  @shared: a MAP_SHARED area, which the
+ * page-table backends hash too.
+ */
+static void self_note_copy(enum pt_track_backend b, bool shared)
+{
+	static char copy[FX_PAGE];
+	struct pt_dirty d[64];
+	const char *bn = pt_track_backend_name(b);
+	char *p = fx_map(4 * FX_PAGE, PROT_READ | PROT_WRITE,
+			 (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
+				     .end = (uintptr_t)p + 4 * FX_PAGE };
+	const char *what = shared ? "shared" : "private";
+	struct pt_tracker *tr;
+	bool more;
+	int n;
+
+	memset(p, 'A', 4 * FX_PAGE);
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		if (errno == EOPNOTSUPP)
+			tap_skip("backend not usable here", "%s: note_copy on %s memory", bn, what);
+		else
+			tap_ok(0, "%s: create tracker: %s", bn, strerror(errno));
+		munmap(p, 4 * FX_PAGE);
+		return;
+	}
+	p[0] = p[FX_PAGE] = 'B';
+	n = pt_tracker_collect(tr, d, 64, &more);
+	tap_ok(n >= 1 && covered(d, (size_t)n, (uintptr_t)p, 2 * FX_PAGE),
+	       "%s (%s): the written pages reported", bn, what);
+	p[0] = p[FX_PAGE] = 'C';		/* changed while being copied */
+	memcpy(copy, p, FX_PAGE);
+	tap_ok(pt_tracker_note_copy(tr, (uintptr_t)p, copy, FX_PAGE) == 0,
+	       "%s (%s): note_copy accepted", bn, what);
+	p[0] = p[FX_PAGE] = 'B';		/* back to what the collect read */
+	n = pt_tracker_collect(tr, d, 64, &more);
+	tap_ok(n >= 1 && covered(d, (size_t)n, (uintptr_t)p, FX_PAGE),
+	       "%s (%s): a page back to the collected content after the copy read it is "
+	       "reported again", bn, what);
+	if (b == PT_TRACK_HASH || shared)
+		tap_ok(n >= 0 && !covered(d, (size_t)n, (uintptr_t)p + FX_PAGE, FX_PAGE),
+		       "%s (%s): without a note, the same A->B->A page is not (content model)",
+		       bn, what);
+	tap_ok(pt_tracker_note_copy(tr, (uintptr_t)p + 1, copy, FX_PAGE) == -EINVAL &&
+		       pt_tracker_note_copy(tr, (uintptr_t)p, copy, 100) == -EINVAL &&
+		       pt_tracker_note_copy(NULL, (uintptr_t)p, copy, FX_PAGE) == -EINVAL,
+	       "%s (%s): note_copy refuses unaligned ranges and NULL", bn, what);
+	pt_tracker_free(tr);
+	munmap(p, 4 * FX_PAGE);
+}
+
 int main(void)
 {
 	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
@@ -656,6 +714,10 @@ int main(void)
 	if (geteuid() != 0)
 		tap_diag("not root: cross-process tracking may be refused");
 	self_basic();
+	self_note_copy(PT_TRACK_HASH, false);
+	self_note_copy(PT_TRACK_HASH, true);
+	self_note_copy(PT_TRACK_UFFD, true);
+	self_note_copy(PT_TRACK_SOFTDIRTY, true);
 	for (size_t i = 0; i < 3; i++)
 		scenario(bs[i]);
 	struct pt_tracker_opts bad = { .sz = sizeof(bad), .backend = 99 };

@@ -356,6 +356,22 @@ PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ..
  */
 PT_API int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, bool *more);
 
+/*
+ * Tell the tracker what a consumer copied: @len bytes of @data as the
+ * content of [@addr, @addr+@len) (page aligned), read after the collect
+ * that reported those pages.  Areas tracked by content hash (the hash
+ * backend, and hashed fallback areas of the others) then compare the
+ * next round against the copy instead of against what the tracker read
+ * itself, so a page that changed between the collect and the copy and
+ * changed back before the next round is reported again.  Page-table
+ * tracked areas need nothing (writes after the re-arm are caught) and
+ * ignore it.  A reported page found unmapped when copying is noted as
+ * zeros (what the copy now holds), so data moved back to it later is
+ * reported.  Not concurrently with pt_tracker_collect().  0 or -errno
+ * (-EINVAL: unaligned, -ENOMEM).
+ */
+PT_API int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data, size_t len);
+
 struct pt_tracker_stats {
 	size_t sz;			/* sizeof(struct pt_tracker_stats) */
 	uint64_t rounds;		/* completed collect rounds */
