@@ -418,10 +418,63 @@ out:
 }
 
 /*
+ * PT_MISS_DEBUG: the history of every page of the concurrent run (what
+ * was reported, logged and copied, in order), printed for a page whose
+ * copy differs at the end.
+ */
+enum { H_REPORT, H_WRITE, H_UNMAP, H_COPY };
+struct hev {
+	uint64_t start, end, round, v;
+	uint32_t kind, op;
+};
+static struct hev *hist;
+static size_t nhist, caphist;
+static uint64_t hist_round;
+
+static void hist_add(uint32_t kind, uint64_t start, uint64_t end, uint64_t v, uint32_t op)
+{
+	if (!getenv("PT_MISS_DEBUG"))
+		return;
+	if (nhist == caphist) {
+		caphist = caphist ? 2 * caphist : 65536;
+		hist = realloc(hist, caphist * sizeof(*hist));
+		if (!hist)
+			abort();
+	}
+	hist[nhist++] = (struct hev){ start, end, hist_round, v, kind, op };
+}
+
+static void hist_show(uint64_t a)
+{
+	static const char *const kn[] = { "reported", "logged", "unmapped", "copied" };
+	size_t from = nhist, k = 0;
+
+	while (from > 0 && k < 40)	/* the last 40 events */
+		if (a >= hist[--from].start && a < hist[from].end)
+			k++;
+	for (size_t i = from; i < nhist; i++) {
+		const struct hev *h = &hist[i];
+
+		if (a < h->start || a >= h->end)
+			continue;
+		if (h->kind == H_REPORT)
+			tap_diag("    round %" PRIu64 ": %s flags %#" PRIx64, h->round, kn[h->kind], h->v);
+		else if (h->kind == H_WRITE || h->kind == H_UNMAP)
+			tap_diag("    round %" PRIu64 ": %s %s epochs %" PRIu64 "..%" PRIu64, h->round,
+				 kn[h->kind], h->kind == H_WRITE ? op_names[h->op] : "", h->v >> 32,
+				 h->v & 0xffffffffu);
+		else
+			tap_diag("    round %" PRIu64 ": %s %#" PRIx64, h->round, kn[h->kind], h->v);
+	}
+}
+
+/*
  * ---- the copy a pre-copy migration would make ----
  * A baseline of every readable page after arming, then after each collect
  * the reported pages copied again (as content hashes), while the writer
- * runs.  Once the writer is quiet and a last round is copied, the copy
+ * runs; the tracker is told what was copied (pt_tracker_note_copy), as a
+ * migration tool would do.  Once the writer is quiet and a last round is
+ * copied, the copy
  * must equal its memory page for page: a change reported too early (a
  * kernel write landing after the page was copied and re-armed) would
  * show here, where the epoch windows cannot see it.
@@ -473,12 +526,14 @@ static bool shadow_get(const struct shadow *sd, uint64_t a, uint64_t *h)
 }
 
 /*
- * Hash of the writer's page @a now; false when it cannot be read.  A
+ * Hash of the writer's page @a now (and its bytes, in a static buffer);
+ * false when it cannot be read.  A
  * page of a private anonymous area with no data is not read (that would
  * map the zero page into the writer): it hashes as zeros.  (@read: not
  * private anonymous, read it whatever its pagemap entry says.)
  */
-static bool page_hash(pid_t pid, int pmfd, uint64_t a, bool read, uint64_t *h)
+static bool page_hash(pid_t pid, int pmfd, uint64_t a, bool read, uint64_t *h,
+		      const void **bytes)
 {
 	static uint8_t buf[PG], zero[PG];
 	struct iovec l = { buf, PG }, r = { (void *)(uintptr_t)a, PG };
@@ -486,11 +541,13 @@ static bool page_hash(pid_t pid, int pmfd, uint64_t a, bool read, uint64_t *h)
 
 	if (!read && pread(pmfd, &e, 8, (off_t)(a / PG * 8)) == 8 && !(e >> 62)) {
 		*h = XXH3_64bits(zero, PG);
+		*bytes = zero;
 		return true;
 	}
 	if (process_vm_readv(pid, &l, 1, &r, 1, 0) != PG)
 		return false;
 	*h = XXH3_64bits(buf, PG);
+	*bytes = buf;
 	return true;
 }
 
@@ -535,6 +592,7 @@ static void for_each_page(pid_t pid, void (*fn)(uint64_t a, bool read, void *), 
 
 struct snap {
 	struct shadow sd;
+	struct pt_tracker *tr;	/* told what was copied (pt_tracker_note_copy) */
 	pid_t pid;
 	int pmfd;
 	uint64_t differ, compared, unreadable;
@@ -545,15 +603,49 @@ struct snap {
 static void snap_one(uint64_t a, bool read, void *arg)
 {
 	struct snap *sn = arg;
+	const void *bytes;
 	uint64_t h;
 
-	if (page_hash(sn->pid, sn->pmfd, a, read, &h))
-		shadow_put(&sn->sd, a, h);
+	if (!page_hash(sn->pid, sn->pmfd, a, read, &h, &bytes)) {
+		/* unmapped since the layout was read: no data, as in snap_gap() */
+		static const uint8_t zero[PG];
+
+		bytes = zero;
+		h = XXH3_64bits(zero, PG);
+	}
+	shadow_put(&sn->sd, a, h);
+	hist_add(H_COPY, a, a + PG, h, 0);
+	if (pt_tracker_note_copy(sn->tr, a, bytes, PG))
+		abort();
 }
 
+/* Reported pages of [gs, ge), where nothing is mapped now: the copy drops them. */
+static void snap_gap(struct snap *sn, const struct dvec *v, uint64_t gs, uint64_t ge)
+{
+	static const uint8_t zero[PG];
+	uint64_t h;
+
+	for (size_t i = dvec_first(v, gs); i < v->n && v->d[i].start < ge; i++)
+		for (uint64_t a = v->d[i].start > gs ? v->d[i].start : gs; a < v->d[i].end && a < ge;
+		     a += PG)
+			if (shadow_get(&sn->sd, a, &h)) {
+				shadow_put(&sn->sd, a, XXH3_64bits(zero, PG));
+				hist_add(H_COPY, a, a + PG, XXH3_64bits(zero, PG), 0);
+				/* data moved back here later must differ from the copy */
+				if (pt_tracker_note_copy(sn->tr, a, zero, PG))
+					abort();
+			}
+}
+
+/*
+ * Copy the pages of @v: those mapped and readable are read, those in no
+ * area any more are dropped from the copy (no data: zero, as they would
+ * read if mapped again), those in unreadable areas are left as they are.
+ */
 static void snap_regions(struct snap *sn, const struct dvec *v)
 {
 	char path[64], line[512];
+	uint64_t prev_end = 0;
 	FILE *mf;
 
 	/* shared or not, per area */
@@ -563,6 +655,10 @@ static void snap_regions(struct snap *sn, const struct dvec *v)
 		unsigned long long vs, ve;
 		bool rd;
 
+		if (sscanf(line, "%llx-%llx", &vs, &ve) == 2) {
+			snap_gap(sn, v, prev_end, vs);
+			prev_end = ve;
+		}
 		if (!maps_line(line, &vs, &ve, &rd) || ve - vs > SNAP_MAX_AREA)
 			continue;
 		for (size_t i = dvec_first(v, vs); i < v->n && v->d[i].start < ve; i++)
@@ -570,16 +666,19 @@ static void snap_regions(struct snap *sn, const struct dvec *v)
 			     a < v->d[i].end && a < ve; a += PG)
 				snap_one(a, rd, sn);
 	}
-	if (mf)
+	if (mf) {
+		snap_gap(sn, v, prev_end, UINT64_MAX);
 		fclose(mf);
+	}
 }
 
 static void snap_compare(uint64_t a, bool read, void *arg)
 {
 	struct snap *sn = arg;
+	const void *bytes;
 	uint64_t now, copy;
 
-	if (!page_hash(sn->pid, sn->pmfd, a, read, &now)) {
+	if (!page_hash(sn->pid, sn->pmfd, a, read, &now, &bytes)) {
 		sn->unreadable++;
 		return;
 	}
@@ -594,6 +693,20 @@ static void snap_compare(uint64_t a, bool read, void *arg)
 			sn->bad_now = now;
 		}
 	}
+}
+
+/* A record of the concurrent writer: its pages to check, or an unmap. */
+static void take_rec(const struct rec *rec, struct wvec *queue, struct wvec *unmaps, uint64_t *seq)
+{
+	hist_add(rec->type == R_UNMAP ? H_UNMAP : H_WRITE, rec->addr, rec->addr + rec->npages * PG,
+		 rec->e1 << 32 | (rec->e2 & 0xffffffffu), rec->op);
+	if (rec->type == R_UNMAP)
+		wvec_add(unmaps, (struct want){ .page = rec->addr, .e1 = rec->e1, .e2 = rec->npages,
+						.seq = (*seq)++ });
+	else
+		for (uint64_t p = 0; p < rec->npages; p++)
+			wvec_add(queue, (struct want){ .page = rec->addr + p * PG, .e1 = rec->e1,
+						       .e2 = rec->e2, .op = rec->op, .seq = (*seq)++ });
 }
 
 /* Concurrent mode: the writer never waits; windows of epochs are checked. */
@@ -624,6 +737,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 
 		snprintf(pm, sizeof(pm), "/proc/%d/pagemap", (int)f.pid);
 		sn.pid = f.pid;
+		sn.tr = tr;
 		sn.pmfd = open(pm, O_RDONLY | O_CLOEXEC);
 	}
 	for_each_page(f.pid, snap_one, &sn);	/* the writer waits for epoch 1 */
@@ -636,13 +750,8 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 			while (!ended && read_rec(f.log_fd, &rec)) {
 				if (rec.type == R_END)
 					ended = true;
-				else if (rec.type == R_UNMAP)
-					wvec_add(&unmaps, (struct want){ .page = rec.addr, .e1 = rec.e1,
-									 .e2 = rec.npages, .seq = seq++ });
 				else
-					for (uint64_t p = 0; p < rec.npages; p++)
-						wvec_add(&queue, (struct want){ .page = rec.addr + p * PG,
-							.e1 = rec.e1, .e2 = rec.e2, .op = rec.op, .seq = seq++ });
+					take_rec(&rec, &queue, &unmaps, &seq);
 			}
 		}
 		atomic_store(&ctl->epoch, r);
@@ -652,6 +761,10 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 			break;
 		}
 		done = r;
+		hist_round = r;
+		for (size_t i = 0; i < ring[r % NRING].n; i++)
+			hist_add(H_REPORT, ring[r % NRING].d[i].start, ring[r % NRING].d[i].end,
+				 ring[r % NRING].d[i].flags, 0);
 		snap_regions(&sn, &ring[r % NRING]);
 		/* records so far (those of the last round were read above) */
 		while (!ended) {
@@ -663,13 +776,8 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 				err = -EIO;
 				break;
 			}
-			if (rec.type == R_UNMAP)
-				wvec_add(&unmaps, (struct want){ .page = rec.addr, .e1 = rec.e1,
-								 .e2 = rec.npages, .seq = seq++ });
-			else if (rec.type == R_WRITE)
-				for (uint64_t p = 0; p < rec.npages; p++)
-					wvec_add(&queue, (struct want){ .page = rec.addr + p * PG,
-						.e1 = rec.e1, .e2 = rec.e2, .op = rec.op, .seq = seq++ });
+			if (rec.type == R_UNMAP || rec.type == R_WRITE)
+				take_rec(&rec, &queue, &unmaps, &seq);
 		}
 		/* check every write whose window of rounds is complete */
 		while (head < queue.n && queue.w[head].e2 + 1 <= done) {
@@ -716,6 +824,9 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		/* the writer is in pause() now: one more round, then compare */
 		usleep(50 * 1000);
 		err = collect_round(tr, &ring[0]);
+		hist_round = rounds + 2;
+		for (size_t i = 0; !err && i < ring[0].n; i++)
+			hist_add(H_REPORT, ring[0].d[i].start, ring[0].d[i].end, ring[0].d[i].flags, 0);
 		if (!err)
 			snap_regions(&sn, &ring[0]);
 		for_each_page(f.pid, snap_compare, &sn);
@@ -740,17 +851,11 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 			}
 			if (mf)
 				fclose(mf);
+			hist_show(sn.first_bad);
 		}
 		bool same = !err && sn.compared > 0 && sn.differ == 0;
 
-		if (tr->backend == PT_TRACK_HASH)	/* a limit of hashing, doc/hashing.md */
-			tap_todo(same, "hash: a page read by the tracker, changed, then back to that "
-				 "content (zero) before the next read is not reported again",
-				 "concurrent %s: a copy updated with each round's pages equals the "
-				 "writer's memory at the end (%" PRIu64 " pages differ of %" PRIu64
-				 ", PT_SEED=%" PRIu64 ")", bk, sn.differ, sn.compared, seed);
-		else
-			tap_ok(same, "concurrent %s: a copy updated with each round's pages equals "
+		tap_ok(same, "concurrent %s: a copy updated with each round's pages equals "
 			       "the writer's memory at the end (%" PRIu64 " pages differ of %" PRIu64
 			       ", first %#" PRIx64 "; %" PRIu64 " unreadable; PT_SEED=%" PRIu64 ")", bk,
 			       sn.differ, sn.compared, sn.first_bad, sn.unreadable, seed);
@@ -768,6 +873,9 @@ out:
 	free(unmaps.w);
 	free(sn.sd.key);
 	free(sn.sd.h);
+	free(hist);
+	hist = NULL;
+	nhist = caphist = 0;
 	if (sn.pmfd >= 0)
 		close(sn.pmfd);
 }
