@@ -4,10 +4,12 @@
  * Used where a harvest and its re-arm are two steps (soft-dirty: read
  * bits, then clear_refs) so no write falls between them.  A thread that
  * was about to take a signal stops in signal-delivery-stop instead; that
- * signal is handed back on detach so nothing is lost.
+ * signal is handed back on detach so nothing is lost.  The barrier
+ * (pt__barrier) stops the threads one at a time instead of all at once.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +178,81 @@ uint64_t pt__thaw(struct pt_freeze *fz)
 	free(fz->sigs);
 	memset(fz, 0, sizeof(*fz));
 	return dt;
+}
+
+/* State letter of thread @tid (R, S, D, T, ...), 0 when it cannot be read. */
+static char thread_state(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* the name may hold anything */
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+int pt__barrier(pid_t pid, uint64_t *pause_ns)
+{
+	char path[64];
+	bool child = our_child(pid);
+	DIR *d;
+	struct dirent *de;
+	int err = 0;
+
+	*pause_ns = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	/* threads born meanwhile start in user space: nothing of theirs is in flight */
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+		uint64_t t0, t1, t2;
+		bool busy;
+		char st;
+		int sig, r;
+
+		if (tid <= 0)
+			continue;
+		/*
+		 * Only threads running or in disk sleep: one sleeping
+		 * interruptibly, stopped or dead is not inside a system call
+		 * that writes into pinned pages (a FUSE direct read is the
+		 * exception, doc/tracking.md), and waking it would make some
+		 * calls return EINTR (epoll_wait, signal(7)).
+		 */
+		st = thread_state(pid, tid);
+		if (st != 'R' && st != 'D' && st != 0)
+			continue;
+		busy = st == 'D';
+		t0 = now_ns();
+		r = stop_one(tid, child && tid == pid, &sig);
+		if (r < 0) {
+			err = r == -EPERM ? -EBUSY : r;
+			break;
+		}
+		if (r == 1)
+			continue;
+		t1 = now_ns();
+		ptrace(PTRACE_DETACH, tid, 0, sig);
+		t2 = now_ns();
+		/*
+		 * Held stopped from the moment it stopped: at once for a thread
+		 * running or sleeping interruptibly, but a thread in disk sleep
+		 * ran its system call to the end first, not paused meanwhile.
+		 */
+		if (t2 - (busy ? t1 : t0) > *pause_ns)
+			*pause_ns = t2 - (busy ? t1 : t0);
+	}
+	closedir(d);
+	return err;
 }

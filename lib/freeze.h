@@ -23,4 +23,16 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz);
 /* Resume every thread; returns how long the process was stopped (ns). */
 uint64_t pt__thaw(struct pt_freeze *fz);
 
+/*
+ * Make every thread of @pid that is running or in disk sleep pass
+ * through a ptrace stop, one thread at a time, each resumed as soon as
+ * it has stopped.  A thread stops only outside system calls, so when
+ * this returns every such system call in progress when it was called
+ * has finished: a synchronous O_DIRECT read that had pinned its pages
+ * before a harvest has landed.  Threads sleeping interruptibly are left
+ * alone.  *@pause_ns: the longest time one thread was held stopped.
+ * -EBUSY as pt__freeze(), -ESRCH when the process is gone.
+ */
+int pt__barrier(pid_t pid, uint64_t *pause_ns);
+
 #endif

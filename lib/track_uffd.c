@@ -42,6 +42,8 @@ struct uffd_priv {
 	uint64_t features;
 	struct page_region *vec;
 	size_t vec_len;
+	bool protected;		/* this round re-protected pages that hold data */
+	bool no_barrier;	/* pt__barrier() refused: said once */
 };
 
 #define VEC_LEN 4096
@@ -266,7 +268,10 @@ static int scan_pass(struct pt_tracker *tr, uint64_t start, uint64_t end, uint64
 
 static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
+	struct uffd_priv *u = tr->priv;
+
 	(void)arg;
+	u->protected = true;
 	return pt__pop_add(tr, r->start, r->end);
 }
 
@@ -279,7 +284,9 @@ struct harvest_ctx {
 static int add_written(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
 	struct harvest_ctx *c = arg;
+	struct uffd_priv *u = tr->priv;
 
+	u->protected = true;
 	/* filled since the hole pass: it holds data now (rare, usually nothing) */
 	while (c->i < c->none->n && c->none->d[c->i].end <= r->start)
 		c->i++;
@@ -456,6 +463,42 @@ static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t 
 	return err;
 }
 
+static int uffd_round_begin(struct pt_tracker *tr)
+{
+	((struct uffd_priv *)tr->priv)->protected = false;
+	return 0;
+}
+
+/*
+ * A page that a system call had pinned for DMA before this round
+ * re-protected it (the pinning write fault made it written, so it was
+ * reported) takes the DMA's bytes without a fault.  If the caller copied
+ * it before they landed, the copy would keep the old bytes and no later
+ * round would say so.  So before the round is handed out every thread of
+ * the target passes a ptrace stop (microseconds each, one at a time): a
+ * thread stops only outside system calls, so every synchronous O_DIRECT
+ * read in flight has landed.  Asynchronous I/O (io_uring, AIO) cannot be
+ * waited for this way (doc/tracking.md).
+ */
+static void uffd_round_end(struct pt_tracker *tr)
+{
+	struct uffd_priv *u = tr->priv;
+	uint64_t pause = 0;
+	int err;
+
+	if (tr->self || !u->protected)
+		return;
+	err = pt__barrier(tr->pid, &pause);
+	if (pause > tr->st.pause_ns_max)
+		tr->st.pause_ns_max = pause;
+	if (err && err != -ESRCH && !u->no_barrier) {
+		u->no_barrier = true;
+		pt__log(PT_LOG_INFO, "pid %d: cannot wait for its system calls after a harvest (%s): "
+			"a synchronous O_DIRECT read in flight may land after its page is copied",
+			(int)tr->pid, strerror(-err));
+	}
+}
+
 static void uffd_fini(struct pt_tracker *tr)
 {
 	struct uffd_priv *u = tr->priv;
@@ -501,5 +544,7 @@ const struct pt_track_ops pt__track_uffd_ops = {
 	.can_track = uffd_can_track,
 	.arm = uffd_arm,
 	.harvest = uffd_harvest,
+	.round_begin = uffd_round_begin,
+	.round_end = uffd_round_end,
 	.fini = uffd_fini,
 };
