@@ -10,8 +10,8 @@
  * area (a sparse 64 TiB reservation would cost 128 GiB); a write into a
  * hole creates an unprotected page, which is reported as written anyway.
  * Pages that lose their data (MADV_DONTNEED) are found by the populated
- * set kept in tracker.c, from a plain PAGEMAP_SCAN for holes run just
- * before the harvest.
+ * set kept in tracker.c: the harvest's walk lists every region holding
+ * data, so the gaps are the holes.
  *
  * A userfaultfd acts on the mm of the process that created it, so for
  * another process one userfaultfd() runs inside it (lib/inject.c) and
@@ -277,34 +277,28 @@ static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg
 
 struct harvest_ctx {
 	struct pt_dirtylist *out;
-	const struct pt_dirtylist *none;	/* holes of the hole pass, sorted */
-	size_t i;
+	struct pt_dirtylist none;	/* holes: between the regions holding data */
+	uint64_t cur;			/* end of the last region seen */
 };
 
-static int add_written(struct pt_tracker *tr, const struct page_region *r, void *arg)
+/*
+ * One region holding data (present or swapped), of the harvest: written
+ * since the last round (then re-protected by the same walk) or not.  The
+ * gaps between regions are the pages with no data.
+ */
+static int add_data(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
 	struct harvest_ctx *c = arg;
 	struct uffd_priv *u = tr->priv;
+	int err;
 
+	if (r->start > c->cur && (err = pt__dirty_add(&c->none, c->cur, r->start, 0)))
+		return err;
+	c->cur = r->end;
+	if (!(r->categories & PAGE_IS_WRITTEN))
+		return 0;
 	u->protected = true;
-	/* filled since the hole pass: it holds data now (rare, usually nothing) */
-	while (c->i < c->none->n && c->none->d[c->i].end <= r->start)
-		c->i++;
-	for (size_t k = c->i; k < c->none->n && c->none->d[k].start < r->end; k++) {
-		uint64_t s = c->none->d[k].start > r->start ? c->none->d[k].start : r->start;
-		uint64_t e = c->none->d[k].end < r->end ? c->none->d[k].end : r->end;
-		int err = pt__pop_add(tr, s, e);
-
-		if (err)
-			return err;
-	}
 	return pt__dirty_add(c->out, r->start, r->end, 0);
-}
-
-static int add_none(struct pt_tracker *tr, const struct page_region *r, void *arg)
-{
-	(void)tr;
-	return pt__dirty_add(arg, r->start, r->end, 0);
 }
 
 /* Is the area containing [addr, addr+page) registered for async write-protect? */
@@ -435,31 +429,27 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
 			uint64_t end, struct pt_dirtylist *out)
 {
-	struct pt_dirtylist none = { 0 };
-	struct harvest_ctx c = { .out = out, .none = &none };
+	struct harvest_ctx c = { .out = out, .cur = start };
 	int err;
 
 	(void)v;
 	/*
-	 * Pass 1: pages with no data now; those that had data were dropped.
-	 * It runs before the harvest: a page dropped before the round and
-	 * filled again between the two passes (a read into it) would
-	 * otherwise be a hole for the harvest and hold data for this pass,
-	 * and its drop would be reported by neither.  This way the drop is
-	 * seen here and the new data by the harvest.
+	 * One walk: every region holding data is listed, and those written
+	 * are re-protected in the same step (PM_SCAN_WP_MATCHING protects
+	 * only the matching pages that are written).  What holds data is the
+	 * populated set; the gaps are holes, and pages that held data at the
+	 * last round and are in a gap were dropped.  One walk also sees each
+	 * page once: with a separate hole pass, a page dropped before the
+	 * round and filled between the passes could be missed by both.
+	 * Holes are not matched, so no PTE marker is installed in them.
 	 */
-	err = scan_pass(tr, start, end, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, 0, add_none, &none);
+	err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
+			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_data, &c);
+	if (!err && c.cur < end)
+		err = pt__dirty_add(&c.none, c.cur, end, 0);
 	if (!err)
-		err = pt__pop_from_holes(tr, start, end, &none, out);
-	/*
-	 * Pass 2: written pages with data, harvested and re-protected
-	 * atomically; those filled since pass 1 join the populated set.
-	 */
-	if (!err)
-		err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0,
-				PAGE_IS_WRITTEN, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_written, &c);
-	pt__dirty_free(&none);
+		err = pt__pop_from_holes(tr, start, end, &c.none, out);
+	pt__dirty_free(&c.none);
 	return err;
 }
 

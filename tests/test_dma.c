@@ -251,15 +251,14 @@ static void run(enum pt_track_backend b, const uint8_t *want)
 
 	err = collect_copy(tr, pid, copy, &pages);
 	uint64_t t2 = now_ms();
-	bool done_then = atomic_load(&sh->done);
 
 	if (!in_flight) {
 		tap_skip("the read was not in flight when the collect began (throttle without "
 			 "effect?)", "%s: an O_DIRECT read landing after the collect is in the copy", bn);
 		goto out;
 	}
-	tap_diag("%s: collect during the read took %" PRIu64 " ms, %zu pages copied; read %s "
-		 "when it returned", bn, t2 - t1, pages, done_then ? "done" : "still in flight");
+	tap_diag("%s: collect during the read took %" PRIu64 " ms (the read takes about %u), "
+		 "%zu pages copied after it", bn, t2 - t1, LEN * 1000u / RATE, pages);
 	while (!atomic_load(&sh->done))
 		usleep(1000);
 	if (!err)
