@@ -321,15 +321,19 @@ static const struct {
 } trackers[] = {
 	{ PT_TRACK_UFFD, "userfaultfd write-protect (async) + PAGEMAP_SCAN",
 	  "writes through long-term pins other than io_uring registered buffers (RDMA, "
-	  "VFIO); asynchronous DMA into a page re-protected mid-transfer; MAP_SHARED areas "
-	  "are hashed (other processes and write(2) on the object); vdso/vvar not tracked" },
+	  "VFIO); asynchronous DMA (io_uring, AIO) into a page re-protected mid-transfer, "
+	  "and synchronous O_DIRECT too when the target is the caller or traced by another "
+	  "(no barrier); MAP_SHARED areas are hashed (other processes and write(2) on the "
+	  "object); vdso/vvar not tracked" },
 	{ PT_TRACK_SOFTDIRTY, "soft-dirty bits (clear_refs 4), target frozen for each collect",
 	  "a swapped-out shared page loses its bit (MAP_SHARED areas are hashed); VMA merges "
 	  "and new areas over-report; pinned pages stay dirty (over-reported); the calling "
 	  "process only while single-threaded" },
 	{ PT_TRACK_HASH, "XXH3 of every page's content, read each collect",
 	  "reports content changes, not rewrites of identical bytes; a 2^-64 collision "
-	  "chance per changed page; reads all tracked memory each collect" },
+	  "chance per changed page; reads all tracked memory each collect; a copier must "
+	  "note what it copied (pt_tracker_note_copy), or a page changed after the "
+	  "collect and back before the next is not reported again" },
 };
 #define NTRACKERS (sizeof(trackers) / sizeof(trackers[0]))
 
