@@ -388,6 +388,20 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uin
 	return err;
 }
 
+/*
+ * Arming [start,end) failed because the layout changed under us: which of
+ * its pages hold data is unknown.  The part is reported whole this round;
+ * its own area may still be armed and harvested next round, and a page
+ * dropped meanwhile must then be seen as dropped: take it all as holding
+ * data (its holes are reported as zeroed once, falsely).  -ENOENT.
+ */
+static int pop_unknown(struct pt_tracker *tr, uint64_t start, uint64_t end)
+{
+	int err = pt__pop_add(tr, start, end);
+
+	return err ? err : -ENOENT;
+}
+
 static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
 		    struct pt_dirtylist *out)
 {
@@ -396,8 +410,8 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 	int err = uffd_register(tr, start, &rs, &re);
 
 	(void)v;
-	if (err)
-		return err;
+	if (err)	/* -ENOENT: nothing there when re-read; see the end */
+		return err == -ENOENT ? pop_unknown(tr, start, end) : err;
 	if (rs < re) {
 		/*
 		 * The whole VMA was unregistered: none of its uffd-wp bits are
@@ -408,10 +422,6 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 		 * protect afresh what holds data, and report it all.
 		 */
 		struct uffdio_writeprotect wp = { .range = { rs, re - rs }, .mode = 0 };
-
-		if (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
-			return errno == ENOENT || errno == EINVAL ? -ENOENT
-								  : pt__target_errno(tr->t, errno);
 		uint64_t ns = rs < start ? rs : start, ne = re > end ? re : end;
 
 		if ((err = pt__dirty_add(out, ns, start, PT_DIRTY_NEW)) ||
@@ -420,10 +430,26 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 		tr->st.pages_new += ((start - ns) + (ne - end)) >> PT_PAGE_SHIFT;
 		start = ns;
 		end = ne;
+		if (ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+			if (errno != ENOENT && errno != EINVAL)
+				return pt__target_errno(tr->t, errno);
+			/*
+			 * The VMA changed again: its stale bits may remain, so
+			 * it must not stay registered; next round finds it
+			 * unarmed and starts over.
+			 */
+			struct uffdio_range r = { rs, re - rs };
+
+			ioctl(u->uffd, UFFDIO_UNREGISTER, &r);
+			err = -ENOENT;
+		}
 	}
 	/* protect the pages holding data; record them as populated */
-	return scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
-			 PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
+	if (!err)
+		err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
+				PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
+	/* -ENOENT: the walk met an area that is not registered and stopped part-way */
+	return err == -ENOENT ? pop_unknown(tr, start, end) : err;
 }
 
 static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
