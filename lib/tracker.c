@@ -365,6 +365,10 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (tr->ops != &pt__track_hash_ops && (err = pt__pinned_ranges(tr->t, &tr->pinned)))
 		goto out;
 	tr->pop_cur.n = 0;
+	if (tr->pop_prev_unsorted) {	/* pages noted as copied with data */
+		pt__dirty_sort_merge(&tr->pop_prev);
+		tr->pop_prev_unsorted = false;
+	}
 	methods = malloc(n ? n : 1);
 	if (!methods) {
 		err = -ENOMEM;
@@ -570,25 +574,53 @@ int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, 
 	return (int)k;
 }
 
+static bool page_is_zero(const unsigned char *p)
+{
+	uint64_t w[8], acc = 0;
+
+	for (size_t off = 0; off < PT_PAGE_SIZE; off += sizeof(w)) {
+		memcpy(w, p + off, sizeof(w));	/* any alignment */
+		for (int k = 0; k < 8; k++)
+			acc |= w[k];
+		if (acc)
+			return false;
+	}
+	return true;
+}
+
 int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data, size_t len)
 {
 	uint64_t end = addr + len;
 
 	if (!tr || (!data && len) || (addr | len) & (PT_PAGE_SIZE - 1) || end < addr)
 		return -EINVAL;
-	if (!tr->hs)
-		return 0;
-	/* only hashed areas compare content; page tables see writes after the copy */
 	for (size_t i = first_area_after(tr, addr); i < tr->nareas && tr->areas[i].start < end; i++) {
 		const struct pt_area *a = &tr->areas[i];
 		uint64_t s = a->start > addr ? a->start : addr;
 		uint64_t e = a->end < end ? a->end : end;
-		int err;
+		const unsigned char *p = (const unsigned char *)data + (s - addr);
+		int err = 0;
 
-		if (a->method != PT_METHOD_HASH || s >= e)
+		if (s >= e)
 			continue;
-		err = pt__hash_note(tr->hs, s, (const unsigned char *)data + (s - addr),
-				    (size_t)((e - s) >> PT_PAGE_SHIFT));
+		if (a->method == PT_METHOD_HASH) {	/* compare the next round with the copy */
+			if (tr->hs)
+				err = pt__hash_note(tr->hs, s, p, (size_t)((e - s) >> PT_PAGE_SHIFT));
+		} else {
+			/*
+			 * Page tables see every write after the harvest, but not
+			 * a page that loses its data before the next one (dropped,
+			 * or unmapped and its address mapped again) when it had
+			 * none at the harvest: the copy would keep the bytes it
+			 * read.  A page copied with data counts as populated, so
+			 * its loss is reported as zeroed.
+			 */
+			for (uint64_t pg = s; pg < e && !err; pg += PT_PAGE_SIZE, p += PT_PAGE_SIZE)
+				if (!page_is_zero(p)) {
+					err = pt__dirty_add(&tr->pop_prev, pg, pg + PT_PAGE_SIZE, 0);
+					tr->pop_prev_unsorted = true;
+				}
+		}
 		if (err)
 			return err;
 	}

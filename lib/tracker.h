@@ -133,6 +133,7 @@ struct pt_tracker {
 	 * its content became zero, which no page-table bit reports.
 	 */
 	struct pt_dirtylist pop_prev, pop_cur;
+	bool pop_prev_unsorted;		/* pt_tracker_note_copy() appended to pop_prev */
 	struct pt_dirtylist pinned;	/* pt__pinned_ranges() of this round */
 
 	struct pt_hashstore *hs;

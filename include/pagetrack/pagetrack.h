@@ -359,16 +359,22 @@ PT_API int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_
 /*
  * Tell the tracker what a consumer copied: @len bytes of @data as the
  * content of [@addr, @addr+@len) (page aligned), read after the collect
- * that reported those pages.  Areas tracked by content hash (the hash
- * backend, and hashed fallback areas of the others) then compare the
- * next round against the copy instead of against what the tracker read
- * itself, so a page that changed between the collect and the copy and
- * changed back before the next round is reported again.  Page-table
- * tracked areas need nothing (writes after the re-arm are caught) and
- * ignore it.  A reported page found unmapped when copying is noted as
- * zeros (what the copy now holds), so data moved back to it later is
- * reported.  Not concurrently with pt_tracker_collect().  0 or -errno
- * (-EINVAL: unaligned, -ENOMEM).
+ * that reported those pages.  A copier calls it for every page it copies;
+ * without it, two changes between collects can leave the copy stale:
+ * - areas tracked by content hash (the hash backend, hashed fallback
+ *   areas) compare the next round against the copy instead of against
+ *   what the tracker read itself, so a page that changed between the
+ *   collect and the copy and changed back before the next round is
+ *   reported again;
+ * - in page-table tracked areas, a page copied with data counts as
+ *   holding data, so if it has none at the next round (dropped, or
+ *   unmapped and its address covered again, which leaves no trace in
+ *   the page tables) it is reported as zeroed even when it had no data
+ *   at the collect before the copy.
+ * A reported page found unmapped when copying is noted as zeros (what the
+ * copy now holds), so data moved back to it later is reported.  Not
+ * concurrently with pt_tracker_collect().  0 or -errno (-EINVAL:
+ * unaligned, -ENOMEM).
  */
 PT_API int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data, size_t len);
 
