@@ -422,7 +422,7 @@ out:
  * was reported, logged and copied, in order), printed for a page whose
  * copy differs at the end.
  */
-enum { H_REPORT, H_WRITE, H_UNMAP, H_COPY };
+enum { H_REPORT, H_WRITE, H_UNMAP, H_COPY, H_AREA, H_POP };
 struct hev {
 	uint64_t start, end, round, v;
 	uint32_t kind, op;
@@ -444,28 +444,71 @@ static void hist_add(uint32_t kind, uint64_t start, uint64_t end, uint64_t v, ui
 	hist[nhist++] = (struct hev){ start, end, hist_round, v, kind, op };
 }
 
-static void hist_show(uint64_t a)
+/* End of one round's block of populated ranges: say when @a went in or out. */
+static void hist_pop_end(uint64_t round, bool in, int *prev)
+{
+	if (*prev != (int)in)
+		tap_diag("    round %" PRIu64 ": %s the tracker's populated set", round,
+			 in ? "in" : "NOT in");
+	*prev = in;
+}
+
+static void hist_show(uint64_t a, uint64_t upto)
 {
 	static const char *const kn[] = { "reported", "logged", "unmapped", "copied" };
-	size_t from = nhist, k = 0;
+	size_t last = nhist, from, k = 0;
+	uint64_t pop_round = 0, as = 0, ae = 0, am = 0;
+	bool in_pop = false, open = false;
+	int prev = -1;
 
-	while (from > 0 && k < 40)	/* the last 40 events */
-		if (a >= hist[--from].start && a < hist[from].end)
-			k++;
-	for (size_t i = from; i < nhist; i++) {
+	while (last > 0 && hist[last - 1].round > upto)
+		last--;
+	from = last;
+	while (from > 0 && k < 60) {	/* from the 60th last event of @a up to round @upto */
+		const struct hev *h = &hist[--from];
+
+		k += a >= h->start && a < h->end && h->kind != H_AREA && h->kind != H_POP;
+	}
+	for (size_t i = from; i < last; i++) {
 		const struct hev *h = &hist[i];
+		bool mine = a >= h->start && a < h->end;
 
-		if (a < h->start || a >= h->end)
+		if (h->kind == H_POP) {	/* each round's set is one block of events */
+			if (open && h->round != pop_round)
+				hist_pop_end(pop_round, in_pop, &prev);
+			if (!open || h->round != pop_round)
+				in_pop = false;
+			open = true;
+			pop_round = h->round;
+			in_pop |= mine;
 			continue;
-		if (h->kind == H_REPORT)
+		}
+		if (open) {
+			hist_pop_end(pop_round, in_pop, &prev);
+			open = false;
+		}
+		if (!mine)
+			continue;
+		if (h->kind == H_AREA) {	/* only when it changes */
+			if (h->start != as || h->end != ae || h->v != am)
+				tap_diag("    round %" PRIu64 ": in the tracker's area %#" PRIx64 "-%#"
+					 PRIx64 " (%s)", h->round, h->start, h->end,
+					 h->v == PT_METHOD_HASH ? "hashed" : "backend");
+			as = h->start;
+			ae = h->end;
+			am = h->v;
+		} else if (h->kind == H_REPORT) {
 			tap_diag("    round %" PRIu64 ": %s flags %#" PRIx64, h->round, kn[h->kind], h->v);
-		else if (h->kind == H_WRITE || h->kind == H_UNMAP)
+		} else if (h->kind == H_WRITE || h->kind == H_UNMAP) {
 			tap_diag("    round %" PRIu64 ": %s %s epochs %" PRIu64 "..%" PRIu64, h->round,
 				 kn[h->kind], h->kind == H_WRITE ? op_names[h->op] : "", h->v >> 32,
 				 h->v & 0xffffffffu);
-		else
+		} else {
 			tap_diag("    round %" PRIu64 ": %s %#" PRIx64, h->round, kn[h->kind], h->v);
+		}
 	}
+	if (open)
+		hist_pop_end(pop_round, in_pop, &prev);
 }
 
 /*
@@ -532,7 +575,7 @@ static bool shadow_get(const struct shadow *sd, uint64_t a, uint64_t *h)
  * map the zero page into the writer): it hashes as zeros.  (@read: not
  * private anonymous, read it whatever its pagemap entry says.)
  */
-static bool page_hash(pid_t pid, int pmfd, uint64_t a, bool read, uint64_t *h,
+static bool page_hash(pid_t pid, int pmfd, int memfd, uint64_t a, bool read, uint64_t *h,
 		      const void **bytes)
 {
 	static uint8_t buf[PG], zero[PG];
@@ -544,7 +587,9 @@ static bool page_hash(pid_t pid, int pmfd, uint64_t a, bool read, uint64_t *h,
 		*bytes = zero;
 		return true;
 	}
-	if (process_vm_readv(pid, &l, 1, &r, 1, 0) != PG)
+	/* an area without read permission: /proc/PID/mem (FOLL_FORCE), as the hash engine */
+	if (process_vm_readv(pid, &l, 1, &r, 1, 0) != PG &&
+	    (memfd < 0 || pread(memfd, buf, PG, (off_t)a) != PG))
 		return false;
 	*h = XXH3_64bits(buf, PG);
 	*bytes = buf;
@@ -558,6 +603,19 @@ static bool maps_line(const char *line, unsigned long long *vs, unsigned long lo
 	char perms[8];
 
 	if (sscanf(line, "%llx-%llx %7s %*s %*s %llu", vs, ve, perms, &ino) < 3 || perms[0] != 'r')
+		return false;
+	*read = perms[3] == 's' || ino != 0;
+	return true;
+}
+
+/* The same for any area, readable or not (the copier reads those through /proc/PID/mem). */
+static bool maps_line_any(const char *line, unsigned long long *vs, unsigned long long *ve,
+			  bool *read)
+{
+	unsigned long long ino = 0;
+	char perms[8];
+
+	if (sscanf(line, "%llx-%llx %7s %*s %*s %llu", vs, ve, perms, &ino) < 3)
 		return false;
 	*read = perms[3] == 's' || ino != 0;
 	return true;
@@ -594,7 +652,7 @@ struct snap {
 	struct shadow sd;
 	struct pt_tracker *tr;	/* told what was copied (pt_tracker_note_copy) */
 	pid_t pid;
-	int pmfd;
+	int pmfd, memfd;
 	uint64_t differ, compared, unreadable;
 	uint64_t first_bad, bad_copy, bad_now;
 	bool bad_had;
@@ -606,7 +664,7 @@ static void snap_one(uint64_t a, bool read, void *arg)
 	const void *bytes;
 	uint64_t h;
 
-	if (!page_hash(sn->pid, sn->pmfd, a, read, &h, &bytes)) {
+	if (!page_hash(sn->pid, sn->pmfd, sn->memfd, a, read, &h, &bytes)) {
 		/* unmapped since the layout was read: no data, as in snap_gap() */
 		static const uint8_t zero[PG];
 
@@ -619,33 +677,51 @@ static void snap_one(uint64_t a, bool read, void *arg)
 		abort();
 }
 
-/* Reported pages of [gs, ge), where nothing is mapped now: the copy drops them. */
-static void snap_gap(struct snap *sn, const struct dvec *v, uint64_t gs, uint64_t ge)
+/*
+ * The copy mirrors the layout, as a migration's destination would: pages
+ * in no area now are dropped (no data: zero, what they read if mapped
+ * again).  The tracker does not report unmaps, and a page written after a
+ * collect, copied, then unmapped is not reported again.  @m: the mapped
+ * ranges now, sorted, @nm of them.
+ */
+static void snap_prune(struct snap *sn, const uint64_t (*m)[2], size_t nm)
 {
 	static const uint8_t zero[PG];
-	uint64_t h;
+	uint64_t hz = XXH3_64bits(zero, PG);
 
-	for (size_t i = dvec_first(v, gs); i < v->n && v->d[i].start < ge; i++)
-		for (uint64_t a = v->d[i].start > gs ? v->d[i].start : gs; a < v->d[i].end && a < ge;
-		     a += PG)
-			if (shadow_get(&sn->sd, a, &h)) {
-				shadow_put(&sn->sd, a, XXH3_64bits(zero, PG));
-				hist_add(H_COPY, a, a + PG, XXH3_64bits(zero, PG), 0);
-				/* data moved back here later must differ from the copy */
-				if (pt_tracker_note_copy(sn->tr, a, zero, PG))
-					abort();
-			}
+	for (size_t i = 0; i < sn->sd.cap; i++) {
+		uint64_t a = sn->sd.key[i];
+		size_t lo = 0, hi = nm;
+
+		if (!a || sn->sd.h[i] == hz)
+			continue;
+		while (lo < hi) {	/* first range ending after a */
+			size_t mid = (lo + hi) / 2;
+
+			if (m[mid][1] <= a)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < nm && m[lo][0] <= a)
+			continue;	/* mapped */
+		sn->sd.h[i] = hz;
+		hist_add(H_COPY, a, a + PG, hz, 0);
+		/* data moved back here later must differ from the copy */
+		if (pt_tracker_note_copy(sn->tr, a, zero, PG))
+			abort();
+	}
 }
 
 /*
- * Copy the pages of @v: those mapped and readable are read, those in no
- * area any more are dropped from the copy (no data: zero, as they would
- * read if mapped again), those in unreadable areas are left as they are.
+ * Copy the pages of @v: those mapped are read (through /proc/PID/mem when
+ * not readable), then every copied page in no area now is dropped.
  */
 static void snap_regions(struct snap *sn, const struct dvec *v)
 {
 	char path[64], line[512];
-	uint64_t prev_end = 0;
+	uint64_t (*m)[2] = NULL;
+	size_t nm = 0, cm = 0;
 	FILE *mf;
 
 	/* shared or not, per area */
@@ -656,10 +732,16 @@ static void snap_regions(struct snap *sn, const struct dvec *v)
 		bool rd;
 
 		if (sscanf(line, "%llx-%llx", &vs, &ve) == 2) {
-			snap_gap(sn, v, prev_end, vs);
-			prev_end = ve;
+			if (nm == cm) {
+				cm = cm ? 2 * cm : 256;
+				m = realloc(m, cm * sizeof(*m));
+				if (!m)
+					abort();
+			}
+			m[nm][0] = vs;
+			m[nm++][1] = ve;
 		}
-		if (!maps_line(line, &vs, &ve, &rd) || ve - vs > SNAP_MAX_AREA)
+		if (!maps_line_any(line, &vs, &ve, &rd) || ve - vs > SNAP_MAX_AREA)
 			continue;
 		for (size_t i = dvec_first(v, vs); i < v->n && v->d[i].start < ve; i++)
 			for (uint64_t a = v->d[i].start > vs ? v->d[i].start : vs;
@@ -667,9 +749,10 @@ static void snap_regions(struct snap *sn, const struct dvec *v)
 				snap_one(a, rd, sn);
 	}
 	if (mf) {
-		snap_gap(sn, v, prev_end, UINT64_MAX);
 		fclose(mf);
+		snap_prune(sn, (const uint64_t (*)[2])m, nm);
 	}
+	free(m);
 }
 
 static void snap_compare(uint64_t a, bool read, void *arg)
@@ -678,7 +761,7 @@ static void snap_compare(uint64_t a, bool read, void *arg)
 	const void *bytes;
 	uint64_t now, copy;
 
-	if (!page_hash(sn->pid, sn->pmfd, a, read, &now, &bytes)) {
+	if (!page_hash(sn->pid, sn->pmfd, -1, a, read, &now, &bytes)) {
 		sn->unreadable++;
 		return;
 	}
@@ -716,7 +799,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 	struct pt_tracker *tr = NULL;
 	struct dvec ring[NRING];
 	struct wvec queue = { 0 }, suspects = { 0 }, unmaps = { 0 };
-	struct snap sn = { .pmfd = -1 };
+	struct snap sn = { .pmfd = -1, .memfd = -1 };
 	uint64_t miss = 0, checked = 0, late = 0, seq = 0, done = 0;
 	size_t head = 0;
 	bool ended = false;
@@ -739,6 +822,8 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		sn.pid = f.pid;
 		sn.tr = tr;
 		sn.pmfd = open(pm, O_RDONLY | O_CLOEXEC);
+		snprintf(pm, sizeof(pm), "/proc/%d/mem", (int)f.pid);
+		sn.memfd = open(pm, O_RDONLY | O_CLOEXEC);
 	}
 	for_each_page(f.pid, snap_one, &sn);	/* the writer waits for epoch 1 */
 	for (uint64_t r = 1; r <= rounds + 1 && !err; r++) {
@@ -765,6 +850,10 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		for (size_t i = 0; i < ring[r % NRING].n; i++)
 			hist_add(H_REPORT, ring[r % NRING].d[i].start, ring[r % NRING].d[i].end,
 				 ring[r % NRING].d[i].flags, 0);
+		for (size_t i = 0; getenv("PT_MISS_DEBUG") && i < tr->nareas; i++)
+			hist_add(H_AREA, tr->areas[i].start, tr->areas[i].end, tr->areas[i].method, 0);
+		for (size_t i = 0; getenv("PT_MISS_DEBUG") && i < tr->pop_prev.n; i++)
+			hist_add(H_POP, tr->pop_prev.d[i].start, tr->pop_prev.d[i].end, 0, 0);
 		snap_regions(&sn, &ring[r % NRING]);
 		/* records so far (those of the last round were read above) */
 		while (!ended) {
@@ -808,18 +897,19 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 			excused = u->seq > x->seq && x->page >= u->page && x->page < u->page + u->e2 * PG &&
 				  u->e1 <= x->e2 + 1;
 		}
-		if (!excused && miss++ < 20)
+		if (!excused && miss++ < 20) {
 			report_miss("concurrent", bk, x, x->e2 + 1);
+			if (miss == 1)
+				hist_show(x->page, x->e2 + 3);
+		}
 	}
 	tap_ok(err == 0 && ended, "concurrent %s: %u rounds ran (%s)", bk, rounds,
 	       err ? strerror(-err) : ended ? "ok" : "writer did not end");
 	tap_ok(late == 0, "concurrent %s: no record outside the kept rounds (%" PRIu64 ")", bk, late);
 	tap_ok(checked > 0 && miss * 1000 <= checked, "concurrent %s: at most 0.1%% of changes "
 	       "missed (%" PRIu64 " of %" PRIu64 ")", bk, miss, checked);
-	/* open bug: about one run in 25-100 misses one page (doc/tracking-tests.md) */
-	tap_todo(miss == 0, "open bug: a rare concurrent-mode miss, doc/tracking-tests.md",
-		 "concurrent %s: every change reported within its epochs (%" PRIu64 " missed of %"
-		 PRIu64 " checked, PT_SEED=%" PRIu64 ")", bk, miss, checked, seed);
+	tap_ok(miss == 0, "concurrent %s: every change reported within its epochs (%" PRIu64
+	       " missed of %" PRIu64 " checked, PT_SEED=%" PRIu64 ")", bk, miss, checked, seed);
 	if (!err && ended) {
 		/* the writer is in pause() now: one more round, then compare */
 		usleep(50 * 1000);
@@ -851,7 +941,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 			}
 			if (mf)
 				fclose(mf);
-			hist_show(sn.first_bad);
+			hist_show(sn.first_bad, UINT64_MAX);
 		}
 		bool same = !err && sn.compared > 0 && sn.differ == 0;
 
@@ -878,6 +968,8 @@ out:
 	nhist = caphist = 0;
 	if (sn.pmfd >= 0)
 		close(sn.pmfd);
+	if (sn.memfd >= 0)
+		close(sn.memfd);
 }
 
 /* ---- tracker killed mid-run ---- */
