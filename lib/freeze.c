@@ -79,7 +79,8 @@ static bool our_child(pid_t pid)
 }
 
 /*
- * Seize and stop one thread.  Returns 0, 1 if it vanished, or -errno.
+ * Seize and stop one thread.  Returns 0, 1 if it vanished, -EBUSY when it
+ * is traced by someone else or not ours, or -errno.
  * An exit is only looked at (WNOWAIT), never reaped when @child: the
  * caller may be the target's parent (`pagetrack watch -- CMD`), and a
  * command ending while it is frozen must keep its exit status.
@@ -89,8 +90,8 @@ static int stop_one(pid_t tid, bool child, int *sig)
 	int status;
 
 	*sig = 0;
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
-		return errno == ESRCH ? 1 : -errno;
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)	/* EPERM: traced by another, or not ours */
+		return errno == ESRCH ? 1 : errno == EPERM ? -EBUSY : -errno;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
 		return -errno;
 	for (;;) {
@@ -145,7 +146,7 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 			/* only the leader's exit is reported to the parent */
 			r = stop_one(tid, child && tid == pid, &sig);
 			if (r < 0) {
-				err = r == -EPERM ? -EBUSY : r;
+				err = r;
 				break;
 			}
 			if (r == 1)
@@ -237,7 +238,7 @@ int pt__barrier(pid_t pid, uint64_t *pause_ns)
 		t0 = now_ns();
 		r = stop_one(tid, child && tid == pid, &sig);
 		if (r < 0) {
-			err = r == -EPERM ? -EBUSY : r;
+			err = r;
 			break;
 		}
 		if (r == 1)

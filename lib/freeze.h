@@ -17,7 +17,7 @@ struct pt_freeze {
 /*
  * Seize and interrupt every thread of @pid (repeating until no new
  * thread appears).  On failure everything already stopped is resumed.
- * -EBUSY/-EPERM when the process is traced by someone else or not ours.
+ * -EBUSY when the process is traced by someone else or not ours.
  */
 int pt__freeze(pid_t pid, struct pt_freeze *fz);
 /* Resume every thread; returns how long the process was stopped (ns). */

@@ -346,7 +346,7 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uin
 		err = pt__freeze(tr->pid, &fz);
 		if (err == 0)
 			frozen = true;
-		else if (err != -EBUSY && err != -EPERM)
+		else if (err != -EBUSY)
 			return err;
 	}
 	snprintf(path, sizeof(path), "%s/maps", tr->t->procdir);
