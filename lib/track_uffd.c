@@ -502,7 +502,7 @@ static void uffd_round_end(struct pt_tracker *tr)
 	uint64_t pause = 0;
 	int err;
 
-	if (tr->self || !u->protected)
+	if (tr->self || !u->protected || (tr->flags & PT_TRACK_NO_BARRIER))
 		return;
 	err = pt__barrier(tr->pid, &pause);
 	if (pause > tr->st.pause_ns_max)

@@ -310,6 +310,10 @@ enum pt_track_backend {
 #define PT_TRACK_TRUST_SHARED	(1u << 0)	/* trust page tables for MAP_SHARED areas
 						   (writes by other mappers or write(2) on
 						   the object are then invisible) */
+#define PT_TRACK_NO_BARRIER	(1u << 1)	/* the caller does not copy the reported
+						   pages (it counts them): do not wait, after
+						   a round, for system calls in flight whose
+						   DMA may still land (uffd; doc/tracking.md) */
 
 struct pt_tracker_opts {
 	size_t sz;			/* sizeof(struct pt_tracker_opts) */
