@@ -598,19 +598,10 @@ static bool page_hash(pid_t pid, int pmfd, int memfd, uint64_t a, bool read, uin
 	return true;
 }
 
-/* From a maps line: readable, and whether its pages must always be read. */
-static bool maps_line(const char *line, unsigned long long *vs, unsigned long long *ve, bool *read)
-{
-	unsigned long long ino = 0;
-	char perms[8];
-
-	if (sscanf(line, "%llx-%llx %7s %*s %*s %llu", vs, ve, perms, &ino) < 3 || perms[0] != 'r')
-		return false;
-	*read = perms[3] == 's' || ino != 0;
-	return true;
-}
-
-/* The same for any area, readable or not (the copier reads those through /proc/PID/mem). */
+/*
+ * From a maps line of any area (the copier reads unreadable ones through
+ * /proc/PID/mem): its bounds, and whether its pages must always be read.
+ */
 static bool maps_line_any(const char *line, unsigned long long *vs, unsigned long long *ve,
 			  bool *read)
 {
@@ -621,6 +612,15 @@ static bool maps_line_any(const char *line, unsigned long long *vs, unsigned lon
 		return false;
 	*read = perms[3] == 's' || ino != 0;
 	return true;
+}
+
+/* The same for readable areas only. */
+static bool maps_line(const char *line, unsigned long long *vs, unsigned long long *ve, bool *read)
+{
+	char perms[8];
+
+	return maps_line_any(line, vs, ve, read) && sscanf(line, "%*s %7s", perms) == 1 &&
+	       perms[0] == 'r';
 }
 
 /* Calls @fn for each page of the writer's readable, tracked areas. */
