@@ -365,10 +365,8 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (tr->ops != &pt__track_hash_ops && (err = pt__pinned_ranges(tr->t, &tr->pinned)))
 		goto out;
 	tr->pop_cur.n = 0;
-	if (tr->pop_prev_unsorted) {	/* pages noted as copied with data */
+	if (tr->pop_prev_sorted < tr->pop_prev.n)	/* pages noted as copied with data */
 		pt__dirty_sort_merge(&tr->pop_prev);
-		tr->pop_prev_unsorted = false;
-	}
 	methods = malloc(n ? n : 1);
 	if (!methods) {
 		err = -ENOMEM;
@@ -414,6 +412,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	struct pt_dirtylist swap = tr->pop_prev;
 	tr->pop_prev = tr->pop_cur;
 	tr->pop_cur = swap;
+	tr->pop_prev_sorted = tr->pop_prev.n;
 	if (first)
 		tr->round.n = 0;	/* arming round: nothing to report */
 	pt__dirty_sort_merge(&tr->round);
@@ -615,11 +614,16 @@ int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data,
 			 * read.  A page copied with data counts as populated, so
 			 * its loss is reported as zeroed.
 			 */
-			for (uint64_t pg = s; pg < e && !err; pg += PT_PAGE_SIZE, p += PT_PAGE_SIZE)
-				if (!page_is_zero(p)) {
-					err = pt__dirty_add(&tr->pop_prev, pg, pg + PT_PAGE_SIZE, 0);
-					tr->pop_prev_unsorted = true;
-				}
+			struct pt_dirtylist in_order = { .d = tr->pop_prev.d, .n = tr->pop_prev_sorted };
+
+			for (uint64_t pg = s; pg < e && !err; pg += PT_PAGE_SIZE, p += PT_PAGE_SIZE) {
+				size_t k = first_after(&in_order, pg);
+
+				/* held data at the harvest already (the usual case): nothing to add */
+				if ((k < in_order.n && in_order.d[k].start <= pg) || page_is_zero(p))
+					continue;
+				err = pt__dirty_add(&tr->pop_prev, pg, pg + PT_PAGE_SIZE, 0);
+			}
 		}
 		if (err)
 			return err;

@@ -133,7 +133,8 @@ struct pt_tracker {
 	 * its content became zero, which no page-table bit reports.
 	 */
 	struct pt_dirtylist pop_prev, pop_cur;
-	bool pop_prev_unsorted;		/* pt_tracker_note_copy() appended to pop_prev */
+	size_t pop_prev_sorted;		/* entries of pop_prev in order; those after were
+					   appended by pt_tracker_note_copy() */
 	struct pt_dirtylist pinned;	/* pt__pinned_ranges() of this round */
 
 	struct pt_hashstore *hs;
