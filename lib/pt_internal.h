@@ -23,7 +23,7 @@
 /*
  * Internal-only run state: the page table says nothing about this page
  * (pte_none, or a uffd-wp marker); for memory backed by an object the
- * truth must be asked of the object (lib/shared.c).  Never escapes
+ * truth must be asked of the object (lib/scan/shared.c).  Never escapes
  * pt_scan().
  */
 #define PT_STATE_NONE 0xffu
@@ -61,7 +61,7 @@ PT_HIDDEN int pt__run_push(struct pt_runbuf *rb, uint64_t start, uint64_t end,
 PT_HIDDEN void pt__run_truncate(struct pt_runbuf *rb, uint64_t addr);
 
 /* ---- target.c ---- */
-struct pt_shared_obj;	/* lib/shared.c: cached open backing object */
+struct pt_shared_obj;	/* lib/scan/shared.c: cached open backing object */
 
 struct pt_target {
 	pid_t pid;		/* real pid, also for "self" */
@@ -98,7 +98,7 @@ struct pt_target {
 	/* read backend: VMA (by start) whose smaps skip check is due / done */
 	uint64_t skip_probe_vma, skip_checked_vma;
 
-	struct pt_shared_obj *objs;	/* lib/shared.c cache */
+	struct pt_shared_obj *objs;	/* lib/scan/shared.c cache */
 };
 
 struct pt_smaps_ent {

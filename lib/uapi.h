@@ -2,7 +2,7 @@
 /*
  * Private copies of kernel uapi definitions newer than Debian 12's
  * linux-libc-dev (6.1).  Whether the running kernel supports them is
- * decided at run time by lib/features.c, never here.
+ * decided at run time by lib/process/features.c, never here.
  */
 #ifndef PT_UAPI_H
 #define PT_UAPI_H

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The content-hash engine (lib/hashstore.c), driven directly through a
+ * The content-hash engine (lib/track/hashstore.c), driven directly through a
  * minimal struct pt_tracker, against the calling process and a forked
  * child.  The test keeps its own record of which pages it changed and
  * requires the engine to report exactly those: no miss, and for this
@@ -30,7 +30,7 @@
 
 #include "fixture.h"
 #include "tap.h"
-#include "tracker.h"
+#include "track/tracker.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ptrace syscall injection (lib/inject.c): the call runs inside the
+ * ptrace syscall injection (lib/process/inject.c): the call runs inside the
  * target and the target comes out exactly as it went in — blocked
  * system calls complete, signals are neither lost nor duplicated,
  * registers (general, SSE, MXCSR) are intact, threads keep running,
@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "inject.h"
+#include "process/inject.h"
 #include "tap.h"
 
 #define NTHREADS 4

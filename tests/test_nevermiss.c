@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "tracker.h"
+#include "track/tracker.h"
 #include <xxhash.h>
 #include "tap.h"
 #include "writer.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared memory and file mappings, told truthfully (lib/shared.c).
+ * Shared memory and file mappings, told truthfully (lib/scan/shared.c).
  *
  * A forked child builds, for each kind of shared memory (MAP_SHARED
  * anonymous, memfd, /dev/shm file, SysV segment), 64 pages laid out as

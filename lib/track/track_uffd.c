@@ -14,7 +14,7 @@
  * data, so the gaps are the holes.
  *
  * A userfaultfd acts on the mm of the process that created it, so for
- * another process one userfaultfd() runs inside it (lib/inject.c) and
+ * another process one userfaultfd() runs inside it (lib/process/inject.c) and
  * the fd is fetched with pidfd_getfd(); everything else is done here.
  */
 #include <errno.h>
@@ -26,8 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "freeze.h"
-#include "inject.h"
+#include "process/freeze.h"
+#include "process/inject.h"
 #include "tracker.h"
 #include "uapi.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Internal interfaces of the dirty-page tracker (lib/tracker*.c, lib/track_*.c). */
+/* Internal interfaces of the dirty-page tracker (lib/track/). */
 #ifndef PT_TRACKER_H
 #define PT_TRACKER_H
 
@@ -73,7 +73,7 @@ PT_HIDDEN int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t
 
 /*
  * Ranges of the target's memory the kernel writes through long-term pins
- * (io_uring registered buffers: lib/pinned.c), sorted and merged, into
+ * (io_uring registered buffers: lib/track/pinned.c), sorted and merged, into
  * @out (emptied first).  Page-table backends cannot see those writes.
  */
 PT_HIDDEN int pt__pinned_ranges(const struct pt_target *t, struct pt_dirtylist *out);
@@ -82,7 +82,7 @@ extern const struct pt_track_ops pt__track_uffd_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_softdirty_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_hash_ops PT_HIDDEN;
 
-/* ---- lib/hashstore.c: content hashes of tracked pages ---- */
+/* ---- lib/track/hashstore.c: content hashes of tracked pages ---- */
 struct pt_hashstore;
 
 PT_HIDDEN struct pt_hashstore *pt__hashstore_new(void);

@@ -425,7 +425,7 @@ int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h)
  * The backing object of @v, opened read-only and checked by device and
  * inode: /proc/PID/map_files (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE),
  * else the path when it still names the object.  One object is cached.
- * lib/shared.c has a fuller search (the target's fds) that is not
+ * lib/scan/shared.c has a fuller search (the target's fds) that is not
  * exported; this is the minimal duplicate (see doc/hashing.md).
  * Returns the fd or -1 (then pages are read through the target).
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The dirty-page tracker: one interface, three backends (ops tables in
- * lib/track_*.c), and the bookkeeping every backend needs:
+ * lib/track/track_*.c), and the bookkeeping every backend needs:
  *  - areas created, moved or remapped since the last round are reported
  *    whole and armed (an area is "known" only where the previous round
  *    tracked the same object at the same offset with the same method);

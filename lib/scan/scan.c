@@ -2,7 +2,7 @@
 /*
  * pt_scan(): the pipeline every scan goes through, one window at a time:
  *   backend (PAGEMAP_SCAN or pagemap pread) -> raw runs
- *   -> shared-object resolution (lib/shared.c) -> kpageflags (optional)
+ *   -> shared-object resolution (lib/scan/shared.c) -> kpageflags (optional)
  *   -> caller's buffer, merged, with attributes the caller did not ask
  *      for stripped so both backends give identical output.
  * All memory is per target and bounded by PT_WINDOW_PAGES.

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "freeze.h"
+#include "process/freeze.h"
 #include "tracker.h"
 
 struct sd_priv {
