@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The content-hash engine (lib/track/hashstore.c), driven directly through a
- * minimal struct pt_tracker, against the calling process and a forked
+ * hash store and target of its own, against the calling process and a forked
  * child.  The test keeps its own record of which pages it changed and
  * requires the engine to report exactly those: no miss, and for this
  * engine no false positive either.
@@ -30,7 +30,7 @@
 
 #include "fixture.h"
 #include "tap.h"
-#include "track/tracker.h"
+#include "track/hashstore.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -184,26 +184,26 @@ static struct rep run(struct tgt *T, int op, int arg, uint64_t addr, uint64_t le
 /* ---- the engine, with a hand-built tracker ---- */
 
 struct ctx {
-	struct pt_tracker tr;
+	struct pt_target *t;
+	struct pt_hashstore *hs;
+	uint64_t pages_hashed;
 	struct pt_dirtylist out;
 };
 
 static int ctx_open(struct ctx *C, pid_t pid)
 {
 	memset(C, 0, sizeof(*C));
-	C->tr.t = pt_target_open(pid, NULL);
-	C->tr.hs = pt__hashstore_new();
-	if (!C->tr.t || !C->tr.hs)
+	C->t = pt_target_open(pid, NULL);
+	C->hs = pt__hashstore_new();
+	if (!C->t || !C->hs)
 		return -1;
-	C->tr.pid = pt_target_pid(C->tr.t);
-	C->tr.self = pid == 0;
 	return 0;
 }
 
 static void ctx_close(struct ctx *C)
 {
-	pt__hashstore_free(C->tr.hs);
-	pt_target_free(C->tr.t);
+	pt__hashstore_free(C->hs);
+	pt_target_free(C->t);
 	free(C->out.d);
 }
 
@@ -212,7 +212,7 @@ static int hash_range(struct ctx *C, uint64_t a, uint64_t len, bool baseline)
 {
 	struct pt_vma *v;
 	size_t n;
-	int err = pt_vmas_read(C->tr.t, &v, &n);
+	int err = pt_vmas_read(C->t, &v, &n);
 
 	C->out.n = 0;
 	if (err < 0)
@@ -222,7 +222,8 @@ static int hash_range(struct ctx *C, uint64_t a, uint64_t len, bool baseline)
 		uint64_t e = v[i].end < a + len ? v[i].end : a + len;
 
 		if (s < e)
-			err = pt__hash_area(&C->tr, &v[i], s, e, baseline, &C->out);
+			err = pt__hash_area(C->hs, C->t, &v[i], s, e, baseline, &C->out,
+					    &C->pages_hashed);
 	}
 	pt_vmas_free(v);
 	return err;
@@ -274,10 +275,10 @@ static size_t count_state(struct ctx *C, uint64_t a, size_t np, uint8_t state)
 	struct pt_vma *v;
 	size_t n = 0;
 
-	if (pt_vmas_read(C->tr.t, &v, &n) == 0)	/* the scan uses the layout read last */
+	if (pt_vmas_read(C->t, &v, &n) == 0)	/* the scan uses the layout read last */
 		pt_vmas_free(v);
 	n = 0;
-	if (fx_scan_pages(C->tr.t, a, a + np * FX_PAGE, 0, st, NULL) == 0)
+	if (fx_scan_pages(C->t, a, a + np * FX_PAGE, 0, st, NULL) == 0)
 		n = fx_count(st, 0, np, state);
 	free(st);
 	return n;
@@ -431,7 +432,7 @@ static void suite_basic(struct tgt *T, struct ctx *C, const char *who)
 	}
 	for (int k = 0; k < 3; k++) {
 		run(T, OP_MADV, MADV_DONTNEED, a[k], 0, 0);	/* keep the child small */
-		pt__hash_forget(C->tr.hs, a[k], a[k] + NP * FX_PAGE);
+		pt__hash_forget(C->hs, a[k], a[k] + NP * FX_PAGE);
 	}
 }
 
@@ -496,7 +497,7 @@ static void suite_sparse(struct tgt *T, struct ctx *C, const char *who)
 		       "%s: sparse: write to a RW page and a PROT_NONE page: %d of 2 found, %d others",
 		       who, got, bad);
 	}
-	pt__hash_forget(C->tr.hs, base, base + SPARSE_LEN);
+	pt__hash_forget(C->hs, base, base + SPARSE_LEN);
 	if (!T->pid)
 		munmap((void *)(uintptr_t)base, SPARSE_LEN);
 }
@@ -539,10 +540,10 @@ static void suite_swap(struct tgt *T, struct ctx *C, const char *who)
 		memset(want, 0, sizeof(want));
 		snprintf(what, sizeof(what), "%s: %s swapped: no change", who, kname[k]);
 		check_round(C, a, NP, want, what);
-		hashed = C->tr.st.pages_hashed;
+		hashed = C->pages_hashed;
 		snprintf(what, sizeof(what), "%s: %s swapped: no change again", who, kname[k]);
 		check_round(C, a, NP, want, what);
-		hashed = C->tr.st.pages_hashed - hashed;
+		hashed = C->pages_hashed - hashed;
 		after = count_state(C, a, NP, PT_STATE_SWAPPED);
 		tap_ok(after >= sw, "%s: %s: still %zu of %zu swapped after hashing", who, kname[k],
 		       after, sw);
@@ -577,7 +578,7 @@ static void suite_swap(struct tgt *T, struct ctx *C, const char *who)
 			 kname[k], count_state(C, a, NP, PT_STATE_SWAPPED),
 			 count_state(C, a, NP, PT_STATE_CACHED), count_state(C, a, NP, PT_STATE_PRESENT));
 		run(T, OP_MADV, MADV_DONTNEED, a, NP * FX_PAGE, 0);
-		pt__hash_forget(C->tr.hs, a, a + NP * FX_PAGE);
+		pt__hash_forget(C->hs, a, a + NP * FX_PAGE);
 	}
 }
 
@@ -630,7 +631,7 @@ static void bench(struct tgt *T, struct ctx *C)
 		 len / round / 1e9, raw / round);
 	free(buf);
 	run(T, OP_MADV, MADV_DONTNEED, r.addr, len, 0);
-	pt__hash_forget(C->tr.hs, r.addr, r.addr + len);
+	pt__hash_forget(C->hs, r.addr, r.addr + len);
 }
 
 int main(void)
@@ -667,12 +668,13 @@ int main(void)
 			a = run(&T, OP_MAP, K_ANON, 0, NP * FX_PAGE, 0).addr;
 			run(&T, OP_FILL, 0, a, NP * FX_PAGE, 1);
 			hash_range(&C, a, NP * FX_PAGE, true);
-			if (pt_vmas_read(C.tr.t, &v, &n) == 0)
+			if (pt_vmas_read(C.t, &v, &n) == 0)
 				for (size_t i = 0; i < n; i++)
 					if (v[i].start <= a && a < v[i].end)
 						hit = &v[i];
 			tgt_kill(&T);
-			err = hit ? pt__hash_area(&C.tr, hit, a, a + NP * FX_PAGE, false, &C.out)
+			err = hit ? pt__hash_area(C.hs, C.t, hit, a, a + NP * FX_PAGE, false, &C.out,
+						    &C.pages_hashed)
 				  : -ENOENT;
 			tap_ok(err == -ESRCH, "child: target gone mid-way: %s", strerror(-err));
 			pt_vmas_free(v);

@@ -38,7 +38,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "tracker.h"
+#include "hashstore.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -102,8 +102,9 @@ struct pt_hashstore {
 
 /* One pt__hash_area() call. */
 struct hs_ctx {
-	struct pt_tracker *tr;
+	struct pt_target *t;
 	struct pt_hashstore *hs;
+	uint64_t *pages_hashed;	/* may be NULL */
 	const struct pt_vma *v;
 	struct pt_dirtylist *out;
 	bool baseline;
@@ -443,7 +444,7 @@ static int obj_fd(struct hs_ctx *c)
 	if (hs->obj_fd >= 0)
 		close(hs->obj_fd);
 	hs->obj_fd = -1;
-	snprintf(mf, sizeof(mf), "%s/map_files/%llx-%llx", c->tr->t->procdir,
+	snprintf(mf, sizeof(mf), "%s/map_files/%llx-%llx", c->t->procdir,
 		 (unsigned long long)v->start, (unsigned long long)v->end);
 	paths[0] = mf;
 	if (v->path[0] == '/' && !strstr(v->path, " (deleted)"))
@@ -481,7 +482,7 @@ static int mem_fd(struct hs_ctx *c)
 	char path[48];
 
 	if (hs->mem_fd == -1) {
-		snprintf(path, sizeof(path), "%s/mem", c->tr->t->procdir);
+		snprintf(path, sizeof(path), "%s/mem", c->t->procdir);
 		hs->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (hs->mem_fd < 0)
 			hs->mem_fd = -2;
@@ -520,7 +521,7 @@ static int mem_read(struct hs_ctx *c, uint64_t addr, size_t len, size_t bo)
 		if (n < 0 && errno == ENOMEM)
 			return -ENOMEM;
 		if (n <= 0) {
-			if (pt_target_alive(c->tr->t) == 0)
+			if (pt_target_alive(c->t) == 0)
 				return -ESRCH;
 			mark_bad(hs, bo, PT_PAGE_SIZE);
 			n = PT_PAGE_SIZE;
@@ -568,12 +569,12 @@ static int vm_read_all(struct hs_ctx *c)
 	}
 	while (i < n) {
 		size_t k = n - i > HS_MAXIOV ? HS_MAXIOV : n - i, stop = i + k;
-		ssize_t got = process_vm_readv(c->tr->pid, l + i, k, r + i, k, 0);
+		ssize_t got = process_vm_readv(c->t->pid, l + i, k, r + i, k, 0);
 
 		if (got < 0) {
 			int e = errno;
 
-			if (e == EPERM || (e == ESRCH && pt_target_alive(c->tr->t) == 0))
+			if (e == EPERM || (e == ESRCH && pt_target_alive(c->t) == 0))
 				return -e;
 			/*
 			 * EFAULT: nothing from the first iovec.  ENOMEM and ESRCH
@@ -659,7 +660,8 @@ static int hash_pages(struct hs_ctx *c, const struct hs_seg *g, const unsigned c
 
 		err = page_result(c, g->addr + o, h, bad);
 	}
-	c->tr->st.pages_hashed += g->len >> PT_PAGE_SHIFT;
+	if (c->pages_hashed)
+		*c->pages_hashed += g->len >> PT_PAGE_SHIFT;
 	return err;
 }
 
@@ -703,7 +705,7 @@ static int hash_objmap(struct hs_ctx *c, const struct hs_seg *g)
 static int advise_private(struct hs_ctx *c, int advice)
 {
 	struct pt_hashstore *hs = c->hs;
-	struct pt_target *t = c->tr->t;
+	struct pt_target *t = c->t;
 	size_t n = 0;
 	int fail = 0;
 
@@ -711,7 +713,7 @@ static int advise_private(struct hs_ctx *c, int advice)
 		const struct hs_seg *g = s < hs->nseg ? &hs->seg[s] : NULL;
 
 		if (g && g->evict && g->src != SRC_OBJMAP) {
-			if (c->tr->self) {
+			if (t->self) {
 				if (madvise((void *)(uintptr_t)g->addr, g->len, advice))
 					fail = errno;
 				continue;
@@ -827,7 +829,7 @@ static uint8_t target_src(const struct hs_ctx *c)
 {
 	if (!(c->v->prot & PT_PROT_READ))
 		return SRC_MEM;
-	return c->tr->self ? SRC_SELF : SRC_VM;
+	return c->t->self ? SRC_SELF : SRC_VM;
 }
 
 static int queue_region(struct hs_ctx *c, const struct pt_region *r)
@@ -882,18 +884,18 @@ static int alloc_batch(struct pt_hashstore *hs)
 	return 0;
 }
 
-int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
-		  bool baseline, struct pt_dirtylist *out)
+int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
+		  uint64_t start, uint64_t end, bool baseline, struct pt_dirtylist *out,
+		  uint64_t *pages_hashed)
 {
 	/* no locations: they would only split runs (swap slots prove nothing) */
 	const struct pt_scan_opts so = { .sz = sizeof(so), .flags = PT_SCAN_NO_EXCLUSIVE };
-	struct hs_ctx c = { .tr = tr, .hs = tr ? tr->hs : NULL, .v = v, .out = out,
+	struct hs_ctx c = { .t = t, .hs = hs, .pages_hashed = pages_hashed, .v = v, .out = out,
 			    .baseline = baseline, .obj_fd = -1 };
-	struct pt_hashstore *hs = c.hs;
 	uint64_t cur, covered;
 	int err;
 
-	if (!tr || !hs || !v || !tr->t || (!out && !baseline))
+	if (!hs || !t || !v || (!out && !baseline))
 		return -EINVAL;
 	start &= ~(PT_PAGE_SIZE - 1);
 	if (start < v->start)
@@ -912,7 +914,7 @@ int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
 	}
 	cur = covered = start;
 	while (cur < end) {
-		int n = pt_scan(tr->t, &cur, end, hs->regs, HS_REGS, &so);
+		int n = pt_scan(t, &cur, end, hs->regs, HS_REGS, &so);
 
 		if (n < 0) {
 			err = n;
@@ -939,6 +941,6 @@ out:
 	hs->nseg = hs->used = 0;
 	maybe_compact(hs);
 	if (err == -EFAULT || err == -ENOENT)
-		err = pt__target_errno(tr->t, err);
+		err = pt__target_errno(t, err);
 	return err;
 }

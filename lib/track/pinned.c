@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tracker.h"
+#include "pinned.h"
 
 /* Add the registered buffers of the io_uring behind fdinfo @path to @out. */
 static int ring_buffers(const char *path, struct pt_dirtylist *out)

@@ -27,70 +27,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- dirty lists ---- */
-
-int pt__dirty_add(struct pt_dirtylist *l, uint64_t start, uint64_t end, uint32_t flags)
-{
-	if (start >= end)
-		return 0;
-	if (l->n && l->d[l->n - 1].end == start && l->d[l->n - 1].flags == flags) {
-		l->d[l->n - 1].end = end;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 256;
-		struct pt_dirty *nd = realloc(l->d, ncap * sizeof(*nd));
-
-		if (!nd)
-			return -ENOMEM;
-		l->d = nd;
-		l->cap = ncap;
-	}
-	l->d[l->n++] = (struct pt_dirty){ .start = start, .end = end, .flags = flags };
-	return 0;
-}
-
-static int cmp_dirty(const void *a, const void *b)
-{
-	const struct pt_dirty *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-void pt__dirty_sort_merge(struct pt_dirtylist *l)
-{
-	size_t w = 0;
-
-	bool sorted = true;
-
-	if (l->n < 2)
-		return;
-	/* lists are mostly built in address order: sort only when needed */
-	for (size_t i = 1; i < l->n && sorted; i++)
-		sorted = l->d[i - 1].start <= l->d[i].start;
-	if (!sorted)
-		qsort(l->d, l->n, sizeof(*l->d), cmp_dirty);
-	for (size_t i = 1; i < l->n; i++) {
-		struct pt_dirty *last = &l->d[w];
-
-		if (l->d[i].start <= last->end) {
-			if (l->d[i].end > last->end)
-				last->end = l->d[i].end;
-			last->flags |= l->d[i].flags;
-		} else {
-			l->d[++w] = l->d[i];
-		}
-	}
-	l->n = w + 1;
-}
-
-void pt__dirty_free(struct pt_dirtylist *l)
-{
-	free(l->d);
-	l->d = NULL;
-	l->n = l->cap = 0;
-}
-
 /* ---- populated sets ---- */
 
 int pt__pop_add(struct pt_tracker *tr, uint64_t start, uint64_t end)
@@ -272,7 +208,8 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 
 	if (!is_new) {
 		if (m == PT_METHOD_HASH)
-			return pt__hash_area(tr, v, start, end, false, out);
+			return pt__hash_area(tr->hs, tr->t, v, start, end, false, out,
+					     &tr->st.pages_hashed);
 		err = tr->ops->harvest(tr, v, start, end, out);
 		if (err != -ENOENT)
 			return err;
@@ -283,7 +220,8 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	if (err)
 		return err;
 	if (m == PT_METHOD_HASH)
-		return pt__hash_area(tr, v, start, end, true, out);
+		return pt__hash_area(tr->hs, tr->t, v, start, end, true, out,
+				     &tr->st.pages_hashed);
 	err = tr->ops->arm(tr, v, start, end, out);
 	/*
 	 * -ENOENT: the area changed or vanished while being armed.  It is
@@ -642,24 +580,3 @@ int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st)
 	       sz - sizeof(size_t));
 	return 0;
 }
-
-/* ---- the hash backend: every area hashed ---- */
-
-static int hash_init(struct pt_tracker *tr)
-{
-	(void)tr;
-	return 0;
-}
-
-static bool hash_can_track(struct pt_tracker *tr, const struct pt_vma *v)
-{
-	(void)tr;
-	(void)v;
-	return true;
-}
-
-const struct pt_track_ops pt__track_hash_ops = {
-	.name = "hash",
-	.init = hash_init,
-	.can_track = hash_can_track,
-};

@@ -4,18 +4,9 @@
 #define PT_TRACKER_H
 
 #include "pt_internal.h"
-
-/* Growable list of dirty regions of one round (memory ~ regions, not pages). */
-struct pt_dirtylist {
-	struct pt_dirty *d;
-	size_t n, cap;
-};
-
-/* Append [start,end) with @flags, merging with the last entry when it touches. -ENOMEM. */
-int pt__dirty_add(struct pt_dirtylist *l, uint64_t start, uint64_t end, uint32_t flags);
-/* Sort by address and merge overlapping/adjacent entries (flags OR'ed). */
-void pt__dirty_sort_merge(struct pt_dirtylist *l);
-void pt__dirty_free(struct pt_dirtylist *l);
+#include "dirtylist.h"
+#include "hashstore.h"
+#include "pinned.h"
 
 /* How an area is tracked. */
 enum pt_method {
@@ -71,44 +62,9 @@ PT_HIDDEN int pt__pop_add(struct pt_tracker *tr, uint64_t start, uint64_t end);
 PT_HIDDEN int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
 				 const struct pt_dirtylist *none, struct pt_dirtylist *out);
 
-/*
- * Ranges of the target's memory the kernel writes through long-term pins
- * (io_uring registered buffers: lib/track/pinned.c), sorted and merged, into
- * @out (emptied first).  Page-table backends cannot see those writes.
- */
-PT_HIDDEN int pt__pinned_ranges(const struct pt_target *t, struct pt_dirtylist *out);
-
 extern const struct pt_track_ops pt__track_uffd_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_softdirty_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_hash_ops PT_HIDDEN;
-
-/* ---- lib/track/hashstore.c: content hashes of tracked pages ---- */
-struct pt_hashstore;
-
-PT_HIDDEN struct pt_hashstore *pt__hashstore_new(void);
-PT_HIDDEN void pt__hashstore_free(struct pt_hashstore *hs);	/* accepts NULL */
-/*
- * Hash every page of [start,end) of area @v in the target of @tr and
- * compare with the stored hashes: pages whose content changed (including
- * becoming zero / absent, or data appearing) are added to @out with
- * PT_DIRTY_HASHED.  @baseline: store only, report nothing.  Pages with
- * no data hash as the zero page.  Memory is proportional to pages that
- * hold data, never to virtual size.  Reading must not change residency:
- * pages that had to be swapped in to be read are paged out again.
- * Returns 0 or -errno (-ESRCH when the target exited).
- */
-PT_HIDDEN int pt__hash_area(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
-			    uint64_t end, bool baseline, struct pt_dirtylist *out);
-/* Test aid: 1 and the stored hash when @addr has a non-zero entry, else 0. */
-PT_HIDDEN int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h);
-/*
- * Store the hashes of @npages pages of @data as the content of the pages
- * from @addr on (what a consumer copied: pt_tracker_note_copy()).  -ENOMEM.
- */
-PT_HIDDEN int pt__hash_note(struct pt_hashstore *hs, uint64_t addr, const void *data,
-			    size_t npages);
-/* Forget hashes in [start,end) (area unmapped or moved to another method). */
-PT_HIDDEN void pt__hash_forget(struct pt_hashstore *hs, uint64_t start, uint64_t end);
 
 struct pt_tracker {
 	struct pt_target *t;		/* scan target: pid, pagemap fd, layout */
