@@ -5,12 +5,20 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 MESON_OPTS ?=
 
-.PHONY: all deps build asan check demo bench install clean
+.PHONY: all deps deps-test deps-demo build asan check demo bench install clean
 
 all: build
 
+# `make` and `make install` need only the build tools (and no root when
+# they are present); `make check` and `make demo` install what they add.
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh build
+
+deps-test:
+	@sh scripts/deps.sh build test
+
+deps-demo:
+	@sh scripts/deps.sh build demo
 
 $(BUILD)/build.ninja: | deps
 	meson setup $(BUILD) --prefix=$(PREFIX) -Dwerror=$(if $(CI),true,false) $(MESON_OPTS)
@@ -25,10 +33,10 @@ $(ASAN_BUILD)/build.ninja: | deps
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
-check: build asan
+check: deps-test build asan
 	@sh tests/run-tests.sh $(BUILD) $(ASAN_BUILD)
 
-demo: build
+demo: deps-demo build
 	@sh scripts/demo.sh $(BUILD)
 
 bench: build

@@ -1,12 +1,27 @@
 #!/bin/sh
-# Install what pagetrack needs to build and test, with apt, when missing.
-# Safe to run repeatedly: does nothing when everything is present.
+# Install what pagetrack needs, with apt, when missing.
+# Usage: scripts/deps.sh build|test|demo...
+#   build  what `make` and `make install` need: compiler, meson, ninja,
+#          pkg-config, libxxhash (never QEMU or cross compilers)
+#   test   what `make check` adds: Python + jsonschema, util-linux, kmod,
+#          procps, and for the VM lane and the aarch64 build test QEMU,
+#          busybox-static and the aarch64 cross compiler
+#   demo   what `make demo` adds: util-linux and kmod (zram swap), procps
+# Safe to run repeatedly: does nothing when everything is present.  As a
+# user other than root it only lists what is missing (exit 1).
 set -e
-PKGS="gcc make meson ninja-build pkg-config libxxhash-dev
-python3 python3-jsonschema util-linux kmod procps busybox-static qemu-system-x86
-gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+pkgs=""
+for set in "$@"; do
+	case $set in
+	build) pkgs="$pkgs gcc make meson ninja-build pkg-config libxxhash-dev" ;;
+	test) pkgs="$pkgs python3 python3-jsonschema util-linux kmod procps busybox-static
+		qemu-system-x86 gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
+	demo) pkgs="$pkgs util-linux kmod procps" ;;
+	*) echo "deps: unknown set '$set' (build, test, demo)" >&2; exit 2 ;;
+	esac
+done
 missing=""
-for p in $PKGS; do
+for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done

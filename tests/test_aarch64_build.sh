@@ -12,7 +12,7 @@ inc=$(mktemp -d)
 trap 'rm -rf "$inc"' EXIT
 ln -s /usr/include/xxhash.h "$inc/xxhash.h"
 n=0 fails=0
-for f in "$top"/lib/*.c "$top"/tools/pagetrack/*.c "$top"/tools/common/*.c "$top"/tools/pagetrack-demo/*.c; do
+for f in "$top"/lib/*.c "$top"/lib/*/*.c "$top"/tools/pagetrack/*.c "$top"/tools/common/*.c "$top"/tools/pagetrack-demo/*.c; do
 	n=$((n + 1))
 	rel=${f#"$top"/}
 	if out=$($cc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes \
