@@ -44,6 +44,7 @@ bench: build
 
 install: build
 	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
+	ninja -C $(BUILD) >/dev/null	# apply the prefix before installing
 	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild
 
 clean:
