@@ -4,6 +4,7 @@
 #define PT_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -27,6 +28,53 @@
  * pt_scan().
  */
 #define PT_STATE_NONE 0xffu
+
+/* ---- options structs (pagetrack.h, "Options structs") ---- */
+/*
+ * One set of helpers, used by every entry point that takes an options
+ * or stats struct (as libbpf's OPTS_VALID / OPTS_GET).
+ *
+ * PT_OPTS_VALID(opts, type): true for NULL, or for sz >= sizeof(size_t)
+ * with every byte in [sizeof(struct type), sz) zero.  The structs have no
+ * tail padding (asserted below), so sizeof is where the known fields end.
+ */
+static inline bool pt__opts_tail_zero(const void *opts, size_t known, size_t sz)
+{
+	const unsigned char *p = opts;
+
+	for (size_t i = known; i < sz; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+#define PT_OPTS_VALID(opts, type)					\
+	(!(opts) || ((opts)->sz >= sizeof(size_t) &&			\
+		     pt__opts_tail_zero((opts), sizeof(struct type), (opts)->sz)))
+
+/* The caller's struct covers @field entirely (it is not NULL and sz reaches its end). */
+#define PT_OPTS_HAS(opts, field)					\
+	((opts) && (opts)->sz >= offsetof(__typeof__(*(opts)), field) + sizeof((opts)->field))
+
+/* @field if the caller's struct covers it, else @fallback. */
+#define PT_OPTS_GET(opts, field, fallback)				\
+	(PT_OPTS_HAS(opts, field) ? (opts)->field : (fallback))
+
+/* No implicit padding anywhere: sizeof ends at the last field. */
+#define PT__OPTS_END(type, last) (offsetof(struct type, last) + sizeof(((struct type *)0)->last))
+_Static_assert(sizeof(struct pt_target_opts) == PT__OPTS_END(pt_target_opts, reserved) &&
+	       offsetof(struct pt_target_opts, backend) == sizeof(size_t),
+	       "pt_target_opts has padding");
+_Static_assert(sizeof(struct pt_scan_opts) == PT__OPTS_END(pt_scan_opts, reserved) &&
+	       offsetof(struct pt_scan_opts, flags) == sizeof(size_t),
+	       "pt_scan_opts has padding");
+_Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, end) &&
+	       offsetof(struct pt_tracker_opts, backend) == sizeof(size_t) &&
+	       offsetof(struct pt_tracker_opts, start) == sizeof(size_t) + 8,
+	       "pt_tracker_opts has padding");
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, pause_ns_max) &&
+	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
+	       "pt_tracker_stats has padding");
 
 /* ---- log.c ---- */
 PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)

@@ -36,6 +36,35 @@ extern "C" {
 PT_API const char *pt_version(void);
 
 /* ------------------------------------------------------------------ */
+/* Options structs                                                      */
+
+/*
+ * Every options struct starts with "size_t sz", the size the caller was
+ * compiled with, so structs can grow without breaking old binaries (as
+ * libbpf's LIBBPF_OPTS):
+ *  - the library reads only the fields that lie entirely within sz; the
+ *    others take their defaults (NULL options: all defaults);
+ *  - every byte past what the library knows must be zero, else the call
+ *    fails with -EINVAL (constructors: NULL and errno EINVAL), so a newer
+ *    caller's request is never silently ignored by an older library;
+ *  - sz < sizeof(size_t) is -EINVAL;
+ *  - the structs have no padding: fields named "reserved" must be zero.
+ * Declare them with PT_OPTS, which zeroes everything and sets sz:
+ *
+ *	PT_OPTS(pt_scan_opts, so, .flags = PT_SCAN_NO_SHARED);
+ *	n = pt_scan(t, &cursor, end, out, cap, &so);
+ *
+ * struct pt_tracker_stats is an output struct with the same rules: the
+ * library fills the fields within sz and leaves bytes past its own size
+ * alone (they must be zero on input, which PT_OPTS ensures).
+ */
+#define PT_OPTS(TYPE, NAME, ...)					\
+	struct TYPE NAME = {						\
+		.sz = sizeof(struct TYPE),				\
+		__VA_ARGS__						\
+	}
+
+/* ------------------------------------------------------------------ */
 /* Logging                                                              */
 
 enum pt_log_level {
@@ -105,6 +134,7 @@ enum pt_backend {
 struct pt_target_opts {
 	size_t sz;			/* sizeof(struct pt_target_opts) */
 	enum pt_backend backend;	/* AUTO honours PT_FORCE_BACKEND */
+	uint32_t reserved;		/* must be 0 */
 };
 
 struct pt_target;
@@ -253,6 +283,7 @@ struct pt_region {
 struct pt_scan_opts {
 	size_t sz;		/* sizeof(struct pt_scan_opts) */
 	uint32_t flags;		/* PT_SCAN_* */
+	uint32_t reserved;	/* must be 0 */
 };
 
 /* Limits that applied to a scan (pt_scan_limits()). */

@@ -172,14 +172,14 @@ int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end, struct pt_regio
 	    const struct pt_scan_opts *opts)
 {
 	struct pt_runbuf ob = { .r = out, .n = 0, .cap = cap };
-	uint32_t flags = 0;
+	uint32_t flags;
 	uint64_t addr;
 	int err;
 
-	if (!t || !cursor || (!out && cap) || (opts && opts->sz < sizeof(size_t)))
+	if (!t || !cursor || (!out && cap) || !PT_OPTS_VALID(opts, pt_scan_opts) ||
+	    PT_OPTS_GET(opts, reserved, 0))
 		return -EINVAL;
-	if (opts && opts->sz >= offsetof(struct pt_scan_opts, flags) + sizeof(opts->flags))
-		flags = opts->flags;
+	flags = PT_OPTS_GET(opts, flags, 0);
 	if (t->pending_err) {
 		err = t->pending_err;
 		t->pending_err = 0;

@@ -60,16 +60,16 @@ static int choose_backend(enum pt_backend want, enum pt_backend *out)
 struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts)
 {
 	struct pt_target *t;
-	enum pt_backend want = PT_BACKEND_AUTO;
+	enum pt_backend want;
 	char path[64];
 	int err;
 
-	if (pid < 0 || (opts && opts->sz < sizeof(size_t))) {
+	if (pid < 0 || !PT_OPTS_VALID(opts, pt_target_opts) ||
+	    PT_OPTS_GET(opts, reserved, 0)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	if (opts && opts->sz >= offsetof(struct pt_target_opts, backend) + sizeof(opts->backend))
-		want = opts->backend;
+	want = PT_OPTS_GET(opts, backend, PT_BACKEND_AUTO);
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		errno = ENOMEM;
