@@ -287,8 +287,8 @@ struct counts {
 static double api_pass(pid_t pid, enum pt_backend be, uint32_t flags, uint64_t start,
 		       uint64_t end, bool map_like, struct pt_region *buf, struct counts *cnt)
 {
-	struct pt_target_opts to = { .sz = sizeof(to), .backend = be };
-	struct pt_scan_opts so = { .sz = sizeof(so), .flags = flags };
+	PT_OPTS(pt_target_opts, to, .backend = be);
+	PT_OPTS(pt_scan_opts, so, .flags = flags);
 	struct pt_target *t;
 	uint64_t cur = start;
 	double t0 = now(), dt = -1;

@@ -16,7 +16,7 @@
 
 int main(void)
 {
-	struct pt_scan_opts opts = { .sz = sizeof(opts), .flags = PT_SCAN_NO_EXCLUSIVE };
+	PT_OPTS(pt_scan_opts, opts, .flags = PT_SCAN_NO_EXCLUSIVE);
 	struct pt_region buf[16];	/* small on purpose: shows cursor resumption */
 	struct pt_target *t;
 	struct pt_vma *vmas = NULL;

@@ -56,7 +56,7 @@ static void test_zombie(void)
 
 static void test_exit_mid_scan(enum pt_backend b)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	PT_OPTS(pt_target_opts, o, .backend = b);
 	pid_t pid = fx_child(big_layout, NULL);
 	struct pt_target *t = pid > 0 ? pt_target_open(pid, &o) : NULL;
 	struct pt_region r[8];

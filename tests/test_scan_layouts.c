@@ -29,7 +29,7 @@ static int nbackends;
 
 static struct pt_target *open_self(enum pt_backend b)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	PT_OPTS(pt_target_opts, o, .backend = b);
 	struct pt_target *t = pt_target_open(0, &o);
 
 	if (!t) {

@@ -353,7 +353,7 @@ static void decide_trackers(struct tracker_item *t, enum pt_track_backend *chose
 
 	*chosen = PT_TRACK_AUTO;
 	for (size_t i = 0; i < NTRACKERS; i++) {
-		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = trackers[i].b };
+		PT_OPTS(pt_tracker_opts, o, .backend = trackers[i].b);
 		struct pt_tracker *tr;
 		const char *why = NULL;
 

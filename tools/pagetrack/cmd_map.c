@@ -244,7 +244,7 @@ static void counts_add(struct counts *a, const struct counts *b)
 static int scan_range(struct map_ctx *m, uint64_t start, uint64_t end, uint32_t flags,
 		      struct counts *c, struct runvec *rv, uint64_t *done)
 {
-	struct pt_scan_opts so = { .sz = sizeof(so), .flags = flags };
+	PT_OPTS(pt_scan_opts, so, .flags = flags);
 	uint64_t cursor = start;
 
 	if (done)
