@@ -164,7 +164,7 @@ static void check_valid_and_cached(void)
 	tap_ok(valid, "every feature is yes/no/unknown");
 	tap_ok(reasons, "every feature has a non-empty reason");
 	tap_ok(cached, "second call gives the same answer and the same reason pointer");
-	tap_ok(pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) >= PT_UNKNOWN, "reason pointer may be NULL");
+	tap_ok(pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) >= 0, "reason pointer may be NULL");
 }
 
 static void check_names(void)

@@ -105,16 +105,18 @@ enum pt_feature {
 	PT_FEAT__COUNT
 };
 
+/* Non-negative, so that pt_feature() can return either one or -errno. */
 enum pt_tristate {
-	PT_UNKNOWN = -1,
 	PT_NO = 0,
 	PT_YES = 1,
+	PT_UNKNOWN = 2,		/* the probe could not tell; the reason says why */
 };
 
 /*
- * Probe (once, cached) and return PT_YES / PT_NO / PT_UNKNOWN for @f.
- * When @reason is not NULL it receives a static, human-readable reason
- * valid for the life of the process.  Returns -EINVAL for a bad @f.
+ * Probe (once, cached) and return PT_YES / PT_NO / PT_UNKNOWN (>= 0) for
+ * @f, or -EINVAL for a bad @f (reason untouched).  When @reason is not
+ * NULL it receives a static, human-readable reason valid for the life of
+ * the process.
  */
 PT_API int pt_feature(enum pt_feature f, const char **reason);
 /* Short stable identifier ("pagemap_scan", ...), or NULL for a bad @f. */

@@ -125,7 +125,7 @@ static int feat(enum pt_feature f, const char **why)
 
 	if (why)
 		*why = r ? r : "";
-	return st < 0 ? PT_UNKNOWN : st;
+	return st < 0 ? PT_UNKNOWN : st;	/* < 0 only for a bad feature */
 }
 
 static void decide_backend(struct use_item *u, enum pt_backend *used)
