@@ -81,6 +81,12 @@ PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* ---- features.c ---- internal accessors; all cached, thread-safe. */
+/*
+ * Forget cached probe results, so the next query probes again (tests that
+ * change the environment; they link the static archive).  Must not race
+ * with other pagetrack calls.
+ */
+PT_HIDDEN void pt_features_reset(void);
 /* The PFN of the zero page as seen in pagemap, 0 when not visible. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /* PAGE_IS_* category bits accepted by PAGEMAP_SCAN (0 if no ioctl). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"	/* pt_features_reset */
 #include "tap.h"
 #include "uapi.h"
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"	/* pt_features_reset */
 #include "tap.h"
 
 #define NP 64

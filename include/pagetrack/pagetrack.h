@@ -121,8 +121,6 @@ enum pt_tristate {
 PT_API int pt_feature(enum pt_feature f, const char **reason);
 /* Short stable identifier ("pagemap_scan", ...), or NULL for a bad @f. */
 PT_API const char *pt_feature_name(enum pt_feature f);
-/* Forget cached probe results (for tests that change the environment). */
-PT_API void pt_features_reset(void);
 
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
