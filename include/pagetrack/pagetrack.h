@@ -10,6 +10,9 @@
  *    and return how much they wrote, so they can be resumed.
  *  - The library never prints, never exits; diagnostics go through the
  *    callback installed with pt_set_log().
+ *  - pt_x_name() returns a stable lowercase identifier (used in JSON
+ *    output), pt_x_text() a one-line sentence for humans; both return
+ *    static strings, NULL for a value outside the enum.
  *  - A pt_target is not thread-safe; distinct targets may be used from
  *    distinct threads.  Feature probes are thread-safe.
  */
@@ -148,7 +151,7 @@ PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *
 PT_API void pt_target_free(struct pt_target *t);
 PT_API pid_t pt_target_pid(const struct pt_target *t);
 PT_API enum pt_backend pt_target_backend(const struct pt_target *t);
-/* "pagemap_scan", "pagemap_read" (stable: used in JSON output). */
+/* "pagemap_scan", "pagemap_read", "auto". */
 PT_API const char *pt_backend_name(enum pt_backend b);
 /* 1 if the target is still alive, 0 if it has exited, -errno on error. */
 PT_API int pt_target_alive(const struct pt_target *t);
@@ -310,7 +313,8 @@ PT_API int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end,
 PT_API uint32_t pt_scan_limits(const struct pt_target *t);
 
 PT_API const char *pt_state_name(enum pt_state s);	/* "present", ... */
-PT_API const char *pt_reason_text(enum pt_reason r);	/* one line */
+PT_API const char *pt_reason_name(enum pt_reason r);	/* "no_access", ... */
+PT_API const char *pt_reason_text(enum pt_reason r);	/* one line for humans */
 
 /* ------------------------------------------------------------------ */
 /* Physical page flags (root)                                           */

@@ -22,7 +22,22 @@ const char *pt_state_name(enum pt_state s)
 		[PT_STATE_UNKNOWN] = "unknown",
 	};
 
-	return (unsigned)s < PT_STATE__COUNT ? names[s] : "invalid";
+	return (unsigned)s < PT_STATE__COUNT ? names[s] : NULL;
+}
+
+const char *pt_reason_name(enum pt_reason r)
+{
+	static const char *const names[] = {
+		[PT_REASON_NONE] = "none",
+		[PT_REASON_NO_ACCESS] = "no_access",
+		[PT_REASON_NOT_RESOLVED] = "not_resolved",
+		[PT_REASON_MINCORE_DENIED] = "mincore_denied",
+		[PT_REASON_MARKER_AMBIGUOUS] = "marker_ambiguous",
+		[PT_REASON_UNSUPPORTED] = "unsupported",
+	};
+	_Static_assert(sizeof(names) / sizeof(names[0]) == PT_REASON__COUNT, "a reason without a name");
+
+	return (unsigned)r < PT_REASON__COUNT ? names[r] : NULL;
 }
 
 const char *pt_reason_text(enum pt_reason r)
@@ -43,7 +58,7 @@ const char *pt_reason_text(enum pt_reason r)
 	case PT_REASON__COUNT:
 		break;
 	}
-	return "invalid reason";
+	return NULL;
 }
 
 static int ensure_scratch(struct pt_target *t)

@@ -21,7 +21,7 @@ const char *pt_backend_name(enum pt_backend b)
 	case PT_BACKEND_AUTO:
 		return "auto";
 	}
-	return "unknown";
+	return NULL;
 }
 
 static bool scan_backend_usable(void)

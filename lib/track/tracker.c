@@ -95,7 +95,7 @@ const char *pt_track_backend_name(enum pt_track_backend b)
 	case PT_TRACK_AUTO:
 		return "auto";
 	}
-	return "unknown";
+	return NULL;
 }
 
 static bool shared_area(const struct pt_vma *v)

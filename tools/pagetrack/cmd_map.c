@@ -55,16 +55,6 @@ static const struct {
 };
 #define N_KFLAGS (sizeof(kflag_tab) / sizeof(kflag_tab[0]))
 
-/* Stable JSON names of enum pt_reason (index = value). */
-static const char *const reason_ids[PT_REASON__COUNT] = {
-	[PT_REASON_NONE] = "none",
-	[PT_REASON_NO_ACCESS] = "no_access",
-	[PT_REASON_NOT_RESOLVED] = "not_resolved",
-	[PT_REASON_MINCORE_DENIED] = "mincore_denied",
-	[PT_REASON_MARKER_AMBIGUOUS] = "marker_ambiguous",
-	[PT_REASON_UNSUPPORTED] = "unsupported",
-};
-
 static const struct {
 	uint32_t bit;
 	const char *id, *text;
@@ -489,7 +479,9 @@ static const char *kind_name(uint32_t kind)
 
 static const char *reason_id(unsigned r)
 {
-	return r < PT_REASON__COUNT && reason_ids[r] ? reason_ids[r] : "none";
+	const char *n = pt_reason_name((enum pt_reason)r);
+
+	return n ? n : "none";
 }
 
 /* Human size, "-" for nothing, so the interesting columns stand out. */
