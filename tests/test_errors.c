@@ -167,6 +167,41 @@ static void test_force_env(void)
 	pt_target_free(t);
 }
 
+static bool is_ident(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+/* pt_x_name(): stable lowercase identifiers; pt_x_text(): a line; NULL outside the enum. */
+static void test_names(void)
+{
+	bool ok = true;
+
+	for (int i = 0; i < PT_STATE__COUNT; i++)
+		ok &= is_ident(pt_state_name((enum pt_state)i));
+	for (int i = 0; i < PT_REASON__COUNT; i++)
+		ok &= is_ident(pt_reason_name((enum pt_reason)i)) && pt_reason_text((enum pt_reason)i);
+	for (int i = PT_VMA_ANON; i <= PT_VMA_SPECIAL; i++)
+		ok &= is_ident(pt_vma_kind_name((enum pt_vma_kind)i));
+	for (int i = PT_BACKEND_AUTO; i <= PT_BACKEND_PAGEMAP_READ; i++)
+		ok &= is_ident(pt_backend_name((enum pt_backend)i));
+	for (int i = PT_TRACK_AUTO; i <= PT_TRACK_HASH; i++)
+		ok &= is_ident(pt_track_backend_name((enum pt_track_backend)i));
+	for (int i = 0; i < PT_FEAT__COUNT; i++)
+		ok &= is_ident(pt_feature_name((enum pt_feature)i));
+	tap_ok(ok, "every _name() of a valid value is a lowercase identifier");
+	tap_ok(!pt_state_name(PT_STATE__COUNT) && !pt_reason_name(PT_REASON__COUNT) &&
+	       !pt_reason_text(PT_REASON__COUNT) && !pt_vma_kind_name((enum pt_vma_kind)99) &&
+	       !pt_backend_name((enum pt_backend)99) &&
+	       !pt_track_backend_name((enum pt_track_backend)99) &&
+	       !pt_feature_name(PT_FEAT__COUNT), "_name() and _text() of a bad value are NULL");
+}
+
 int main(void)
 {
 	enum pt_backend bs[2];
@@ -179,5 +214,6 @@ int main(void)
 	test_permission();
 	test_bad_args();
 	test_force_env();
+	test_names();
 	return tap_done();
 }
