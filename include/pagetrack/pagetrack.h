@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define PT_VERSION_MAJOR 0
-#define PT_VERSION_MINOR 1
+#define PT_VERSION_MINOR 2
 #define PT_VERSION_PATCH 0
 
 PT_API const char *pt_version(void);
