@@ -13,8 +13,36 @@
  *  - pt_x_name() returns a stable lowercase identifier (used in JSON
  *    output), pt_x_text() a one-line sentence for humans; both return
  *    static strings, NULL for a value outside the enum.
- *  - A pt_target is not thread-safe; distinct targets may be used from
- *    distinct threads.  Feature probes are thread-safe.
+ *  - A handle (pt_target, pt_tracker) is not thread-safe; distinct
+ *    handles may be used from distinct threads.  pt_feature() and the
+ *    functions without a handle are thread-safe; pt_set_log() is not.
+ *
+ * Side effects (doc/api.md, "Side effects"); each function says which
+ * of these it may have:
+ *  - Files: every fd the library opens is O_CLOEXEC.  Handles keep fds
+ *    open until freed (pagemap, pidfd, backing objects of shared memory,
+ *    clear_refs, a userfaultfd); other calls close what they open.
+ *  - Helper processes: the soft-dirty feature probe and the uffd tracker
+ *    of another process fork() a short-lived child (pthread_atfork
+ *    handlers run; the cost grows with the caller's page tables) and
+ *    reap it with waitpid() on its pid.  The caller gets SIGCHLD when it
+ *    exits.
+ *  - ptrace: the trackers of another process attach to it with
+ *    PTRACE_SEIZE and stop its threads for microseconds (freeze,
+ *    barrier, syscall injection), then detach, handing back any signal
+ *    that arrived meanwhile.  They fail with EBUSY/EPERM if it is
+ *    already traced.  The caller gets SIGCHLD for every such stop it
+ *    traces, and waits for it with waitid()/waitpid() on the thread id.
+ *  - Hence, while such a call runs, no other thread and no SIGCHLD
+ *    handler of the caller may wait for "any child" (wait(),
+ *    waitpid(-1, ...), waitid(P_ALL, ...)): it could consume a stop the
+ *    library waits for (the call may then hang) or a helper's exit.  Wait
+ *    for specific pids instead.  SIGCHLD left at its default (ignored)
+ *    is always safe; a handler installed without SA_RESTART makes the
+ *    caller's own blocking calls return EINTR.  The library retries
+ *    EINTR and never changes signal dispositions or masks of the caller.
+ *  - Memory: pt_scan() may map a backing object read-only for a moment
+ *    (mincore); the feature probes map and unmap scratch pages.
  */
 #ifndef PAGETRACK_PAGETRACK_H
 #define PAGETRACK_PAGETRACK_H
@@ -119,7 +147,10 @@ enum pt_tristate {
  * Probe (once, cached) and return PT_YES / PT_NO / PT_UNKNOWN (>= 0) for
  * @f, or -EINVAL for a bad @f (reason untouched).  When @reason is not
  * NULL it receives a static, human-readable reason valid for the life of
- * the process.
+ * the process.  Thread-safe.  Side effects of the first call: ~40 system
+ * calls on scratch objects of the calling process (mappings, pipes, a
+ * userfaultfd, its own pidfd), all released; the first query of
+ * PT_FEAT_SOFT_DIRTY also forks a child (see "Side effects" above).
  */
 PT_API int pt_feature(enum pt_feature f, const char **reason);
 /* Short stable identifier ("pagemap_scan", ...), or NULL for a bad @f. */
@@ -145,7 +176,9 @@ struct pt_target;
 /*
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
  * and errno ESRCH (no such process), EACCES/EPERM (not allowed),
- * EOPNOTSUPP (backend forced but not available).  @opts may be NULL.
+ * EOPNOTSUPP (backend forced but not available), EINVAL (bad @opts).
+ * @opts may be NULL.  Reads only: the target is never stopped or
+ * traced.  Keeps its pagemap and a pidfd open until pt_target_free().
  */
 PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
@@ -305,6 +338,11 @@ struct pt_scan_opts {
  * (regions already returned stay valid), -EINVAL for bad arguments,
  * -ENOMEM.  When an error happens after some regions were written, the
  * count is returned and the error is reported by the next call.
+ * Reads /proc/PID only; the target is never stopped.  For shared memory
+ * it opens the backing object (kept open in @t, O_CLOEXEC) and may map
+ * it read-only for a moment to ask mincore().  May run the feature
+ * probes (pt_feature()) on first use, including the soft-dirty one,
+ * which forks.
  */
 PT_API int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end,
 		   struct pt_region *out, size_t cap, const struct pt_scan_opts *opts);
@@ -328,6 +366,8 @@ struct pt_kpage {
 /*
  * Fill .flags and .mapcount for @n pages.  The PFNs need not be sorted:
  * reads are batched in PFN order internally.  -EACCES without privilege.
+ * Opens /proc/kpageflags and /proc/kpagecount for the call only.
+ * Thread-safe.
  */
 PT_API int pt_kpageflags(struct pt_kpage *pages, size_t n);
 
@@ -374,12 +414,31 @@ struct pt_tracker;
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
  * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
- * (backend forced but not usable here), EBUSY (target already traced).
- * For another process the uffd backend runs one userfaultfd() inside the
- * target with ptrace (doc/inject.md); pt_tracker_free() closes it again.
+ * (backend forced but not usable here), EBUSY (target already traced),
+ * EINVAL (bad @opts).
+ * Side effects, for another process (see "Side effects" above):
+ *  - uffd: runs one userfaultfd() inside the target by ptrace injection
+ *    (doc/inject.md), from a forked helper process (in the caller itself
+ *    when Yama forbids the helper to trace); the target then holds that
+ *    fd until pt_tracker_free() closes it the same way (if the caller
+ *    dies first it stays open in the target, its pages write-protected
+ *    in async mode: writes still proceed).  The target's threads are
+ *    also frozen while a new area is registered.
+ *  - softdirty: freezes every thread of the target (ptrace) around each
+ *    round, this first one included, and clears its soft-dirty bits
+ *    (clear_refs), which other soft-dirty users (CRIU) would see.
+ *  - hash: reads the target's memory (process_vm_readv, /proc/PID/mem,
+ *    pread of backing objects); no stop.
+ * For the calling process (pid 0): no ptrace and no helper; soft-dirty
+ * then needs a single-threaded caller.  The first create may run the
+ * feature probes (pt_feature()), including the soft-dirty one (a fork).
  */
 PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
-/* Disarm everything and leave the target as found.  Accepts NULL. */
+/*
+ * Disarm everything and leave the target as found.  Accepts NULL.
+ * uffd on another process: one more injection (a close() in the target,
+ * from a forked helper).
+ */
 PT_API void pt_tracker_free(struct pt_tracker *tr);
 PT_API enum pt_track_backend pt_tracker_backend(const struct pt_tracker *tr);
 PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ... */
@@ -392,6 +451,10 @@ PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ..
  * number of regions written or -errno (-ESRCH: target exited).
  * Contract: every page whose content changed since the previous round
  * is reported; false positives are allowed and counted.
+ * Side effects on another process: softdirty freezes it for the round;
+ * uffd stops each of its running threads for a moment after the round
+ * (the barrier, unless PT_TRACK_NO_BARRIER) and freezes it to register
+ * areas that appeared.  pt_tracker_stats() reports the longest pause.
  */
 PT_API int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, bool *more);
 
