@@ -43,8 +43,8 @@ static void test_target_opts(void)
 	tap_ok(t != NULL, "pt_target_open: NULL opts are the defaults");
 	pt_target_free(t);
 
-	o = (struct pt_target_opts){ .sz = offsetof(struct pt_target_opts, backend),
-				     .backend = BAD_BACKEND };
+	o = (struct pt_target_opts){ .backend = BAD_BACKEND };
+	o.sz = offsetof(struct pt_target_opts, backend);
 	t = pt_target_open(0, &o);
 	tap_ok(t != NULL, "pt_target_open: a short sz ignores the field it does not cover");
 	pt_target_free(t);
