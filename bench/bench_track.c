@@ -913,7 +913,7 @@ static int part_collect(struct child *c)
 	}
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	t = pt_target_open(c->pid, NULL);
+	t = pt_target_create(c->pid, NULL);
 	if (fd < 0 || !t) {
 		err = fail(path, errno);
 		goto out;

@@ -44,7 +44,7 @@ static void copy_page(struct pt_tracker *tr, pid_t pid, uint64_t addr, uint64_t 
  */
 static int copy_all(struct pt_tracker *tr, pid_t pid, uint64_t *bytes)
 {
-	struct pt_target *t = pt_target_open(pid, NULL);
+	struct pt_target *t = pt_target_create(pid, NULL);
 	struct pt_vma *v = NULL;
 	struct pt_region r[256];
 	size_t nv = 0;

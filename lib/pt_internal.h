@@ -63,7 +63,7 @@ static inline bool pt__opts_tail_zero(const void *opts, size_t known, size_t sz)
 /* No implicit padding anywhere: sizeof ends at the last field. */
 #define PT__OPTS_END(type, last) (offsetof(struct type, last) + sizeof(((struct type *)0)->last))
 _Static_assert(sizeof(struct pt_target_opts) == PT__OPTS_END(pt_target_opts, reserved) &&
-	       offsetof(struct pt_target_opts, backend) == sizeof(size_t),
+	       offsetof(struct pt_target_opts, scan_backend) == sizeof(size_t),
 	       "pt_target_opts has padding");
 _Static_assert(sizeof(struct pt_scan_opts) == PT__OPTS_END(pt_scan_opts, reserved) &&
 	       offsetof(struct pt_scan_opts, flags) == sizeof(size_t),
@@ -86,7 +86,7 @@ PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)
  * change the environment; they link the static archive).  Must not race
  * with other pagetrack calls.
  */
-PT_HIDDEN void pt_features_reset(void);
+PT_HIDDEN void pt__features_reset(void);
 /* The PFN of the zero page as seen in pagemap, 0 when not visible. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /* PAGE_IS_* category bits accepted by PAGEMAP_SCAN (0 if no ioctl). */
@@ -122,7 +122,7 @@ struct pt_target {
 	bool self;
 	int pagemap_fd;
 	int pidfd;		/* -1 when pidfd_open is unavailable */
-	enum pt_backend backend;
+	enum pt_scan_backend backend;
 	uint32_t limits;	/* PT_LIMIT_* seen so far */
 	int pending_err;	/* error to report on the next pt_scan() */
 	char procdir[32];	/* "/proc/PID" */

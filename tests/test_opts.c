@@ -39,53 +39,53 @@ static void test_target_opts(void)
 	struct pt_target_opts o;
 	struct pt_target *t;
 
-	t = pt_target_open(0, NULL);
-	tap_ok(t != NULL, "pt_target_open: NULL opts are the defaults");
+	t = pt_target_create(0, NULL);
+	tap_ok(t != NULL, "pt_target_create: NULL opts are the defaults");
 	pt_target_free(t);
 
-	o = (struct pt_target_opts){ .backend = BAD_BACKEND };
-	o.sz = offsetof(struct pt_target_opts, backend);
-	t = pt_target_open(0, &o);
-	tap_ok(t != NULL, "pt_target_open: a short sz ignores the field it does not cover");
+	o = (struct pt_target_opts){ .scan_backend = BAD_BACKEND };
+	o.sz = offsetof(struct pt_target_opts, scan_backend);
+	t = pt_target_create(0, &o);
+	tap_ok(t != NULL, "pt_target_create: a short sz ignores the field it does not cover");
 	pt_target_free(t);
 
 	o.sz = sizeof(o);
 	errno = 0;
-	t = pt_target_open(0, &o);
-	tap_ok(!t && errno == EINVAL, "pt_target_open: the covered backend field is read (%s)",
+	t = pt_target_create(0, &o);
+	tap_ok(!t && errno == EINVAL, "pt_target_create: the covered backend field is read (%s)",
 	       strerror(errno));
 	pt_target_free(t);
 
-	o = (struct pt_target_opts){ .sz = sizeof(o), .backend = PT_BACKEND_PAGEMAP_READ };
-	t = pt_target_open(0, &o);
-	tap_ok(t && pt_target_backend(t) == PT_BACKEND_PAGEMAP_READ,
-	       "pt_target_open: a covered backend is honoured");
+	o = (struct pt_target_opts){ .sz = sizeof(o), .scan_backend = PT_SCAN_BACKEND_PAGEMAP_READ };
+	t = pt_target_create(0, &o);
+	tap_ok(t && pt_target_scan_backend(t) == PT_SCAN_BACKEND_PAGEMAP_READ,
+	       "pt_target_create: a covered backend is honoured");
 	pt_target_free(t);
 
 	o = (struct pt_target_opts){ .sz = sizeof(o), .reserved = 1 };
 	errno = 0;
-	t = pt_target_open(0, &o);
-	tap_ok(!t && errno == EINVAL, "pt_target_open: nonzero reserved field -> EINVAL");
+	t = pt_target_create(0, &o);
+	tap_ok(!t && errno == EINVAL, "pt_target_create: nonzero reserved field -> EINVAL");
 	pt_target_free(t);
 
 	o = (struct pt_target_opts){ .sz = sizeof(uint32_t) };
 	errno = 0;
-	t = pt_target_open(0, &o);
-	tap_ok(!t && errno == EINVAL, "pt_target_open: sz < sizeof(size_t) -> EINVAL");
+	t = pt_target_create(0, &o);
+	tap_ok(!t && errno == EINVAL, "pt_target_create: sz < sizeof(size_t) -> EINVAL");
 	pt_target_free(t);
 
 	memset(&big, 0, sizeof(big));
 	big.o.sz = sizeof(big);
-	big.o.backend = PT_BACKEND_PAGEMAP_READ;
-	t = pt_target_open(0, &big.o);
-	tap_ok(t && pt_target_backend(t) == PT_BACKEND_PAGEMAP_READ,
-	       "pt_target_open: a larger struct with zero tail is accepted");
+	big.o.scan_backend = PT_SCAN_BACKEND_PAGEMAP_READ;
+	t = pt_target_create(0, &big.o);
+	tap_ok(t && pt_target_scan_backend(t) == PT_SCAN_BACKEND_PAGEMAP_READ,
+	       "pt_target_create: a larger struct with zero tail is accepted");
 	pt_target_free(t);
 
 	big.newer = 1;
 	errno = 0;
-	t = pt_target_open(0, &big.o);
-	tap_ok(!t && errno == EINVAL, "pt_target_open: nonzero bytes past the known size -> EINVAL");
+	t = pt_target_create(0, &big.o);
+	tap_ok(!t && errno == EINVAL, "pt_target_create: nonzero bytes past the known size -> EINVAL");
 	pt_target_free(t);
 }
 
@@ -104,7 +104,7 @@ static void test_scan_opts(void)
 		struct pt_scan_opts o;
 		uint64_t newer;
 	} big;
-	struct pt_target *t = pt_target_open(0, NULL);
+	struct pt_target *t = pt_target_create(0, NULL);
 	size_t len = 4 * FX_PAGE;
 	/* never touched shared memory: the page tables say nothing, the object is asked */
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -159,15 +159,15 @@ PT_API const char *pt_feature_name(enum pt_feature f);
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
 
-enum pt_backend {
-	PT_BACKEND_AUTO = 0,
-	PT_BACKEND_PAGEMAP_SCAN,	/* PAGEMAP_SCAN ioctl */
-	PT_BACKEND_PAGEMAP_READ,	/* batched pread of /proc/PID/pagemap */
+enum pt_scan_backend {
+	PT_SCAN_BACKEND_AUTO = 0,
+	PT_SCAN_BACKEND_PAGEMAP_SCAN,	/* PAGEMAP_SCAN ioctl */
+	PT_SCAN_BACKEND_PAGEMAP_READ,	/* batched pread of /proc/PID/pagemap */
 };
 
 struct pt_target_opts {
 	size_t sz;			/* sizeof(struct pt_target_opts) */
-	enum pt_backend backend;	/* AUTO honours PT_FORCE_BACKEND */
+	enum pt_scan_backend scan_backend;	/* AUTO honours PT_FORCE_BACKEND */
 	uint32_t reserved;		/* must be 0 */
 };
 
@@ -180,12 +180,12 @@ struct pt_target;
  * @opts may be NULL.  Reads only: the target is never stopped or
  * traced.  Keeps its pagemap and a pidfd open until pt_target_free().
  */
-PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts);
+PT_API struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
 PT_API pid_t pt_target_pid(const struct pt_target *t);
-PT_API enum pt_backend pt_target_backend(const struct pt_target *t);
+PT_API enum pt_scan_backend pt_target_scan_backend(const struct pt_target *t);
 /* "pagemap_scan", "pagemap_read", "auto". */
-PT_API const char *pt_backend_name(enum pt_backend b);
+PT_API const char *pt_scan_backend_name(enum pt_scan_backend b);
 /* 1 if the target is still alive, 0 if it has exited, -errno on error. */
 PT_API int pt_target_alive(const struct pt_target *t);
 
@@ -369,7 +369,7 @@ struct pt_kpage {
  * Opens /proc/kpageflags and /proc/kpagecount for the call only.
  * Thread-safe.
  */
-PT_API int pt_kpageflags(struct pt_kpage *pages, size_t n);
+PT_API int pt_kpageflags_read(struct pt_kpage *pages, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Dirty-page tracking (doc/tracking.md)                                */

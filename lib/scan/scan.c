@@ -120,7 +120,7 @@ static int scan_window(struct pt_target *t, const struct pt_vma *v, uint64_t add
 	struct pt_runbuf *a = &t->rb[0], *b = &t->rb[1], *tmp;
 	bool need_detail = !(flags & PT_SCAN_NO_EXCLUSIVE) ||
 			   (flags & (PT_SCAN_LOCATION | PT_SCAN_KFLAGS));
-	bool read = t->backend == PT_BACKEND_PAGEMAP_READ;
+	bool read = t->backend == PT_SCAN_BACKEND_PAGEMAP_READ;
 	uint64_t stopped;
 	int err;
 

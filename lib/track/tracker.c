@@ -426,7 +426,7 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 	}
 	if (want == PT_TRACK_AUTO)
 		want = env_backend();
-	tr->t = pt_target_open(pid, NULL);
+	tr->t = pt_target_create(pid, NULL);
 	if (!tr->t) {
 		err = -errno;
 		goto fail;

@@ -727,7 +727,7 @@ static void print_header(struct map_ctx *m)
 	int w = 2 * m->addr_width + 1;
 
 	printf("pid %d, backend %s%s\n", (int)m->pid,
-	       pt_backend_name(pt_target_backend(m->t)),
+	       pt_scan_backend_name(pt_target_scan_backend(m->t)),
 	       m->o.has_range ? ", addresses clipped to --range" : "");
 	printf("legend: present = mapped here, cached = in memory but not mapped here; "
 	       "attrs: F file, E exclusive, S soft-dirty, W uffd-wp, Z zero page, H huge, "
@@ -997,7 +997,7 @@ int cmd_map(int argc, char **argv)
 			  why ? why : "needs root");
 		return PT_EXIT_RUNTIME;
 	}
-	m.t = pt_target_open(m.o.pid, NULL);
+	m.t = pt_target_create(m.o.pid, NULL);
 	if (!m.t) {
 		target_error(&m.o, m.o.pid, errno, "open");
 		return PT_EXIT_RUNTIME;
@@ -1036,7 +1036,7 @@ int cmd_map(int argc, char **argv)
 	if (m.j) {
 		json_obj_begin(m.j, NULL);
 		json_int(m.j, "pid", m.pid);
-		json_str(m.j, "backend", pt_backend_name(pt_target_backend(m.t)));
+		json_str(m.j, "backend", pt_scan_backend_name(pt_target_scan_backend(m.t)));
 		if (m.o.has_range) {
 			json_obj_begin(m.j, "range");
 			json_hex(m.j, "start", m.o.rstart);

@@ -918,7 +918,7 @@ static int start(struct watch *w, enum stop_reason *why)
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
 	int err;
 
-	w->t = pt_target_open(pid, NULL);
+	w->t = pt_target_create(pid, NULL);
 	if (!w->t)
 		goto fail;
 	w->tr = pt_tracker_create(pid, &to);
