@@ -284,21 +284,21 @@ struct counts {
  * doing one scan pays it (open, layout, scratch, scan).  @map_like adds
  * pt_vmas_read() as `pagetrack map` does.  Returns seconds or < 0.
  */
-static double api_pass(pid_t pid, enum pt_backend be, uint32_t flags, uint64_t start,
+static double api_pass(pid_t pid, enum pt_scan_backend be, uint32_t flags, uint64_t start,
 		       uint64_t end, bool map_like, struct pt_region *buf, struct counts *cnt)
 {
-	struct pt_target_opts to = { .sz = sizeof(to), .backend = be };
-	struct pt_scan_opts so = { .sz = sizeof(so), .flags = flags };
+	PT_OPTS(pt_target_opts, to, .scan_backend = be);
+	PT_OPTS(pt_scan_opts, so, .flags = flags);
 	struct pt_target *t;
 	uint64_t cur = start;
 	double t0 = now(), dt = -1;
 	int n;
 
 	memset(cnt, 0, sizeof(*cnt));
-	t = pt_target_open(pid, &to);
+	t = pt_target_create(pid, &to);
 	if (!t) {
-		fprintf(stderr, "bench_scan: pt_target_open(%d, %s): %s\n", pid,
-			pt_backend_name(be), strerror(errno));
+		fprintf(stderr, "bench_scan: pt_target_create(%d, %s): %s\n", pid,
+			pt_scan_backend_name(be), strerror(errno));
 		return -1;
 	}
 	if (map_like) {
@@ -318,7 +318,7 @@ static double api_pass(pid_t pid, enum pt_backend be, uint32_t flags, uint64_t s
 		cnt->regions += (uint64_t)n;
 	}
 	if (n < 0) {
-		fprintf(stderr, "bench_scan: pt_scan(%s, flags %#x): %s\n", pt_backend_name(be),
+		fprintf(stderr, "bench_scan: pt_scan(%s, flags %#x): %s\n", pt_scan_backend_name(be),
 			flags, strerror(-n));
 		goto out;
 	}
@@ -329,7 +329,7 @@ out:
 }
 
 /* Best of reps (plus one warm-up) of api_pass(). */
-static double api_best(pid_t pid, enum pt_backend be, uint32_t flags, uint64_t start,
+static double api_best(pid_t pid, enum pt_scan_backend be, uint32_t flags, uint64_t start,
 		       uint64_t end, bool map_like, struct pt_region *buf, struct counts *cnt)
 {
 	double best = -1;
@@ -400,10 +400,10 @@ static int part_scan(void)
 	}
 	if (profile_be >= 0) {
 		struct counts cnt;
-		double dt = api_best(c.pid, (enum pt_backend)profile_be, profile_flags, start, end,
+		double dt = api_best(c.pid, (enum pt_scan_backend)profile_be, profile_flags, start, end,
 				     false, buf, &cnt);
 
-		printf("profile %s flags %#x: %.2f GB/s\n", pt_backend_name(profile_be),
+		printf("profile %s flags %#x: %.2f GB/s\n", pt_scan_backend_name(profile_be),
 		       profile_flags, gbps(c.len, dt));
 		print_counts("counts:", &cnt);
 		goto out;
@@ -448,14 +448,14 @@ static int part_scan(void)
 		double dt;
 
 		if (r_scan >= 0) {
-			dt = api_best(c.pid, PT_BACKEND_PAGEMAP_SCAN, fl[i], start, end, false, buf,
+			dt = api_best(c.pid, PT_SCAN_BACKEND_PAGEMAP_SCAN, fl[i], start, end, false, buf,
 				      &cnt);
 			if (dt < 0 || cnt.pages[PT_STATE_PRESENT] != c.len >> PT_PAGE_SHIFT)
 				goto bad;
 			snprintf(name, sizeof(name), "api pagemap_scan %s", flags_name(fl[i]));
 			line_ratio(name, gbps(c.len, dt), g_scan, "GB/s", 0.5, true);
 		}
-		dt = api_best(c.pid, PT_BACKEND_PAGEMAP_READ, fl[i], start, end, false, buf, &cnt);
+		dt = api_best(c.pid, PT_SCAN_BACKEND_PAGEMAP_READ, fl[i], start, end, false, buf, &cnt);
 		if (dt < 0 || cnt.pages[PT_STATE_PRESENT] != c.len >> PT_PAGE_SHIFT)
 			goto bad;
 		snprintf(name, sizeof(name), "api pagemap_read %s", flags_name(fl[i]));
@@ -478,13 +478,13 @@ bad:
 		printf("%-34s skipped: the 64 TiB reservation could not be mapped\n", "reservation");
 		goto out;
 	}
-	for (int be = PT_BACKEND_PAGEMAP_SCAN; be <= PT_BACKEND_PAGEMAP_READ; be++) {
+	for (int be = PT_SCAN_BACKEND_PAGEMAP_SCAN; be <= PT_SCAN_BACKEND_PAGEMAP_READ; be++) {
 		struct counts cnt;
 		double dt;
 
-		if (be == PT_BACKEND_PAGEMAP_SCAN && r_scan < 0)
+		if (be == PT_SCAN_BACKEND_PAGEMAP_SCAN && r_scan < 0)
 			continue;
-		dt = api_best(c.pid, (enum pt_backend)be, 0, c.res, c.res + 64 * TiB, false, buf,
+		dt = api_best(c.pid, (enum pt_scan_backend)be, 0, c.res, c.res + 64 * TiB, false, buf,
 			      &cnt);
 		if (dt < 0 || cnt.pages[PT_STATE_ABSENT] != (64 * TiB) >> PT_PAGE_SHIFT) {
 			if (dt >= 0)
@@ -492,7 +492,7 @@ bad:
 			err = -EIO;
 			goto out;
 		}
-		snprintf(name, sizeof(name), "reservation %s", pt_backend_name((enum pt_backend)be));
+		snprintf(name, sizeof(name), "reservation %s", pt_scan_backend_name((enum pt_scan_backend)be));
 		line_info(name, dt * 1e3, "ms");
 	}
 out:
@@ -713,10 +713,10 @@ static int part_shared(void)
 
 	if (profile_be >= 0) {
 		struct counts cnt;
-		double dt = api_best(c.pid, (enum pt_backend)profile_be, profile_flags, start, end,
+		double dt = api_best(c.pid, (enum pt_scan_backend)profile_be, profile_flags, start, end,
 				     true, buf, &cnt);
 
-		printf("profile %s flags %#x: %.2f ms\n", pt_backend_name(profile_be),
+		printf("profile %s flags %#x: %.2f ms\n", pt_scan_backend_name(profile_be),
 		       profile_flags, dt * 1e3);
 		print_counts("counts:", &cnt);
 		goto out;
@@ -728,21 +728,21 @@ static int part_shared(void)
 		printf("%-34s %9.2f ms %12s %7s %7s info (%llu pages not resident)\n",
 		       "raw mincore, paged-out chunks", floor_s * 1e3, "-", "-", "-",
 		       (unsigned long long)nonres);
-	for (int be = PT_BACKEND_PAGEMAP_SCAN; be <= PT_BACKEND_PAGEMAP_READ; be++) {
+	for (int be = PT_SCAN_BACKEND_PAGEMAP_SCAN; be <= PT_SCAN_BACKEND_PAGEMAP_READ; be++) {
 		struct counts with, without;
 		double a, b;
 
-		if (be == PT_BACKEND_PAGEMAP_SCAN && pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
+		if (be == PT_SCAN_BACKEND_PAGEMAP_SCAN && pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
 			continue;
-		a = api_best(c.pid, (enum pt_backend)be, 0, start, end, true, buf, &with);
-		b = api_best(c.pid, (enum pt_backend)be, PT_SCAN_NO_SHARED, start, end, true, buf,
+		a = api_best(c.pid, (enum pt_scan_backend)be, 0, start, end, true, buf, &with);
+		b = api_best(c.pid, (enum pt_scan_backend)be, PT_SCAN_NO_SHARED, start, end, true, buf,
 			     &without);
 		if (a < 0 || b < 0) {
 			err = -EIO;
 			goto out;
 		}
 		snprintf(name, sizeof(name), "map %s resolved / no_shared",
-			 pt_backend_name((enum pt_backend)be));
+			 pt_scan_backend_name((enum pt_scan_backend)be));
 		line_ratio(name, a * 1e3, b * 1e3, "ms", 2.0, false);
 		if (floor_s >= 0)
 			printf("  %-32s %9.2f ms %9.2f ms %7.2f  (no_shared + raw mincore:"

@@ -584,7 +584,7 @@ static void keep_min(int64_t *best, int64_t v)
 
 static int part_fault(struct child *c)
 {
-	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_UFFD };
+	PT_OPTS(pt_tracker_opts, o, .backend = PT_TRACK_UFFD);
 	struct pt_dirty *buf = malloc(API_CAP * sizeof(*buf));
 	int64_t untracked = -1, raw = -1, tracked = -1;
 	uint64_t pages = c->len >> PT_PAGE_SHIFT, got;
@@ -727,7 +727,7 @@ struct pause_run {
 static int create_free_loop(struct child *c, void *arg)
 {
 	struct pause_run *pr = arg;
-	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = pr->be };
+	PT_OPTS(pt_tracker_opts, o, .backend = pr->be);
 	struct pt_dirty *buf = malloc(API_CAP * sizeof(*buf));
 	uint64_t t0 = now_ns(), got;
 	int err = 0;
@@ -735,7 +735,7 @@ static int create_free_loop(struct child *c, void *arg)
 	if (!buf)
 		return -ENOMEM;
 	for (int i = 0; i < npause && !err; i++) {
-		struct pt_tracker_stats st = { .sz = sizeof(st) };
+		PT_OPTS(pt_tracker_stats, st);
 		uint64_t *ph = &pr->ph[i * PH__COUNT * 2];
 		struct pt_tracker *tr;
 		int64_t ns;
@@ -889,8 +889,8 @@ static int part_pause(struct child *c)
 
 static int part_collect(struct child *c)
 {
-	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_UFFD,
-				     .start = c->addr, .end = c->addr + c->len };
+	PT_OPTS(pt_tracker_opts, o, .backend = PT_TRACK_UFFD,
+		.start = c->addr, .end = c->addr + c->len);
 	struct page_region *vec = malloc(RAW_VEC_LEN * sizeof(*vec));
 	struct pt_dirty *buf = malloc(API_CAP * sizeof(*buf));
 	uint64_t start = c->addr, end = c->addr + c->len, want = c->len >> PT_PAGE_SHIFT;
@@ -913,7 +913,7 @@ static int part_collect(struct child *c)
 	}
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	t = pt_target_open(c->pid, NULL);
+	t = pt_target_create(c->pid, NULL);
 	if (fd < 0 || !t) {
 		err = fail(path, errno);
 		goto out;
@@ -1054,8 +1054,8 @@ static int64_t raw_vm_read(pid_t pid, uint64_t start, uint64_t end, unsigned cha
 
 static int part_hash(struct child *c)
 {
-	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_HASH,
-				     .start = c->addr, .end = c->addr + c->len };
+	PT_OPTS(pt_tracker_opts, o, .backend = PT_TRACK_HASH,
+		.start = c->addr, .end = c->addr + c->len);
 	unsigned char *vbuf = malloc(VM_NIOV * VM_IOV);
 	struct pt_dirty *buf = malloc(API_CAP * sizeof(*buf));
 	uint64_t want = (c->len >> PT_PAGE_SHIFT) / DIRTY_STRIDE, got, t0, base;

@@ -44,7 +44,7 @@ static void copy_page(struct pt_tracker *tr, pid_t pid, uint64_t addr, uint64_t 
  */
 static int copy_all(struct pt_tracker *tr, pid_t pid, uint64_t *bytes)
 {
-	struct pt_target *t = pt_target_open(pid, NULL);
+	struct pt_target *t = pt_target_create(pid, NULL);
 	struct pt_vma *v = NULL;
 	struct pt_region r[256];
 	size_t nv = 0;
@@ -76,7 +76,7 @@ static int copy_all(struct pt_tracker *tr, pid_t pid, uint64_t *bytes)
 
 int main(int argc, char **argv)
 {
-	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_AUTO };
+	PT_OPTS(pt_tracker_opts, o, .backend = PT_TRACK_AUTO);
 	struct pt_dirty d[1024];
 	struct pt_tracker *tr;
 	pid_t pid = argc > 1 ? (pid_t)atoi(argv[1]) : 0;

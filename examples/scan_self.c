@@ -16,7 +16,7 @@
 
 int main(void)
 {
-	struct pt_scan_opts opts = { .sz = sizeof(opts), .flags = PT_SCAN_NO_EXCLUSIVE };
+	PT_OPTS(pt_scan_opts, opts, .flags = PT_SCAN_NO_EXCLUSIVE);
 	struct pt_region buf[16];	/* small on purpose: shows cursor resumption */
 	struct pt_target *t;
 	struct pt_vma *vmas = NULL;
@@ -24,9 +24,9 @@ int main(void)
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	int err, rc = 1;
 
-	t = pt_target_open(0, NULL);
+	t = pt_target_create(0, NULL);
 	if (!t) {
-		fprintf(stderr, "scan_self: pt_target_open: %s\n", strerror(errno));
+		fprintf(stderr, "scan_self: pt_target_create: %s\n", strerror(errno));
 		return 1;
 	}
 	err = pt_vmas_read(t, &vmas, &nvmas);
@@ -35,7 +35,7 @@ int main(void)
 		goto out;
 	}
 	printf("backend %s, %zu memory areas (pages: present swapped absent other)\n",
-	       pt_backend_name(pt_target_backend(t)), nvmas);
+	       pt_scan_backend_name(pt_target_scan_backend(t)), nvmas);
 	for (size_t i = 0; i < nvmas; i++) {
 		const struct pt_vma *v = &vmas[i];
 		uint64_t pages[PT_STATE__COUNT] = { 0 };

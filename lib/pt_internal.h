@@ -4,6 +4,7 @@
 #define PT_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -28,11 +29,64 @@
  */
 #define PT_STATE_NONE 0xffu
 
+/* ---- options structs (pagetrack.h, "Options structs") ---- */
+/*
+ * One set of helpers, used by every entry point that takes an options
+ * or stats struct (as libbpf's OPTS_VALID / OPTS_GET).
+ *
+ * PT_OPTS_VALID(opts, type): true for NULL, or for sz >= sizeof(size_t)
+ * with every byte in [sizeof(struct type), sz) zero.  The structs have no
+ * tail padding (asserted below), so sizeof is where the known fields end.
+ */
+static inline bool pt__opts_tail_zero(const void *opts, size_t known, size_t sz)
+{
+	const unsigned char *p = opts;
+
+	for (size_t i = known; i < sz; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+#define PT_OPTS_VALID(opts, type)					\
+	(!(opts) || ((opts)->sz >= sizeof(size_t) &&			\
+		     pt__opts_tail_zero((opts), sizeof(struct type), (opts)->sz)))
+
+/* The caller's struct covers @field entirely (it is not NULL and sz reaches its end). */
+#define PT_OPTS_HAS(opts, field)					\
+	((opts) && (opts)->sz >= offsetof(__typeof__(*(opts)), field) + sizeof((opts)->field))
+
+/* @field if the caller's struct covers it, else @fallback. */
+#define PT_OPTS_GET(opts, field, fallback)				\
+	(PT_OPTS_HAS(opts, field) ? (opts)->field : (fallback))
+
+/* No implicit padding anywhere: sizeof ends at the last field. */
+#define PT__OPTS_END(type, last) (offsetof(struct type, last) + sizeof(((struct type *)0)->last))
+_Static_assert(sizeof(struct pt_target_opts) == PT__OPTS_END(pt_target_opts, reserved) &&
+	       offsetof(struct pt_target_opts, scan_backend) == sizeof(size_t),
+	       "pt_target_opts has padding");
+_Static_assert(sizeof(struct pt_scan_opts) == PT__OPTS_END(pt_scan_opts, reserved) &&
+	       offsetof(struct pt_scan_opts, flags) == sizeof(size_t),
+	       "pt_scan_opts has padding");
+_Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, end) &&
+	       offsetof(struct pt_tracker_opts, backend) == sizeof(size_t) &&
+	       offsetof(struct pt_tracker_opts, start) == sizeof(size_t) + 8,
+	       "pt_tracker_opts has padding");
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, pause_ns_max) &&
+	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
+	       "pt_tracker_stats has padding");
+
 /* ---- log.c ---- */
 PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* ---- features.c ---- internal accessors; all cached, thread-safe. */
+/*
+ * Forget cached probe results, so the next query probes again (tests that
+ * change the environment; they link the static archive).  Must not race
+ * with other pagetrack calls.
+ */
+PT_HIDDEN void pt__features_reset(void);
 /* The PFN of the zero page as seen in pagemap, 0 when not visible. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /* PAGE_IS_* category bits accepted by PAGEMAP_SCAN (0 if no ioctl). */
@@ -68,7 +122,7 @@ struct pt_target {
 	bool self;
 	int pagemap_fd;
 	int pidfd;		/* -1 when pidfd_open is unavailable */
-	enum pt_backend backend;
+	enum pt_scan_backend backend;
 	uint32_t limits;	/* PT_LIMIT_* seen so far */
 	int pending_err;	/* error to report on the next pt_scan() */
 	char procdir[32];	/* "/proc/PID" */

@@ -37,19 +37,19 @@ bool fx_swap(const char **why)
 	return swap_state == 1;
 }
 
-int fx_backends(enum pt_backend out[2])
+int fx_backends(enum pt_scan_backend out[2])
 {
 	int n = 0;
 
 	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) == PT_YES)
-		out[n++] = PT_BACKEND_PAGEMAP_SCAN;
-	out[n++] = PT_BACKEND_PAGEMAP_READ;
+		out[n++] = PT_SCAN_BACKEND_PAGEMAP_SCAN;
+	out[n++] = PT_SCAN_BACKEND_PAGEMAP_READ;
 	return n;
 }
 
-const char *fx_backend_name(enum pt_backend b)
+const char *fx_backend_name(enum pt_scan_backend b)
 {
-	return pt_backend_name(b);
+	return pt_scan_backend_name(b);
 }
 
 pid_t fx_child(void (*setup)(void *shared), void *shared)

@@ -19,7 +19,7 @@
 bool fx_swap(const char **why);
 
 /* Backends the running kernel offers: fills @out, returns the count. */
-int fx_backends(enum pt_backend out[2]);
+int fx_backends(enum pt_scan_backend out[2]);
 
 /*
  * Run @setup(arg) in a forked child, which then waits until killed.
@@ -48,6 +48,6 @@ int fx_scan_pages(struct pt_target *t, uint64_t start, uint64_t end, uint32_t fl
 size_t fx_count(const uint8_t *states, size_t from, size_t to, uint8_t state);
 
 /* String for a backend. */
-const char *fx_backend_name(enum pt_backend b);
+const char *fx_backend_name(enum pt_scan_backend b);
 
 #endif

@@ -65,19 +65,19 @@ static void setup(void *shared)
 	mmap(NULL, 1ULL << 36, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 }
 
-static int scan_all(pid_t pid, enum pt_backend b, uint32_t flags, struct pt_region *out,
+static int scan_all(pid_t pid, enum pt_scan_backend b, uint32_t flags, struct pt_region *out,
 		    size_t *n, char *backend_name, size_t bnlen)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	struct pt_target_opts o = { .sz = sizeof(o), .scan_backend = b };
 	struct pt_scan_opts so = { .sz = sizeof(so), .flags = flags };
-	struct pt_target *t = pt_target_open(pid, &o);
+	struct pt_target *t = pt_target_create(pid, &o);
 	struct pt_vma *v;
 	size_t nv;
 	int err;
 
 	if (!t)
 		return -errno;
-	snprintf(backend_name, bnlen, "%s", pt_backend_name(pt_target_backend(t)));
+	snprintf(backend_name, bnlen, "%s", pt_scan_backend_name(pt_target_scan_backend(t)));
 	err = pt_vmas_read(t, &v, &nv);
 	*n = 0;
 	for (size_t i = 0; !err && i < nv; i++) {
@@ -164,8 +164,8 @@ int main(void)
 		}
 		/* the child is idle, but the kernel may still move pages: retry once */
 		for (int attempt = 0; attempt < 3; attempt++) {
-			e1 = scan_all(pid, PT_BACKEND_PAGEMAP_SCAN, fl, ra, &n1, na, sizeof(na));
-			e2 = scan_all(pid, PT_BACKEND_PAGEMAP_READ, fl, rb, &n2, nb, sizeof(nb));
+			e1 = scan_all(pid, PT_SCAN_BACKEND_PAGEMAP_SCAN, fl, ra, &n1, na, sizeof(na));
+			e2 = scan_all(pid, PT_SCAN_BACKEND_PAGEMAP_READ, fl, rb, &n2, nb, sizeof(nb));
 			n1 = normalize(ra, n1);
 			n2 = normalize(rb, n2);
 			d = first_diff(ra, n1, rb, n2);

@@ -34,7 +34,7 @@ static void test_no_such_pid(void)
 		_exit(0);
 	waitpid(pid, NULL, 0);	/* reaped: the pid no longer exists */
 	errno = 0;
-	t = pt_target_open(pid, NULL);
+	t = pt_target_create(pid, NULL);
 	tap_ok(!t && errno == ESRCH, "opening a nonexistent pid fails with ESRCH (%s)", strerror(errno));
 	pt_target_free(t);
 }
@@ -48,22 +48,22 @@ static void test_zombie(void)
 		_exit(0);
 	usleep(100000);	/* not reaped: a zombie without an mm */
 	errno = 0;
-	t = pt_target_open(pid, NULL);
+	t = pt_target_create(pid, NULL);
 	tap_ok(!t && errno == ESRCH, "opening a zombie fails with ESRCH (%s)", strerror(errno));
 	pt_target_free(t);
 	waitpid(pid, NULL, 0);
 }
 
-static void test_exit_mid_scan(enum pt_backend b)
+static void test_exit_mid_scan(enum pt_scan_backend b)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	PT_OPTS(pt_target_opts, o, .scan_backend = b);
 	pid_t pid = fx_child(big_layout, NULL);
-	struct pt_target *t = pid > 0 ? pt_target_open(pid, &o) : NULL;
+	struct pt_target *t = pid > 0 ? pt_target_create(pid, &o) : NULL;
 	struct pt_region r[8];
 	struct pt_vma *v = NULL;
 	size_t nv = 0;
 	int first, later = 0, calls = 0;
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 
 	if (!t) {
 		tap_ok(0, "%s: open child for the mid-scan exit test", bn);
@@ -106,7 +106,7 @@ static void test_permission(void)
 		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
 			_exit(1);
 		errno = 0;
-		t = pt_target_open(getppid(), NULL);
+		t = pt_target_create(getppid(), NULL);
 		res[0] = t == NULL;
 		res[1] = errno;
 		pt_target_free(t);
@@ -125,7 +125,7 @@ static void test_permission(void)
 
 static void test_bad_args(void)
 {
-	struct pt_target *t = pt_target_open(0, NULL);
+	struct pt_target *t = pt_target_create(0, NULL);
 	struct pt_region r[4];
 	struct pt_scan_opts bad = { .sz = 0 };
 	uint64_t cur = 0x1000;
@@ -141,7 +141,7 @@ static void test_bad_args(void)
 	tap_ok(pt_feature(PT_FEAT__COUNT, NULL) == -EINVAL && pt_feature_name(PT_FEAT__COUNT) == NULL,
 	       "bad feature -> -EINVAL");
 	errno = 0;
-	tap_ok(pt_target_open(-5, NULL) == NULL && errno == EINVAL, "negative pid -> EINVAL");
+	tap_ok(pt_target_create(-5, NULL) == NULL && errno == EINVAL, "negative pid -> EINVAL");
 	pt_target_free(t);
 	pt_target_free(NULL);
 	tap_ok(1, "pt_target_free(NULL) is harmless");
@@ -152,24 +152,59 @@ static void test_force_env(void)
 	struct pt_target *t;
 
 	setenv("PT_FORCE_BACKEND", "read", 1);
-	t = pt_target_open(0, NULL);
-	tap_ok(t && pt_target_backend(t) == PT_BACKEND_PAGEMAP_READ,
+	t = pt_target_create(0, NULL);
+	tap_ok(t && pt_target_scan_backend(t) == PT_SCAN_BACKEND_PAGEMAP_READ,
 	       "PT_FORCE_BACKEND=read forces the read backend");
 	pt_target_free(t);
 	unsetenv("PT_FORCE_BACKEND");
-	t = pt_target_open(0, NULL);
+	t = pt_target_create(0, NULL);
 	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) == PT_YES)
-		tap_ok(t && pt_target_backend(t) == PT_BACKEND_PAGEMAP_SCAN,
+		tap_ok(t && pt_target_scan_backend(t) == PT_SCAN_BACKEND_PAGEMAP_SCAN,
 		       "default backend is PAGEMAP_SCAN where available");
 	else
-		tap_ok(t && pt_target_backend(t) == PT_BACKEND_PAGEMAP_READ,
+		tap_ok(t && pt_target_scan_backend(t) == PT_SCAN_BACKEND_PAGEMAP_READ,
 		       "default backend is the read fallback without PAGEMAP_SCAN");
 	pt_target_free(t);
 }
 
+static bool is_ident(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+/* pt_x_name(): stable lowercase identifiers; pt_x_text(): a line; NULL outside the enum. */
+static void test_names(void)
+{
+	bool ok = true;
+
+	for (int i = 0; i < PT_STATE__COUNT; i++)
+		ok &= is_ident(pt_state_name((enum pt_state)i));
+	for (int i = 0; i < PT_REASON__COUNT; i++)
+		ok &= is_ident(pt_reason_name((enum pt_reason)i)) && pt_reason_text((enum pt_reason)i);
+	for (int i = PT_VMA_ANON; i <= PT_VMA_SPECIAL; i++)
+		ok &= is_ident(pt_vma_kind_name((enum pt_vma_kind)i));
+	for (int i = PT_SCAN_BACKEND_AUTO; i <= PT_SCAN_BACKEND_PAGEMAP_READ; i++)
+		ok &= is_ident(pt_scan_backend_name((enum pt_scan_backend)i));
+	for (int i = PT_TRACK_AUTO; i <= PT_TRACK_HASH; i++)
+		ok &= is_ident(pt_track_backend_name((enum pt_track_backend)i));
+	for (int i = 0; i < PT_FEAT__COUNT; i++)
+		ok &= is_ident(pt_feature_name((enum pt_feature)i));
+	tap_ok(ok, "every _name() of a valid value is a lowercase identifier");
+	tap_ok(!pt_state_name(PT_STATE__COUNT) && !pt_reason_name(PT_REASON__COUNT) &&
+	       !pt_reason_text(PT_REASON__COUNT) && !pt_vma_kind_name((enum pt_vma_kind)99) &&
+	       !pt_scan_backend_name((enum pt_scan_backend)99) &&
+	       !pt_track_backend_name((enum pt_track_backend)99) &&
+	       !pt_feature_name(PT_FEAT__COUNT), "_name() and _text() of a bad value are NULL");
+}
+
 int main(void)
 {
-	enum pt_backend bs[2];
+	enum pt_scan_backend bs[2];
 	int nb = fx_backends(bs);
 
 	test_no_such_pid();
@@ -179,5 +214,6 @@ int main(void)
 	test_permission();
 	test_bad_args();
 	test_force_env();
+	test_names();
 	return tap_done();
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"	/* pt__features_reset */
 #include "tap.h"
 #include "uapi.h"
 
@@ -164,7 +165,7 @@ static void check_valid_and_cached(void)
 	tap_ok(valid, "every feature is yes/no/unknown");
 	tap_ok(reasons, "every feature has a non-empty reason");
 	tap_ok(cached, "second call gives the same answer and the same reason pointer");
-	tap_ok(pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) >= PT_UNKNOWN, "reason pointer may be NULL");
+	tap_ok(pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) >= 0, "reason pointer may be NULL");
 }
 
 static void check_names(void)
@@ -265,7 +266,7 @@ static void check_soft_dirty(void)
 
 	p[0] = 1;
 	bool rd = fd >= 0 && pread(fd, &before, 8, off) == 8;
-	pt_features_reset();
+	pt__features_reset();
 	pt_feature(PT_FEAT_SOFT_DIRTY, NULL);
 	rd = rd && pread(fd, &after, 8, off) == 8;
 	tap_ok(rd && before == after && (before & PT_PM_PRESENT),
@@ -291,7 +292,7 @@ static void check_swap(void)
 		tap_skip(why ? why : "no swap", "swap_active follows reset after swapon");
 		return;
 	}
-	pt_features_reset();
+	pt__features_reset();
 	tap_ok(pt_feature(PT_FEAT_SWAP_ACTIVE, NULL) == PT_YES && swaps_lines() > 0,
 	       "swap_active is yes after swap is on and the cache is reset");
 }
@@ -379,7 +380,7 @@ static void check_threads(void)
 	int res[4][PT_FEAT__COUNT], ref[PT_FEAT__COUNT];
 	bool same = true;
 
-	pt_features_reset();
+	pt__features_reset();
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, thread_probe, res[i]);
 	for (int i = 0; i < 4; i++)

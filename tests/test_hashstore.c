@@ -193,7 +193,7 @@ struct ctx {
 static int ctx_open(struct ctx *C, pid_t pid)
 {
 	memset(C, 0, sizeof(*C));
-	C->t = pt_target_open(pid, NULL);
+	C->t = pt_target_create(pid, NULL);
 	C->hs = pt__hashstore_new();
 	if (!C->t || !C->hs)
 		return -1;

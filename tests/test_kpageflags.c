@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pt_kpageflags() and pt__kflags_apply() against per-PFN preads of
+ * pt_kpageflags_read() and pt__kflags_apply() against per-PFN preads of
  * /proc/kpageflags and /proc/kpagecount (the oracle).  Needs root.
  */
 #include <errno.h>
@@ -88,8 +88,8 @@ static void test_batch(void)
 	k[nk++].pfn = 1ULL << 40;
 	shuffle(k, nk);
 
-	r = pt_kpageflags(k, nk);
-	tap_ok(r == 0, "pt_kpageflags on %zu shuffled PFNs returns 0 (%d)", nk, r);
+	r = pt_kpageflags_read(k, nk);
+	tap_ok(r == 0, "pt_kpageflags_read on %zu shuffled PFNs returns 0 (%d)", nk, r);
 	for (size_t i = 0; i < nk; i++) {
 		uint64_t f, c;
 
@@ -124,9 +124,9 @@ static void test_args(void)
 {
 	struct pt_kpage k = { .pfn = PT_PM_PFN_MASK + 1 };
 
-	tap_ok(pt_kpageflags(NULL, 0) == 0, "n = 0 is a no-op");
-	tap_ok(pt_kpageflags(NULL, 1) == -EINVAL, "NULL pages is -EINVAL");
-	tap_ok(pt_kpageflags(&k, 1) == -EINVAL, "a PFN above 55 bits is -EINVAL");
+	tap_ok(pt_kpageflags_read(NULL, 0) == 0, "n = 0 is a no-op");
+	tap_ok(pt_kpageflags_read(NULL, 1) == -EINVAL, "NULL pages is -EINVAL");
+	tap_ok(pt_kpageflags_read(&k, 1) == -EINVAL, "a PFN above 55 bits is -EINVAL");
 }
 
 static void test_zero_page(void)
@@ -142,7 +142,7 @@ static void test_zero_page(void)
 		tap_skip("read fault did not map a visible page", "zero page has KPF_ZERO_PAGE");
 		tap_skip("read fault did not map a visible page", "pt__zero_pfn() is the zero page");
 	} else {
-		int r = pt_kpageflags(&k, 1);
+		int r = pt_kpageflags_read(&k, 1);
 
 		tap_ok(r == 0 && (k.flags & KPF(ZERO_PAGE)),
 		       "zero page has KPF_ZERO_PAGE (flags %#" PRIx64 ")", k.flags);
@@ -218,7 +218,7 @@ static void test_thp(void)
 	} else {
 		k[0].pfn = e[0] & PT_PM_PFN_MASK;
 		k[1].pfn = e[300] & PT_PM_PFN_MASK;
-		tap_ok(pt_kpageflags(k, 2) == 0, "pt_kpageflags on THP pages");
+		tap_ok(pt_kpageflags_read(k, 2) == 0, "pt_kpageflags_read on THP pages");
 		tap_ok((k[0].flags & KPF(THP)) && (k[0].flags & KPF(COMPOUND_HEAD)),
 		       "THP head page has KPF_THP and KPF_COMPOUND_HEAD (%#" PRIx64 ")", k[0].flags);
 		tap_ok((k[1].flags & KPF(THP)) && (k[1].flags & KPF(COMPOUND_TAIL)),

@@ -24,16 +24,16 @@
 
 #define NP 64
 
-static enum pt_backend backends[2];
+static enum pt_scan_backend backends[2];
 static int nbackends;
 
-static struct pt_target *open_self(enum pt_backend b)
+static struct pt_target *open_self(enum pt_scan_backend b)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
-	struct pt_target *t = pt_target_open(0, &o);
+	PT_OPTS(pt_target_opts, o, .scan_backend = b);
+	struct pt_target *t = pt_target_create(0, &o);
 
 	if (!t) {
-		printf("Bail out! pt_target_open(self, %s): %s\n", pt_backend_name(b),
+		printf("Bail out! pt_target_create(self, %s): %s\n", pt_scan_backend_name(b),
 		       strerror(errno));
 		exit(1);
 	}
@@ -41,7 +41,7 @@ static struct pt_target *open_self(enum pt_backend b)
 }
 
 /* Scan [p, p+n pages) of self with backend @b into states/attrs. */
-static int scan(enum pt_backend b, void *p, size_t n, uint32_t flags, uint8_t *st, uint32_t *at)
+static int scan(enum pt_scan_backend b, void *p, size_t n, uint32_t flags, uint8_t *st, uint32_t *at)
 {
 	struct pt_target *t = open_self(b);
 	int r = fx_scan_pages(t, (uint64_t)(uintptr_t)p, (uint64_t)(uintptr_t)p + n * FX_PAGE,
@@ -65,12 +65,12 @@ static void fill(char *p, size_t pages)
 		memset(p + i * FX_PAGE, (int)(i * 7 + 1), FX_PAGE);
 }
 
-static void test_private_anon(enum pt_backend b)
+static void test_private_anon(enum pt_scan_backend b)
 {
 	char *p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[NP];
 	uint32_t at[NP];
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 
 	fill(p, NP / 2);
 	tap_ok(scan(b, p, NP, 0, st, at) == 0, "%s: scan private anon", bn);
@@ -86,9 +86,9 @@ static void test_private_anon(enum pt_backend b)
 	munmap(p, NP * FX_PAGE);
 }
 
-static void test_anon_swapped(enum pt_backend b)
+static void test_anon_swapped(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b), *why;
+	const char *bn = pt_scan_backend_name(b), *why;
 	uint8_t st[NP];
 	char *p;
 
@@ -148,9 +148,9 @@ static long smaps_anon_huge_kb(void *addr)
 	return kb;
 }
 
-static void test_thp(enum pt_backend b)
+static void test_thp(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 	const size_t len = 4UL << 20, np = len / FX_PAGE;
 	uint8_t *st = malloc(np);
 	uint32_t *at = malloc(np * sizeof(*at));
@@ -167,7 +167,7 @@ static void test_thp(enum pt_backend b)
 	long kb = smaps_anon_huge_kb(p);
 	if (kb < 2048) {
 		tap_skip("kernel gave no THP for the region (smaps AnonHugePages 0)", "%s: THP region", bn);
-	} else if (b == PT_BACKEND_PAGEMAP_READ && pt_feature(PT_FEAT_KPAGEFLAGS, NULL) != PT_YES) {
+	} else if (b == PT_SCAN_BACKEND_PAGEMAP_READ && pt_feature(PT_FEAT_KPAGEFLAGS, NULL) != PT_YES) {
 		tap_skip("read backend sees huge pages only through /proc/kpageflags (root)",
 			 "%s: THP region", bn);
 		struct pt_target *t = open_self(b);
@@ -187,9 +187,9 @@ out:
 	free(at);
 }
 
-static void test_zero_page(enum pt_backend b)
+static void test_zero_page(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 	volatile char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[16];
@@ -214,9 +214,9 @@ static void test_zero_page(enum pt_backend b)
 	munmap((void *)p, 16 * FX_PAGE);
 }
 
-static void test_guard(enum pt_backend b)
+static void test_guard(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 	char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[16];
 	uint32_t at[16];
@@ -236,9 +236,9 @@ static void test_guard(enum pt_backend b)
 	munmap(p, 16 * FX_PAGE);
 }
 
-static void test_cow_fork(enum pt_backend b)
+static void test_cow_fork(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 	char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[16];
 	uint32_t at[16];
@@ -272,9 +272,9 @@ static void test_cow_fork(enum pt_backend b)
 	munmap(p, 16 * FX_PAGE);
 }
 
-static void test_private_file(enum pt_backend b)
+static void test_private_file(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_scan_backend_name(b);
 	char path[] = "/var/tmp/pt-test-XXXXXX";
 	int fd = mkstemp(path);
 	uint8_t st[NP];
@@ -335,9 +335,9 @@ static int uffd_wp_setup(void *p, size_t len, const char **why)
 	return fd;
 }
 
-static void test_uffd_wp(enum pt_backend b)
+static void test_uffd_wp(enum pt_scan_backend b)
 {
-	const char *bn = pt_backend_name(b), *why = "";
+	const char *bn = pt_scan_backend_name(b), *why = "";
 	char *p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[NP];
 	uint32_t at[NP];
@@ -382,7 +382,7 @@ int main(void)
 	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
 		tap_diag("PAGEMAP_SCAN not available: only the read backend is tested");
 	for (int i = 0; i < nbackends; i++) {
-		enum pt_backend b = backends[i];
+		enum pt_scan_backend b = backends[i];
 
 		test_private_anon(b);
 		test_anon_swapped(b);

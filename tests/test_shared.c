@@ -617,13 +617,13 @@ static void check_stripe_big(struct pt_target *t, pid_t pid, const char *bn)
 		diag_states("big@window", st + BIG_AT - 8, 32);
 }
 
-static void run_backend(pid_t pid, enum pt_backend b)
+static void run_backend(pid_t pid, enum pt_scan_backend b)
 {
-	struct pt_target_opts o = { .sz = sizeof(o), .backend = b };
+	struct pt_target_opts o = { .sz = sizeof(o), .scan_backend = b };
 	const char *bn = fx_backend_name(b);
-	struct pt_target *t = pt_target_open(pid, &o);
+	struct pt_target *t = pt_target_create(pid, &o);
 
-	if (!tap_ok(t != NULL, "%s: pt_target_open(child)", bn))
+	if (!tap_ok(t != NULL, "%s: pt_target_create(child)", bn))
 		return;
 	for (int r = 0; r < R_NSHM; r++) {
 		if (r == R_UFFD && !info->why[r][0])
@@ -642,7 +642,7 @@ static void run_backend(pid_t pid, enum pt_backend b)
 
 int main(void)
 {
-	enum pt_backend be[2];
+	enum pt_scan_backend be[2];
 	const char *why = NULL;
 	int nb;
 	pid_t pid;

@@ -34,7 +34,7 @@ static long maxrss_kb(void)
 int main(void)
 {
 	const size_t len = 64ULL << 40;
-	enum pt_backend bs[2];
+	enum pt_scan_backend bs[2];
 	int nb = fx_backends(bs);
 	char *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
@@ -47,8 +47,8 @@ int main(void)
 
 	alarm(120);
 	for (int i = 0; i < nb; i++) {
-		struct pt_target_opts o = { .sz = sizeof(o), .backend = bs[i] };
-		struct pt_target *t = pt_target_open(0, &o);
+		struct pt_target_opts o = { .sz = sizeof(o), .scan_backend = bs[i] };
+		struct pt_target *t = pt_target_create(0, &o);
 		struct pt_region r[16];
 		uint64_t cur = (uintptr_t)p, end = (uintptr_t)p + len;
 		size_t regions = 0, present = 0, absent = 0;
@@ -73,7 +73,7 @@ int main(void)
 		}
 		double dt = now() - t0;
 		long grew = maxrss_kb() - rss0;
-		const char *bn = pt_backend_name(bs[i]);
+		const char *bn = pt_scan_backend_name(bs[i]);
 
 		tap_ok(t && !err && cur == end, "%s: 64 TiB reservation scanned", bn);
 		tap_ok(present == 4 && absent == len / FX_PAGE - 4 && regions == 4,

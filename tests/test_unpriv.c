@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"	/* pt__features_reset */
 #include "tap.h"
 
 #define NP 64
@@ -43,7 +44,7 @@ struct area {
 	int swap_ok;
 	/* scanner */
 	int nb;
-	enum pt_backend be[2];
+	enum pt_scan_backend be[2];
 	int open_errno[2];
 	int scan_err[2][R_N];
 	uint8_t st[2][R_N][NP], rs[2][R_N][NP];
@@ -173,10 +174,10 @@ static void scanner(pid_t target)
 
 	if (drop_privileges())
 		_exit(3);
-	pt_features_reset();
+	pt__features_reset();
 	for (int b = 0; b < ar->nb; b++) {
-		struct pt_target_opts o = { .sz = sizeof(o), .backend = ar->be[b] };
-		struct pt_target *t = pt_target_open(target, &o);
+		struct pt_target_opts o = { .sz = sizeof(o), .scan_backend = ar->be[b] };
+		struct pt_target *t = pt_target_create(target, &o);
 
 		if (!t) {
 			ar->open_errno[b] = errno;

@@ -10,8 +10,39 @@
  *    and return how much they wrote, so they can be resumed.
  *  - The library never prints, never exits; diagnostics go through the
  *    callback installed with pt_set_log().
- *  - A pt_target is not thread-safe; distinct targets may be used from
- *    distinct threads.  Feature probes are thread-safe.
+ *  - pt_x_name() returns a stable lowercase identifier (used in JSON
+ *    output), pt_x_text() a one-line sentence for humans; both return
+ *    static strings, NULL for a value outside the enum.
+ *  - A handle (pt_target, pt_tracker) is not thread-safe; distinct
+ *    handles may be used from distinct threads.  pt_feature() and the
+ *    functions without a handle are thread-safe; pt_set_log() is not.
+ *
+ * Side effects (doc/api.md, "Side effects"); each function says which
+ * of these it may have:
+ *  - Files: every fd the library opens is O_CLOEXEC.  Handles keep fds
+ *    open until freed (pagemap, pidfd, backing objects of shared memory,
+ *    clear_refs, a userfaultfd); other calls close what they open.
+ *  - Helper processes: the soft-dirty feature probe and the uffd tracker
+ *    of another process fork() a short-lived child (pthread_atfork
+ *    handlers run; the cost grows with the caller's page tables) and
+ *    reap it with waitpid() on its pid.  The caller gets SIGCHLD when it
+ *    exits.
+ *  - ptrace: the trackers of another process attach to it with
+ *    PTRACE_SEIZE and stop its threads for microseconds (freeze,
+ *    barrier, syscall injection), then detach, handing back any signal
+ *    that arrived meanwhile.  They fail with EBUSY/EPERM if it is
+ *    already traced.  The caller gets SIGCHLD for every such stop it
+ *    traces, and waits for it with waitid()/waitpid() on the thread id.
+ *  - Hence, while such a call runs, no other thread and no SIGCHLD
+ *    handler of the caller may wait for "any child" (wait(),
+ *    waitpid(-1, ...), waitid(P_ALL, ...)): it could consume a stop the
+ *    library waits for (the call may then hang) or a helper's exit.  Wait
+ *    for specific pids instead.  SIGCHLD left at its default (ignored)
+ *    is always safe; a handler installed without SA_RESTART makes the
+ *    caller's own blocking calls return EINTR.  The library retries
+ *    EINTR and never changes signal dispositions or masks of the caller.
+ *  - Memory: pt_scan() may map a backing object read-only for a moment
+ *    (mincore); the feature probes map and unmap scratch pages.
  */
 #ifndef PAGETRACK_PAGETRACK_H
 #define PAGETRACK_PAGETRACK_H
@@ -30,10 +61,39 @@ extern "C" {
 #endif
 
 #define PT_VERSION_MAJOR 0
-#define PT_VERSION_MINOR 1
+#define PT_VERSION_MINOR 2
 #define PT_VERSION_PATCH 0
 
 PT_API const char *pt_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Options structs                                                      */
+
+/*
+ * Every options struct starts with "size_t sz", the size the caller was
+ * compiled with, so structs can grow without breaking old binaries (as
+ * libbpf's LIBBPF_OPTS):
+ *  - the library reads only the fields that lie entirely within sz; the
+ *    others take their defaults (NULL options: all defaults);
+ *  - every byte past what the library knows must be zero, else the call
+ *    fails with -EINVAL (constructors: NULL and errno EINVAL), so a newer
+ *    caller's request is never silently ignored by an older library;
+ *  - sz < sizeof(size_t) is -EINVAL;
+ *  - the structs have no padding: fields named "reserved" must be zero.
+ * Declare them with PT_OPTS, which zeroes everything and sets sz:
+ *
+ *	PT_OPTS(pt_scan_opts, so, .flags = PT_SCAN_NO_SHARED);
+ *	n = pt_scan(t, &cursor, end, out, cap, &so);
+ *
+ * struct pt_tracker_stats is an output struct with the same rules: the
+ * library fills the fields within sz and leaves bytes past its own size
+ * alone (they must be zero on input, which PT_OPTS ensures).
+ */
+#define PT_OPTS(TYPE, NAME, ...)					\
+	struct TYPE NAME = {						\
+		.sz = sizeof(struct TYPE),				\
+		__VA_ARGS__						\
+	}
 
 /* ------------------------------------------------------------------ */
 /* Logging                                                              */
@@ -76,35 +136,39 @@ enum pt_feature {
 	PT_FEAT__COUNT
 };
 
+/* Non-negative, so that pt_feature() can return either one or -errno. */
 enum pt_tristate {
-	PT_UNKNOWN = -1,
 	PT_NO = 0,
 	PT_YES = 1,
+	PT_UNKNOWN = 2,		/* the probe could not tell; the reason says why */
 };
 
 /*
- * Probe (once, cached) and return PT_YES / PT_NO / PT_UNKNOWN for @f.
- * When @reason is not NULL it receives a static, human-readable reason
- * valid for the life of the process.  Returns -EINVAL for a bad @f.
+ * Probe (once, cached) and return PT_YES / PT_NO / PT_UNKNOWN (>= 0) for
+ * @f, or -EINVAL for a bad @f (reason untouched).  When @reason is not
+ * NULL it receives a static, human-readable reason valid for the life of
+ * the process.  Thread-safe.  Side effects of the first call: ~40 system
+ * calls on scratch objects of the calling process (mappings, pipes, a
+ * userfaultfd, its own pidfd), all released; the first query of
+ * PT_FEAT_SOFT_DIRTY also forks a child (see "Side effects" above).
  */
 PT_API int pt_feature(enum pt_feature f, const char **reason);
 /* Short stable identifier ("pagemap_scan", ...), or NULL for a bad @f. */
 PT_API const char *pt_feature_name(enum pt_feature f);
-/* Forget cached probe results (for tests that change the environment). */
-PT_API void pt_features_reset(void);
 
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
 
-enum pt_backend {
-	PT_BACKEND_AUTO = 0,
-	PT_BACKEND_PAGEMAP_SCAN,	/* PAGEMAP_SCAN ioctl */
-	PT_BACKEND_PAGEMAP_READ,	/* batched pread of /proc/PID/pagemap */
+enum pt_scan_backend {
+	PT_SCAN_BACKEND_AUTO = 0,
+	PT_SCAN_BACKEND_PAGEMAP_SCAN,	/* PAGEMAP_SCAN ioctl */
+	PT_SCAN_BACKEND_PAGEMAP_READ,	/* batched pread of /proc/PID/pagemap */
 };
 
 struct pt_target_opts {
 	size_t sz;			/* sizeof(struct pt_target_opts) */
-	enum pt_backend backend;	/* AUTO honours PT_FORCE_BACKEND */
+	enum pt_scan_backend scan_backend;	/* AUTO honours PT_FORCE_BACKEND */
+	uint32_t reserved;		/* must be 0 */
 };
 
 struct pt_target;
@@ -112,14 +176,16 @@ struct pt_target;
 /*
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
  * and errno ESRCH (no such process), EACCES/EPERM (not allowed),
- * EOPNOTSUPP (backend forced but not available).  @opts may be NULL.
+ * EOPNOTSUPP (backend forced but not available), EINVAL (bad @opts).
+ * @opts may be NULL.  Reads only: the target is never stopped or
+ * traced.  Keeps its pagemap and a pidfd open until pt_target_free().
  */
-PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts);
+PT_API struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
 PT_API pid_t pt_target_pid(const struct pt_target *t);
-PT_API enum pt_backend pt_target_backend(const struct pt_target *t);
-/* "pagemap_scan", "pagemap_read" (stable: used in JSON output). */
-PT_API const char *pt_backend_name(enum pt_backend b);
+PT_API enum pt_scan_backend pt_target_scan_backend(const struct pt_target *t);
+/* "pagemap_scan", "pagemap_read", "auto". */
+PT_API const char *pt_scan_backend_name(enum pt_scan_backend b);
 /* 1 if the target is still alive, 0 if it has exited, -errno on error. */
 PT_API int pt_target_alive(const struct pt_target *t);
 
@@ -253,6 +319,7 @@ struct pt_region {
 struct pt_scan_opts {
 	size_t sz;		/* sizeof(struct pt_scan_opts) */
 	uint32_t flags;		/* PT_SCAN_* */
+	uint32_t reserved;	/* must be 0 */
 };
 
 /* Limits that applied to a scan (pt_scan_limits()). */
@@ -271,6 +338,11 @@ struct pt_scan_opts {
  * (regions already returned stay valid), -EINVAL for bad arguments,
  * -ENOMEM.  When an error happens after some regions were written, the
  * count is returned and the error is reported by the next call.
+ * Reads /proc/PID only; the target is never stopped.  For shared memory
+ * it opens the backing object (kept open in @t, O_CLOEXEC) and may map
+ * it read-only for a moment to ask mincore().  May run the feature
+ * probes (pt_feature()) on first use, including the soft-dirty one,
+ * which forks.
  */
 PT_API int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end,
 		   struct pt_region *out, size_t cap, const struct pt_scan_opts *opts);
@@ -279,7 +351,8 @@ PT_API int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end,
 PT_API uint32_t pt_scan_limits(const struct pt_target *t);
 
 PT_API const char *pt_state_name(enum pt_state s);	/* "present", ... */
-PT_API const char *pt_reason_text(enum pt_reason r);	/* one line */
+PT_API const char *pt_reason_name(enum pt_reason r);	/* "no_access", ... */
+PT_API const char *pt_reason_text(enum pt_reason r);	/* one line for humans */
 
 /* ------------------------------------------------------------------ */
 /* Physical page flags (root)                                           */
@@ -293,8 +366,10 @@ struct pt_kpage {
 /*
  * Fill .flags and .mapcount for @n pages.  The PFNs need not be sorted:
  * reads are batched in PFN order internally.  -EACCES without privilege.
+ * Opens /proc/kpageflags and /proc/kpagecount for the call only.
+ * Thread-safe.
  */
-PT_API int pt_kpageflags(struct pt_kpage *pages, size_t n);
+PT_API int pt_kpageflags_read(struct pt_kpage *pages, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Dirty-page tracking (doc/tracking.md)                                */
@@ -339,12 +414,31 @@ struct pt_tracker;
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
  * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
- * (backend forced but not usable here), EBUSY (target already traced).
- * For another process the uffd backend runs one userfaultfd() inside the
- * target with ptrace (doc/inject.md); pt_tracker_free() closes it again.
+ * (backend forced but not usable here), EBUSY (target already traced),
+ * EINVAL (bad @opts).
+ * Side effects, for another process (see "Side effects" above):
+ *  - uffd: runs one userfaultfd() inside the target by ptrace injection
+ *    (doc/inject.md), from a forked helper process (in the caller itself
+ *    when Yama forbids the helper to trace); the target then holds that
+ *    fd until pt_tracker_free() closes it the same way (if the caller
+ *    dies first it stays open in the target, its pages write-protected
+ *    in async mode: writes still proceed).  The target's threads are
+ *    also frozen while a new area is registered.
+ *  - softdirty: freezes every thread of the target (ptrace) around each
+ *    round, this first one included, and clears its soft-dirty bits
+ *    (clear_refs), which other soft-dirty users (CRIU) would see.
+ *  - hash: reads the target's memory (process_vm_readv, /proc/PID/mem,
+ *    pread of backing objects); no stop.
+ * For the calling process (pid 0): no ptrace and no helper; soft-dirty
+ * then needs a single-threaded caller.  The first create may run the
+ * feature probes (pt_feature()), including the soft-dirty one (a fork).
  */
 PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
-/* Disarm everything and leave the target as found.  Accepts NULL. */
+/*
+ * Disarm everything and leave the target as found.  Accepts NULL.
+ * uffd on another process: one more injection (a close() in the target,
+ * from a forked helper).
+ */
 PT_API void pt_tracker_free(struct pt_tracker *tr);
 PT_API enum pt_track_backend pt_tracker_backend(const struct pt_tracker *tr);
 PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ... */
@@ -357,6 +451,10 @@ PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ..
  * number of regions written or -errno (-ESRCH: target exited).
  * Contract: every page whose content changed since the previous round
  * is reported; false positives are allowed and counted.
+ * Side effects on another process: softdirty freezes it for the round;
+ * uffd stops each of its running threads for a moment after the round
+ * (the barrier, unless PT_TRACK_NO_BARRIER) and freezes it to register
+ * areas that appeared.  pt_tracker_stats() reports the longest pause.
  */
 PT_API int pt_tracker_collect(struct pt_tracker *tr, struct pt_dirty *out, size_t cap, bool *more);
 

@@ -6,7 +6,7 @@
  * afterwards only do an acquire load).  Each result is tri-state with a
  * reason that is either a string literal or a per-feature static buffer
  * written during the probe, so reasons stay valid for the life of the
- * process.  pt_features_reset() re-runs the probes on next use (tests);
+ * process.  pt__features_reset() re-runs the probes on next use (tests);
  * it must not race with other pagetrack calls.
  *
  * Each feature is probed by its own independent signal (the operation
@@ -813,7 +813,7 @@ const char *pt_feature_name(enum pt_feature f)
 	return feat_names[f];
 }
 
-void pt_features_reset(void)
+void pt__features_reset(void)
 {
 	pthread_mutex_lock(&probe_lock);
 	atomic_store_explicit(&probed, false, memory_order_release);

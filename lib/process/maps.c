@@ -270,6 +270,6 @@ const char *pt_vma_kind_name(enum pt_vma_kind k)
 	};
 
 	if ((unsigned)k >= sizeof(names) / sizeof(names[0]))
-		return "unknown";
+		return NULL;
 	return names[k];
 }

@@ -160,7 +160,7 @@ static int kpf_lookup(struct kpf_ctx *c, struct kpf_range *r, size_t nr,
 	return 0;
 }
 
-int pt_kpageflags(struct pt_kpage *pages, size_t n)
+int pt_kpageflags_read(struct pt_kpage *pages, size_t n)
 {
 	struct kpf_ctx c = { .flags_fd = -1, .count_fd = -1 };
 	struct kpf_range *r = NULL;

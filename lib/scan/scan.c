@@ -22,7 +22,22 @@ const char *pt_state_name(enum pt_state s)
 		[PT_STATE_UNKNOWN] = "unknown",
 	};
 
-	return (unsigned)s < PT_STATE__COUNT ? names[s] : "invalid";
+	return (unsigned)s < PT_STATE__COUNT ? names[s] : NULL;
+}
+
+const char *pt_reason_name(enum pt_reason r)
+{
+	static const char *const names[] = {
+		[PT_REASON_NONE] = "none",
+		[PT_REASON_NO_ACCESS] = "no_access",
+		[PT_REASON_NOT_RESOLVED] = "not_resolved",
+		[PT_REASON_MINCORE_DENIED] = "mincore_denied",
+		[PT_REASON_MARKER_AMBIGUOUS] = "marker_ambiguous",
+		[PT_REASON_UNSUPPORTED] = "unsupported",
+	};
+	_Static_assert(sizeof(names) / sizeof(names[0]) == PT_REASON__COUNT, "a reason without a name");
+
+	return (unsigned)r < PT_REASON__COUNT ? names[r] : NULL;
 }
 
 const char *pt_reason_text(enum pt_reason r)
@@ -43,7 +58,7 @@ const char *pt_reason_text(enum pt_reason r)
 	case PT_REASON__COUNT:
 		break;
 	}
-	return "invalid reason";
+	return NULL;
 }
 
 static int ensure_scratch(struct pt_target *t)
@@ -105,7 +120,7 @@ static int scan_window(struct pt_target *t, const struct pt_vma *v, uint64_t add
 	struct pt_runbuf *a = &t->rb[0], *b = &t->rb[1], *tmp;
 	bool need_detail = !(flags & PT_SCAN_NO_EXCLUSIVE) ||
 			   (flags & (PT_SCAN_LOCATION | PT_SCAN_KFLAGS));
-	bool read = t->backend == PT_BACKEND_PAGEMAP_READ;
+	bool read = t->backend == PT_SCAN_BACKEND_PAGEMAP_READ;
 	uint64_t stopped;
 	int err;
 
@@ -172,14 +187,14 @@ int pt_scan(struct pt_target *t, uint64_t *cursor, uint64_t end, struct pt_regio
 	    const struct pt_scan_opts *opts)
 {
 	struct pt_runbuf ob = { .r = out, .n = 0, .cap = cap };
-	uint32_t flags = 0;
+	uint32_t flags;
 	uint64_t addr;
 	int err;
 
-	if (!t || !cursor || (!out && cap) || (opts && opts->sz < sizeof(size_t)))
+	if (!t || !cursor || (!out && cap) || !PT_OPTS_VALID(opts, pt_scan_opts) ||
+	    PT_OPTS_GET(opts, reserved, 0))
 		return -EINVAL;
-	if (opts && opts->sz >= offsetof(struct pt_scan_opts, flags) + sizeof(opts->flags))
-		flags = opts->flags;
+	flags = PT_OPTS_GET(opts, flags, 0);
 	if (t->pending_err) {
 		err = t->pending_err;
 		t->pending_err = 0;

@@ -11,17 +11,17 @@
 #include "pt_internal.h"
 #include "uapi.h"
 
-const char *pt_backend_name(enum pt_backend b)
+const char *pt_scan_backend_name(enum pt_scan_backend b)
 {
 	switch (b) {
-	case PT_BACKEND_PAGEMAP_SCAN:
+	case PT_SCAN_BACKEND_PAGEMAP_SCAN:
 		return "pagemap_scan";
-	case PT_BACKEND_PAGEMAP_READ:
+	case PT_SCAN_BACKEND_PAGEMAP_READ:
 		return "pagemap_read";
-	case PT_BACKEND_AUTO:
+	case PT_SCAN_BACKEND_AUTO:
 		return "auto";
 	}
-	return "unknown";
+	return NULL;
 }
 
 static bool scan_backend_usable(void)
@@ -36,40 +36,40 @@ static bool scan_backend_usable(void)
  * The one place the scan backend is chosen.  PT_FORCE_BACKEND=read (or
  * =scan) overrides AUTO so tests can exercise the fallback.
  */
-static int choose_backend(enum pt_backend want, enum pt_backend *out)
+static int choose_backend(enum pt_scan_backend want, enum pt_scan_backend *out)
 {
-	if (want == PT_BACKEND_AUTO) {
+	if (want == PT_SCAN_BACKEND_AUTO) {
 		const char *env = getenv("PT_FORCE_BACKEND");
 
 		if (env && (!strcmp(env, "read") || !strcmp(env, "pagemap_read")))
-			want = PT_BACKEND_PAGEMAP_READ;
+			want = PT_SCAN_BACKEND_PAGEMAP_READ;
 		else if (env && (!strcmp(env, "scan") || !strcmp(env, "pagemap_scan")))
-			want = PT_BACKEND_PAGEMAP_SCAN;
+			want = PT_SCAN_BACKEND_PAGEMAP_SCAN;
 		else
-			want = scan_backend_usable() ? PT_BACKEND_PAGEMAP_SCAN
-						     : PT_BACKEND_PAGEMAP_READ;
+			want = scan_backend_usable() ? PT_SCAN_BACKEND_PAGEMAP_SCAN
+						     : PT_SCAN_BACKEND_PAGEMAP_READ;
 	}
-	if (want == PT_BACKEND_PAGEMAP_SCAN && !scan_backend_usable())
+	if (want == PT_SCAN_BACKEND_PAGEMAP_SCAN && !scan_backend_usable())
 		return -EOPNOTSUPP;
-	if (want != PT_BACKEND_PAGEMAP_SCAN && want != PT_BACKEND_PAGEMAP_READ)
+	if (want != PT_SCAN_BACKEND_PAGEMAP_SCAN && want != PT_SCAN_BACKEND_PAGEMAP_READ)
 		return -EINVAL;
 	*out = want;
 	return 0;
 }
 
-struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts)
+struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts)
 {
 	struct pt_target *t;
-	enum pt_backend want = PT_BACKEND_AUTO;
+	enum pt_scan_backend want;
 	char path[64];
 	int err;
 
-	if (pid < 0 || (opts && opts->sz < sizeof(size_t))) {
+	if (pid < 0 || !PT_OPTS_VALID(opts, pt_target_opts) ||
+	    PT_OPTS_GET(opts, reserved, 0)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	if (opts && opts->sz >= offsetof(struct pt_target_opts, backend) + sizeof(opts->backend))
-		want = opts->backend;
+	want = PT_OPTS_GET(opts, scan_backend, PT_SCAN_BACKEND_AUTO);
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		errno = ENOMEM;
@@ -137,9 +137,9 @@ pid_t pt_target_pid(const struct pt_target *t)
 	return t ? t->pid : -1;
 }
 
-enum pt_backend pt_target_backend(const struct pt_target *t)
+enum pt_scan_backend pt_target_scan_backend(const struct pt_target *t)
 {
-	return t ? t->backend : PT_BACKEND_AUTO;
+	return t ? t->backend : PT_SCAN_BACKEND_AUTO;
 }
 
 uint32_t pt_scan_limits(const struct pt_target *t)

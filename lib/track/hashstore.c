@@ -889,7 +889,7 @@ int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_
 		  uint64_t *pages_hashed)
 {
 	/* no locations: they would only split runs (swap slots prove nothing) */
-	const struct pt_scan_opts so = { .sz = sizeof(so), .flags = PT_SCAN_NO_EXCLUSIVE };
+	const PT_OPTS(pt_scan_opts, so, .flags = PT_SCAN_NO_EXCLUSIVE);
 	struct hs_ctx c = { .t = t, .hs = hs, .pages_hashed = pages_hashed, .v = v, .out = out,
 			    .baseline = baseline, .obj_fd = -1 };
 	uint64_t cur, covered;

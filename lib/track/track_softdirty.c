@@ -118,7 +118,7 @@ static void sd_round_end(struct pt_tracker *tr)
 static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct pt_dirtylist *out,
 		   struct pt_dirtylist *none)
 {
-	struct pt_scan_opts o = { .sz = sizeof(o), .flags = PT_SCAN_NO_SHARED | PT_SCAN_NO_EXCLUSIVE };
+	PT_OPTS(pt_scan_opts, o, .flags = PT_SCAN_NO_SHARED | PT_SCAN_NO_EXCLUSIVE);
 	struct pt_region r[512];
 	uint64_t cur = start;
 	int err = 0;

@@ -95,7 +95,7 @@ const char *pt_track_backend_name(enum pt_track_backend b)
 	case PT_TRACK_AUTO:
 		return "auto";
 	}
-	return "unknown";
+	return NULL;
 }
 
 static bool shared_area(const struct pt_vma *v)
@@ -398,14 +398,19 @@ static enum pt_track_backend env_backend(void)
 
 struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts)
 {
-	enum pt_track_backend want = PT_TRACK_AUTO;
+	enum pt_track_backend want;
+	uint64_t start, end;
 	struct pt_tracker *tr;
 	int err;
 
-	if (pid < 0 || (opts && opts->sz < sizeof(size_t))) {
+	if (pid < 0 || !PT_OPTS_VALID(opts, pt_tracker_opts)) {
 		errno = EINVAL;
 		return NULL;
 	}
+	/* each field on its own: a short sz gets defaults for what it does not cover */
+	want = PT_OPTS_GET(opts, backend, PT_TRACK_AUTO);
+	start = PT_OPTS_GET(opts, start, 0);
+	end = PT_OPTS_GET(opts, end, 0);
 	tr = calloc(1, sizeof(*tr));
 	if (!tr) {
 		errno = ENOMEM;
@@ -414,17 +419,14 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 	tr->st.sz = sizeof(tr->st);
 	tr->start = 0;
 	tr->end = PT_USER_ADDR_END;
-	if (opts && opts->sz >= offsetof(struct pt_tracker_opts, end) + sizeof(opts->end)) {
-		want = opts->backend;
-		tr->flags = opts->flags;
-		if (opts->start || opts->end) {
-			tr->start = opts->start & ~(PT_PAGE_SIZE - 1);
-			tr->end = (opts->end + PT_PAGE_SIZE - 1) & ~(PT_PAGE_SIZE - 1);
-		}
+	tr->flags = PT_OPTS_GET(opts, flags, 0);
+	if (start || end) {
+		tr->start = start & ~(PT_PAGE_SIZE - 1);
+		tr->end = (end + PT_PAGE_SIZE - 1) & ~(PT_PAGE_SIZE - 1);
 	}
 	if (want == PT_TRACK_AUTO)
 		want = env_backend();
-	tr->t = pt_target_open(pid, NULL);
+	tr->t = pt_target_create(pid, NULL);
 	if (!tr->t) {
 		err = -errno;
 		goto fail;
@@ -573,9 +575,12 @@ int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st)
 {
 	size_t sz;
 
-	if (!tr || !st || st->sz < sizeof(size_t))
+	/* an output struct: a newer caller's fields must be zero, so it can tell
+	 * "not filled in by this library" from a value */
+	if (!tr || !st || !PT_OPTS_VALID(st, pt_tracker_stats))
 		return -EINVAL;
 	sz = st->sz < sizeof(*st) ? st->sz : sizeof(*st);
+	sz -= (sz - sizeof(size_t)) % sizeof(uint64_t);	/* whole fields only */
 	memcpy((char *)st + sizeof(size_t), (const char *)&tr->st + sizeof(size_t),
 	       sz - sizeof(size_t));
 	return 0;

@@ -337,7 +337,7 @@ static pid_t start_child(struct cs *cs, struct cs_thr *args)
 
 int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_result *r)
 {
-	struct pt_tracker_opts to = { .sz = sizeof(to) };
+	PT_OPTS(pt_tracker_opts, to);
 	pthread_t thr[2 * CS_MAXTHR + 1];
 	struct cs_thr args[2 * CS_MAXTHR];
 	struct cs cs_local = { .o = o, .fd = -1, .pidfd = -1 }, *csp = &cs_local;

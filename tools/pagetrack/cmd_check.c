@@ -8,7 +8,7 @@
  * seed 004) for ~2 s per tracker backend and reports whether this kernel
  * loses O_DIRECT data when pages are write-protected or swapped meanwhile.
  * Uses the public API only; the backend shown is the one the library
- * really picks for a target (pt_target_open on self), so it honours
+ * really picks for a target (pt_target_create on self), so it honours
  * PT_FORCE_BACKEND exactly as pagetrack map does.
  */
 #include <errno.h>
@@ -125,10 +125,10 @@ static int feat(enum pt_feature f, const char **why)
 
 	if (why)
 		*why = r ? r : "";
-	return st < 0 ? PT_UNKNOWN : st;
+	return st < 0 ? PT_UNKNOWN : st;	/* < 0 only for a bad feature */
 }
 
-static void decide_backend(struct use_item *u, enum pt_backend *used)
+static void decide_backend(struct use_item *u, enum pt_scan_backend *used)
 {
 	const char *env = getenv("PT_FORCE_BACKEND");
 	const char *why;
@@ -137,8 +137,8 @@ static void decide_backend(struct use_item *u, enum pt_backend *used)
 
 	u->key = "scan_backend";
 	u->label = "scan backend";
-	*used = PT_BACKEND_AUTO;
-	t = pt_target_open(0, NULL);
+	*used = PT_SCAN_BACKEND_AUTO;
+	t = pt_target_create(0, NULL);
 	if (!t) {
 		int err = errno;
 
@@ -148,13 +148,13 @@ static void decide_backend(struct use_item *u, enum pt_backend *used)
 			 env && *env ? ": " : "", strerror(err));
 		return;
 	}
-	*used = pt_target_backend(t);
-	u->value = pt_backend_name(*used);
+	*used = pt_target_scan_backend(t);
+	u->value = pt_scan_backend_name(*used);
 	pt_target_free(t);
 	if (env && (!strcmp(env, "read") || !strcmp(env, "pagemap_read") ||
 		    !strcmp(env, "scan") || !strcmp(env, "pagemap_scan")))
 		snprintf(u->reason, sizeof(u->reason), "forced by PT_FORCE_BACKEND=%s", env);
-	else if (*used == PT_BACKEND_PAGEMAP_SCAN)
+	else if (*used == PT_SCAN_BACKEND_PAGEMAP_SCAN)
 		snprintf(u->reason, sizeof(u->reason), "%sPAGEMAP_SCAN ioctl available",
 			 env && *env ? "PT_FORCE_BACKEND value ignored; " : "");
 	else
@@ -169,7 +169,7 @@ static void decide(struct use_item *u)
 	int pfn = feat(PT_FEAT_PAGEMAP_PFN, &why_pfn);
 	int kpf = feat(PT_FEAT_KPAGEFLAGS, &why_kpf);
 	int swap = feat(PT_FEAT_SWAP_ACTIVE, &why_swap);
-	enum pt_backend backend;
+	enum pt_scan_backend backend;
 	struct use_item *s;
 
 	decide_backend(&u[USE_BACKEND], &backend);
@@ -208,7 +208,7 @@ static void decide(struct use_item *u)
 	s = &u[USE_HUGE];
 	s->key = "huge_pages";
 	s->label = "huge pages";
-	if (backend == PT_BACKEND_PAGEMAP_SCAN) {
+	if (backend == PT_SCAN_BACKEND_PAGEMAP_SCAN) {
 		s->value = "pagemap_scan";
 		snprintf(s->reason, sizeof(s->reason), "PAGE_IS_HUGE from PAGEMAP_SCAN");
 	} else if (kpf == PT_YES && pfn == PT_YES) {
@@ -353,7 +353,7 @@ static void decide_trackers(struct tracker_item *t, enum pt_track_backend *chose
 
 	*chosen = PT_TRACK_AUTO;
 	for (size_t i = 0; i < NTRACKERS; i++) {
-		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = trackers[i].b };
+		PT_OPTS(pt_tracker_opts, o, .backend = trackers[i].b);
 		struct pt_tracker *tr;
 		const char *why = NULL;
 

@@ -55,16 +55,6 @@ static const struct {
 };
 #define N_KFLAGS (sizeof(kflag_tab) / sizeof(kflag_tab[0]))
 
-/* Stable JSON names of enum pt_reason (index = value). */
-static const char *const reason_ids[PT_REASON__COUNT] = {
-	[PT_REASON_NONE] = "none",
-	[PT_REASON_NO_ACCESS] = "no_access",
-	[PT_REASON_NOT_RESOLVED] = "not_resolved",
-	[PT_REASON_MINCORE_DENIED] = "mincore_denied",
-	[PT_REASON_MARKER_AMBIGUOUS] = "marker_ambiguous",
-	[PT_REASON_UNSUPPORTED] = "unsupported",
-};
-
 static const struct {
 	uint32_t bit;
 	const char *id, *text;
@@ -244,7 +234,7 @@ static void counts_add(struct counts *a, const struct counts *b)
 static int scan_range(struct map_ctx *m, uint64_t start, uint64_t end, uint32_t flags,
 		      struct counts *c, struct runvec *rv, uint64_t *done)
 {
-	struct pt_scan_opts so = { .sz = sizeof(so), .flags = flags };
+	PT_OPTS(pt_scan_opts, so, .flags = flags);
 	uint64_t cursor = start;
 
 	if (done)
@@ -489,7 +479,9 @@ static const char *kind_name(uint32_t kind)
 
 static const char *reason_id(unsigned r)
 {
-	return r < PT_REASON__COUNT && reason_ids[r] ? reason_ids[r] : "none";
+	const char *n = pt_reason_name((enum pt_reason)r);
+
+	return n ? n : "none";
 }
 
 /* Human size, "-" for nothing, so the interesting columns stand out. */
@@ -735,7 +727,7 @@ static void print_header(struct map_ctx *m)
 	int w = 2 * m->addr_width + 1;
 
 	printf("pid %d, backend %s%s\n", (int)m->pid,
-	       pt_backend_name(pt_target_backend(m->t)),
+	       pt_scan_backend_name(pt_target_scan_backend(m->t)),
 	       m->o.has_range ? ", addresses clipped to --range" : "");
 	printf("legend: present = mapped here, cached = in memory but not mapped here; "
 	       "attrs: F file, E exclusive, S soft-dirty, W uffd-wp, Z zero page, H huge, "
@@ -1005,7 +997,7 @@ int cmd_map(int argc, char **argv)
 			  why ? why : "needs root");
 		return PT_EXIT_RUNTIME;
 	}
-	m.t = pt_target_open(m.o.pid, NULL);
+	m.t = pt_target_create(m.o.pid, NULL);
 	if (!m.t) {
 		target_error(&m.o, m.o.pid, errno, "open");
 		return PT_EXIT_RUNTIME;
@@ -1044,7 +1036,7 @@ int cmd_map(int argc, char **argv)
 	if (m.j) {
 		json_obj_begin(m.j, NULL);
 		json_int(m.j, "pid", m.pid);
-		json_str(m.j, "backend", pt_backend_name(pt_target_backend(m.t)));
+		json_str(m.j, "backend", pt_scan_backend_name(pt_target_scan_backend(m.t)));
 		if (m.o.has_range) {
 			json_obj_begin(m.j, "range");
 			json_hex(m.j, "start", m.o.rstart);

@@ -910,16 +910,15 @@ static bool target_gone(struct watch *w)
  */
 static int start(struct watch *w, enum stop_reason *why)
 {
-	struct pt_tracker_opts to = {
-		.sz = sizeof(to),
+	PT_OPTS(pt_tracker_opts, to,
 		.backend = w->o.backend,
 		/* counts only, copies nothing: never wait for the target's disk I/O */
 		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER,
-	};
+	);
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
 	int err;
 
-	w->t = pt_target_open(pid, NULL);
+	w->t = pt_target_create(pid, NULL);
 	if (!w->t)
 		goto fail;
 	w->tr = pt_tracker_create(pid, &to);
