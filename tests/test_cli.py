@@ -584,12 +584,31 @@ def test_exit_during_scan(pt, validator):
              "could not time the target's exit inside the scan")
 
 
+def test_output_errors(pt):
+    """Output that cannot be written is a runtime error: exit 1, one line."""
+    cases = (["check"], ["check", "--json"], ["map", "self"], ["map", "--json", "self"],
+             ["--version"])
+    for args in cases:
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([pt] + args, stdout=full, stderr=subprocess.PIPE, text=True,
+                               timeout=120)
+        ok(p.returncode == 1 and one_line(p.stderr) and "standard output" in p.stderr,
+           "%s > /dev/full: exit 1, one line" % " ".join(args),
+           "rc=%d %r" % (p.returncode, p.stderr))
+    # stdout closed (`>&-`): the first write fails with EBADF
+    p = subprocess.run(["sh", "-c", 'exec "$0" check >&-', pt], stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    ok(p.returncode == 1 and one_line(p.stderr), "check >&-: exit 1, one line",
+       "rc=%d %r" % (p.returncode, p.stderr))
+
+
 def main():
     pt = pagetrack_binary(__file__)
     validator = schema_validator(SCHEMA, "doc/map.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     test_basics(pt)
+    test_output_errors(pt)
     test_check(pt)
     test_errors(pt, validator)
     test_layout(pt, validator)
