@@ -111,8 +111,9 @@ struct pt_target;
 
 /*
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
- * and errno ESRCH (no such process), EACCES/EPERM (not allowed),
- * EOPNOTSUPP (backend forced but not available).  @opts may be NULL.
+ * and errno ESRCH (no such process), ENODATA (a kernel thread: no user
+ * memory), EACCES/EPERM (not allowed), EOPNOTSUPP (backend forced but
+ * not available).  @opts may be NULL.
  */
 PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
@@ -338,7 +339,8 @@ struct pt_tracker;
 /*
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
- * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
+ * since.  Fails with NULL and errno: ESRCH, ENODATA (kernel thread),
+ * EPERM/EACCES, EOPNOTSUPP
  * (backend forced but not usable here), EBUSY (target already traced).
  * For another process the uffd backend runs one userfaultfd() inside the
  * target with ptrace (doc/inject.md); pt_tracker_free() closes it again.
