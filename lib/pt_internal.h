@@ -174,6 +174,8 @@ PT_HIDDEN const struct pt_smaps_ent *pt__smaps_lookup(struct pt_target *t, uint6
 PT_HIDDEN bool pt__target_mm_alive(const struct pt_target *t);
 /* Map errno of a failed /proc read on the target to ESRCH if it has exited. */
 PT_HIDDEN int pt__target_errno(const struct pt_target *t, int err);
+/* Is @pid a kernel thread (no user memory)? */
+PT_HIDDEN bool pt__is_kernel_thread(pid_t pid);
 
 /* ---- maps.c ---- */
 /*

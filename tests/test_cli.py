@@ -584,12 +584,47 @@ def test_exit_during_scan(pt, validator):
              "could not time the target's exit inside the scan")
 
 
+def test_kernel_thread(pt):
+    """A kernel thread (kthreadd, pid 2) has no user memory: said so, exit 1."""
+    try:
+        with open("/proc/2/stat") as f:
+            flags = int(f.read().rsplit(")", 1)[1].split()[6])
+    except (OSError, IndexError, ValueError):
+        flags = 0
+    if not flags & 0x00200000:
+        skip("map of a kernel thread", "pid 2 is not a kernel thread here")
+        return
+    rc, out, err = run(pt, ["map", "2"])
+    ok(rc == 1 and one_line(err) and "kernel thread" in err and out == "",
+       "map 2 (kthreadd): exit 1, one line saying it is a kernel thread", "rc=%d %r" % (rc, err))
+
+
+def test_output_errors(pt):
+    """Output that cannot be written is a runtime error: exit 1, one line."""
+    cases = (["check"], ["check", "--json"], ["map", "self"], ["map", "--json", "self"],
+             ["--version"])
+    for args in cases:
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([pt] + args, stdout=full, stderr=subprocess.PIPE, text=True,
+                               timeout=120)
+        ok(p.returncode == 1 and one_line(p.stderr) and "standard output" in p.stderr,
+           "%s > /dev/full: exit 1, one line" % " ".join(args),
+           "rc=%d %r" % (p.returncode, p.stderr))
+    # stdout closed (`>&-`): the first write fails with EBADF
+    p = subprocess.run(["sh", "-c", 'exec "$0" check >&-', pt], stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    ok(p.returncode == 1 and one_line(p.stderr), "check >&-: exit 1, one line",
+       "rc=%d %r" % (p.returncode, p.stderr))
+
+
 def main():
     pt = pagetrack_binary(__file__)
     validator = schema_validator(SCHEMA, "doc/map.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     test_basics(pt)
+    test_output_errors(pt)
+    test_kernel_thread(pt)
     test_check(pt)
     test_errors(pt, validator)
     test_layout(pt, validator)

@@ -175,8 +175,9 @@ struct pt_target;
 
 /*
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
- * and errno ESRCH (no such process), EACCES/EPERM (not allowed),
- * EOPNOTSUPP (backend forced but not available), EINVAL (bad @opts).
+ * and errno ESRCH (no such process), ENODATA (a kernel thread: no user
+ * memory), EACCES/EPERM (not allowed), EOPNOTSUPP (backend forced but
+ * not available), EINVAL (bad @opts).
  * @opts may be NULL.  Reads only: the target is never stopped or
  * traced.  Keeps its pagemap and a pidfd open until pt_target_free().
  */
@@ -413,7 +414,8 @@ struct pt_tracker;
 /*
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
- * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
+ * since.  Fails with NULL and errno: ESRCH, ENODATA (kernel thread),
+ * EPERM/EACCES, EOPNOTSUPP
  * (backend forced but not usable here), EBUSY (target already traced),
  * EINVAL (bad @opts).
  * Side effects, for another process (see "Side effects" above):

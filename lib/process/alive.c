@@ -68,3 +68,29 @@ int pt__target_errno(const struct pt_target *t, int err)
 		return -ESRCH;
 	return -err;
 }
+
+/*
+ * Is @pid a kernel thread (PF_KTHREAD in the flags field of its stat)?
+ * Such a process has no user memory: its pagemap reads empty.
+ */
+bool pt__is_kernel_thread(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	unsigned long flags;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* the name may hold anything */
+	/* ") S ppid pgrp session tty_nr tpgid flags" */
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return false;
+	return (flags & 0x00200000ul) != 0;	/* PF_KTHREAD */
+}

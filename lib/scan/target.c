@@ -100,6 +100,9 @@ struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts)
 	t->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (t->pagemap_fd < 0) {
 		err = errno == ENOENT ? -ESRCH : -errno;
+		/* a kernel thread has no mm: its pagemap refuses with ESRCH; say why */
+		if (err == -ESRCH && !t->self && pt__is_kernel_thread(t->pid))
+			err = -ENODATA;
 		goto fail;
 	}
 	/* A zombie's pagemap opens but has no mm: treat it as gone. */
@@ -107,6 +110,7 @@ struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts)
 		err = -ESRCH;
 		goto fail;
 	}
+
 	return t;
 fail:
 	pt_target_free(t);

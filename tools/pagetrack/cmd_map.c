@@ -947,6 +947,9 @@ static void target_error(const struct map_opts *o, pid_t pid, int err, const cha
 {
 	if (err == ESRCH)
 		cli_error(o->json, err, "no such process: %d", (int)pid);
+	else if (err == ENODATA)
+		cli_error(o->json, err, "process %d is a kernel thread: it has no user memory",
+			  (int)pid);
 	else if (err == EACCES || err == EPERM)
 		cli_error(o->json, err, "permission denied: cannot inspect process %d "
 			  "(needs the same user or root, and ptrace access)", (int)pid);

@@ -882,6 +882,9 @@ static void track_error(const struct watch *w, int err)
 
 	if (err == ESRCH)
 		cli_error(w->o.json, err, "no such process: %d", (int)w->pid);
+	else if (err == ENODATA)
+		cli_error(w->o.json, err, "process %d is a kernel thread: it has no user memory",
+			  (int)w->pid);
 	else if (err == EACCES || err == EPERM)
 		cli_error(w->o.json, err, "permission denied: cannot track process %d "
 			  "(needs the same user or root, and ptrace access)", (int)w->pid);

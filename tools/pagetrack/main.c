@@ -7,9 +7,11 @@
  * Global options come before the command; everything after it belongs to
  * the command, which parses its own options with getopt_long.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -95,6 +97,29 @@ static void log_to_stderr(enum pt_log_level level, const char *msg, void *ctx)
 		(unsigned)level < 3 ? names[level] : "log", msg);
 }
 
+/*
+ * What was printed must have reached stdout: a full disk, a closed
+ * descriptor or a failed close turns success into a runtime error with
+ * one line on stderr, as coreutils' close_stdout does.
+ */
+static int close_stdout(int code)
+{
+	bool failed = ferror(stdout);
+	int err = errno;
+
+	if (fclose(stdout) != 0) {
+		failed = true;
+		err = errno;
+	} else if (failed && !err) {
+		err = EIO;
+	}
+	if (!failed)
+		return code;
+	/* stderr is ours alone now: stdout is closed */
+	fprintf(stderr, "pagetrack: write error on standard output: %s\n", strerror(err));
+	return code == PT_EXIT_OK ? PT_EXIT_RUNTIME : code;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -115,10 +140,10 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'h':
 			usage(stdout);
-			return PT_EXIT_OK;
+			return close_stdout(PT_EXIT_OK);
 		case 'V':
 			printf("pagetrack %s\n", pt_version());
-			return PT_EXIT_OK;
+			return close_stdout(PT_EXIT_OK);
 		case 'v':
 			verbosity++;
 			break;
@@ -148,5 +173,6 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;	/* full getopt re-initialisation for the command */
-	return c->fn(argc, argv);
+	errno = 0;
+	return close_stdout(c->fn(argc, argv));
 }
