@@ -330,8 +330,10 @@ static bool in_areas(const struct pt_tracker *tr, size_t *a, uint64_t start, uin
  * uffd backend reports a whole VMA it had to register afresh as the kernel
  * has it when arming, which can reach past the area this round's layout
  * read (the VMA grew, or merged with a neighbour, in between).  Such pages
- * are in no area this round tracked, so the next round finds them in an
- * area it does not know and reports them whole, with their area.
+ * were not mapped there when this round read the layout (else they would
+ * be in it), so whatever they hold got there after that: the next round finds
+ * them in an area this one did not track and reports them whole, with
+ * their area.  The layout read is where a round draws its line.
  * Out of memory, the round is left as it is: more pages, never fewer.
  */
 static void clip_to_layout(struct pt_tracker *tr)
