@@ -73,6 +73,8 @@ enum pt_feature {
 	PT_FEAT_SWAP_ACTIVE,		/* at least one swap device active */
 	PT_FEAT_CAP_SYS_ADMIN,		/* effective CAP_SYS_ADMIN */
 	PT_FEAT_PTRACE,			/* may ptrace other processes (yama, caps) */
+	PT_FEAT_PAGE_SIZE_4K,		/* base pages are 4 KiB, the only size pagetrack
+					   supports (PT_FORCE_PAGE_SIZE=N pretends N) */
 	PT_FEAT__COUNT
 };
 
@@ -92,6 +94,12 @@ PT_API int pt_feature(enum pt_feature f, const char **reason);
 PT_API const char *pt_feature_name(enum pt_feature f);
 /* Forget cached probe results (for tests that change the environment). */
 PT_API void pt_features_reset(void);
+/*
+ * The kernel's base page size in bytes, as probed (PT_FORCE_PAGE_SIZE
+ * applies).  pagetrack supports 4096 only: elsewhere pt_target_open()
+ * and pt_tracker_create() fail with EOPNOTSUPP (PT_FEAT_PAGE_SIZE_4K).
+ */
+PT_API size_t pt_page_size(void);
 
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
@@ -112,7 +120,8 @@ struct pt_target;
 /*
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
  * and errno ESRCH (no such process), EACCES/EPERM (not allowed),
- * EOPNOTSUPP (backend forced but not available).  @opts may be NULL.
+ * EOPNOTSUPP (backend forced but not available, or pages are not 4 KiB:
+ * PT_FEAT_PAGE_SIZE_4K).  @opts may be NULL.
  */
 PT_API struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
@@ -339,7 +348,8 @@ struct pt_tracker;
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
  * since.  Fails with NULL and errno: ESRCH, EPERM/EACCES, EOPNOTSUPP
- * (backend forced but not usable here), EBUSY (target already traced).
+ * (backend forced but not usable here, or pages are not 4 KiB), EBUSY
+ * (target already traced).
  * For another process the uffd backend runs one userfaultfd() inside the
  * target with ptrace (doc/inject.md); pt_tracker_free() closes it again.
  */

@@ -70,6 +70,11 @@ struct pt_target *pt_target_open(pid_t pid, const struct pt_target_opts *opts)
 	}
 	if (opts && opts->sz >= offsetof(struct pt_target_opts, backend) + sizeof(opts->backend))
 		want = opts->backend;
+	err = pt__page_size_check();
+	if (err) {
+		errno = -err;
+		return NULL;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		errno = ENOMEM;
