@@ -1021,6 +1021,9 @@ int cmd_watch(int argc, char **argv)
 	err = parse_args(argc, argv, &w.o);
 	if (err)
 		return err > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
+	/* before -- CMD is started: nothing to undo */
+	if (cli_page_size_refused(w.o.json))
+		return PT_EXIT_RUNTIME;
 	w.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	w.backend = "none";
 	stop_signal = stop_forward = child_event = 0;
