@@ -118,7 +118,19 @@ int main(int argc, char **argv)
 				for (uint64_t a = d[i].start; a < d[i].end; a += PAGE)
 					copy_page(tr, pid, a, &bytes);
 		}
-		printf("round %d: %" PRIu64 " KiB copied\n", round, bytes / 1024);
+		/*
+		 * The destination mirrors the layout this round tracked: pages in
+		 * no area of it are dropped (the tracker does not report unmaps).
+		 * It is the round's own, so every page copied above is in it.
+		 */
+		struct pt_vma *layout = NULL;
+		size_t nl = 0;
+
+		if (pt_tracker_vmas(tr, &layout, &nl) == 0) {
+			/* ... send the areas (start, end, path) to the destination here ... */
+			pt_vmas_free(layout);
+		}
+		printf("round %d: %" PRIu64 " KiB copied, %zu areas\n", round, bytes / 1024, nl);
 		if (bytes < 64 * PAGE)	/* small enough: stop the target, copy once more */
 			break;
 		usleep(100 * 1000);

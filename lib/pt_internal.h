@@ -93,6 +93,11 @@ PT_HIDDEN uint64_t pt__zero_pfn(void);
 PT_HIDDEN uint64_t pt__scan_categories(void);
 /* Number of active swap areas right now (not cached). */
 PT_HIDDEN int pt__swap_count(void);
+/*
+ * 0 when base pages are 4 KiB (PT_PAGE_SIZE, built into every page
+ * computation), else -EOPNOTSUPP with a log message naming the size.
+ */
+PT_HIDDEN int pt__page_size_check(void);
 
 /* ---- run buffers ---- */
 struct pt_runbuf {

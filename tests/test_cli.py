@@ -284,6 +284,49 @@ def test_check(pt):
        "check: a tracker backends table with the blind spots of each", "rc=%d" % rc)
 
 
+def test_page_size(pt, validator):
+    """pagetrack computes with 4 KiB pages: elsewhere it refuses, in one clear line."""
+    rc, out, err = run(pt, ["check", "--json"])
+    doc = parse_json(out) or {}
+    f = doc.get("features", {}).get("page_size_4k", {})
+    ok(rc == 0 and doc.get("page_size") == PS and f.get("state") == ("yes" if PS == 4096 else "no"),
+       "check --json: page_size %d, feature page_size_4k %s" % (PS, f.get("state")),
+       "rc=%d %r %r" % (rc, doc.get("page_size"), f))
+    force = {"PT_FORCE_PAGE_SIZE": "16384"}
+    msg = "this kernel uses 16 KiB pages (PT_FORCE_PAGE_SIZE=16384); pagetrack supports " \
+          "4 KiB pages only"
+    rc, out, err = run(pt, ["map", "self"], env=force)
+    ok(rc == 1 and one_line(err) and err.strip() == "pagetrack: " + msg and out == "",
+       "16 KiB pages (forced): map refuses with one line, exit 1", "rc=%d %r" % (rc, err))
+    rc, out, err = run(pt, ["map", "--json", "self"], env=force)
+    doc = parse_json(out)
+    e = doc.get("error", {}) if isinstance(doc, dict) else {}
+    good = rc == 1 and e.get("message") == msg and e.get("errno") == "EOPNOTSUPP" and \
+        e.get("exit_code") == 1
+    if validator is not None and isinstance(doc, dict):
+        good = good and not list(validator.iter_errors(doc))
+    ok(good, "16 KiB pages (forced): map --json gives an error object (schema), exit 1",
+       "rc=%d %r" % (rc, out))
+    marker = "/tmp/pt-page-size-cmd-%d" % os.getpid()
+    rc, out, err = run(pt, ["watch", "--", "touch", marker], env=force)
+    ran = os.path.exists(marker)
+    if ran:
+        os.unlink(marker)
+    ok(rc == 1 and one_line(err) and msg in err and not ran,
+       "16 KiB pages (forced): watch -- CMD refuses before running the command, exit 1",
+       "rc=%d ran=%s %r" % (rc, ran, err))
+    rc, out, err = run(pt, ["check", "--json"], env=force)
+    doc = parse_json(out) or {}
+    f = doc.get("features", {}).get("page_size_4k", {})
+    ok(rc == 0 and doc.get("page_size") == 16384 and f.get("state") == "no" and
+       f.get("reason") == msg and not any(t.get("usable") for t in doc.get("trackers", [{}])),
+       "16 KiB pages (forced): check exits 0, shows the page size, page_size_4k no, no "
+       "tracker usable", "rc=%d %r" % (rc, out[:400]))
+    rc, out, err = run(pt, ["check"], env=force)
+    ok(rc == 0 and "16384-byte pages" in out and msg in out,
+       "16 KiB pages (forced): check's human output names the page size", out[:300])
+
+
 def test_errors(pt, validator):
     pid = free_pid()
     rc, out, err = run(pt, ["map", str(pid)])
@@ -626,6 +669,7 @@ def main():
     test_output_errors(pt)
     test_kernel_thread(pt)
     test_check(pt)
+    test_page_size(pt, validator)
     test_errors(pt, validator)
     test_layout(pt, validator)
     test_odd_path(pt)

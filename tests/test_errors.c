@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"
 #include "tap.h"
 
 static void big_layout(void *shared)
@@ -202,6 +203,71 @@ static void test_names(void)
 	       !pt_feature_name(PT_FEAT__COUNT), "_name() and _text() of a bad value are NULL");
 }
 
+static const char *last_log;
+static char log_buf[256];
+
+static void keep_log(enum pt_log_level lvl, const char *msg, void *ctx)
+{
+	(void)lvl;
+	(void)ctx;
+	snprintf(log_buf, sizeof(log_buf), "%s", msg);
+	last_log = log_buf;
+}
+
+/*
+ * pagetrack computes with 4 KiB pages: on a 16K or 64K kernel it must
+ * refuse clearly, not compute garbage.  PT_FORCE_PAGE_SIZE makes the
+ * probe see another size on this machine.
+ */
+static void test_page_size(void)
+{
+	const char *why = NULL;
+	struct pt_target *t;
+	struct pt_tracker *tr;
+	int st, terr, trerr;
+
+	st = pt_feature(PT_FEAT_PAGE_SIZE_4K, &why);
+	if (st != PT_YES) {
+		tap_skip(why ? why : "unknown", "page size: 4 KiB here, then forced to 16 KiB");
+		return;
+	}
+	tap_ok(pt_page_size() == 4096 && !strcmp(pt_feature_name(PT_FEAT_PAGE_SIZE_4K),
+						 "page_size_4k"),
+	       "page size: 4096 here, feature page_size_4k yes (%s)", why);
+	setenv("PT_FORCE_PAGE_SIZE", "16384", 1);
+	pt__features_reset();
+	pt_set_log(keep_log, NULL);
+	st = pt_feature(PT_FEAT_PAGE_SIZE_4K, &why);
+	tap_ok(st == PT_NO && pt_page_size() == 16384 && strstr(why, "16 KiB pages") &&
+		       strstr(why, "4 KiB pages only"),
+	       "PT_FORCE_PAGE_SIZE=16384: page_size_4k no (%s)", why);
+	last_log = NULL;
+	errno = 0;
+	t = pt_target_create(0, NULL);
+	terr = errno;
+	tap_ok(!t && terr == EOPNOTSUPP && last_log && strstr(last_log, "16 KiB"),
+	       "16 KiB pages: pt_target_create fails with EOPNOTSUPP and logs the size (%s; %s)",
+	       strerror(terr), last_log ? last_log : "no log");
+	pt_target_free(t);
+	errno = 0;
+	tr = pt_tracker_create(0, NULL);
+	trerr = errno;
+	tap_ok(!tr && trerr == EOPNOTSUPP, "16 KiB pages: pt_tracker_create fails with EOPNOTSUPP (%s)",
+	       strerror(trerr));
+	pt_tracker_free(tr);
+	setenv("PT_FORCE_PAGE_SIZE", "65536", 1);
+	pt__features_reset();
+	pt_feature(PT_FEAT_PAGE_SIZE_4K, &why);
+	tap_ok(strstr(why, "64 KiB pages") != NULL, "PT_FORCE_PAGE_SIZE=65536: %s", why);
+	pt_set_log(NULL, NULL);
+	unsetenv("PT_FORCE_PAGE_SIZE");
+	pt__features_reset();
+	t = pt_target_create(0, NULL);
+	tap_ok(t != NULL && pt_feature(PT_FEAT_PAGE_SIZE_4K, NULL) == PT_YES,
+	       "without PT_FORCE_PAGE_SIZE, targets open again");
+	pt_target_free(t);
+}
+
 int main(void)
 {
 	enum pt_scan_backend bs[2];
@@ -215,5 +281,6 @@ int main(void)
 	test_bad_args();
 	test_force_env();
 	test_names();
+	test_page_size();
 	return tap_done();
 }

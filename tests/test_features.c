@@ -28,7 +28,7 @@ static const char *const expected_names[PT_FEAT__COUNT] = {
 	"uffd_syscall", "uffd_dev", "uffd_unprivileged", "uffd_wp_async",
 	"uffd_wp_unpopulated", "uffd_wp_hugetlbfs_shmem", "pidfd_open", "pidfd_getfd",
 	"process_madvise", "madv_pageout", "madv_guard_install", "kpageflags",
-	"swap_active", "cap_sys_admin", "ptrace",
+	"swap_active", "cap_sys_admin", "ptrace", "page_size_4k",
 };
 
 /* Effective capabilities from /proc/self/status (not capget). */

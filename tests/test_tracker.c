@@ -770,6 +770,329 @@ out:
 	munmap(p, 8 * FX_PAGE);
 }
 
+/* ---- the layout a round tracked (pt_tracker_vmas, pt_tracker_area) ---- */
+
+/* Is every page of @d[0..nd) inside an area of @v[0..nv)?  Both sorted. */
+static bool in_layout(const struct pt_dirty *d, size_t nd, const struct pt_vma *v, size_t nv,
+		      uint64_t *outside)
+{
+	size_t k = 0;
+
+	*outside = 0;
+	for (size_t i = 0; i < nd; i++) {
+		uint64_t s = d[i].start;
+
+		while (s < d[i].end) {
+			while (k < nv && v[k].end <= s)
+				k++;
+			if (k == nv || v[k].start > s) {
+				uint64_t e = k < nv && v[k].start < d[i].end ? v[k].start : d[i].end;
+
+				*outside += (e - s) / FX_PAGE;
+				s = e;
+				continue;
+			}
+			s = v[k].end;
+		}
+	}
+	return *outside == 0;
+}
+
+/* The area of @v holding [a, a+len) whole, or NULL. */
+static const struct pt_vma *area_of(const struct pt_vma *v, size_t nv, uint64_t a, uint64_t len)
+{
+	for (size_t i = 0; i < nv; i++)
+		if (v[i].start <= a && a + len <= v[i].end)
+			return &v[i];
+	return NULL;
+}
+
+static bool any_overlap(const struct pt_vma *v, size_t nv, uint64_t a, uint64_t len)
+{
+	for (size_t i = 0; i < nv; i++)
+		if (v[i].start < a + len && a < v[i].end)
+			return true;
+	return false;
+}
+
+static bool same_layout(const struct pt_vma *a, size_t na, const struct pt_vma *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i].start != b[i].start || a[i].end != b[i].end || a[i].kind != b[i].kind ||
+		    a[i].inode != b[i].inode || strcmp(a[i].path, b[i].path))
+			return false;
+	return true;
+}
+
+/*
+ * The calling process: the layout after a collect holds every page it
+ * reported, shows an mmap and a munmap done between rounds, stays the
+ * same while a round is handed out in several calls, and says which
+ * areas are hashed and why.
+ */
+static void self_layout(enum pt_track_backend b)
+{
+	static struct pt_dirty d[4096];
+	const char *bn = pt_track_backend_name(b);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b };
+	struct pt_track_area ta = { .sz = sizeof(ta) };
+	struct pt_vma *v = NULL, *v2 = NULL;
+	size_t nv = 0, nv2 = 0, n;
+	uint64_t outside;
+	struct pt_tracker *tr;
+	bool more, stable = true;
+	int err, r;
+
+	/* PROT_NONE fences keep x, y and s areas of their own */
+	char *x = fx_map(10 * FX_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *s = fx_map(4 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	mprotect(x + FX_PAGE, 8 * FX_PAGE, PROT_READ | PROT_WRITE);
+	x += FX_PAGE;
+	memset(x, 1, 8 * FX_PAGE);
+	memset(s, 1, 4 * FX_PAGE);
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		if (errno == EOPNOTSUPP)
+			tap_skip("backend not usable here", "%s: layout of the last round", bn);
+		else
+			tap_ok(0, "%s: create tracker for the layout tests: %s", bn, strerror(errno));
+		goto unmap;
+	}
+	err = pt_tracker_vmas(tr, &v, &nv);
+	tap_ok(!err && area_of(v, nv, (uintptr_t)x, 8 * FX_PAGE) && nv > 0,
+	       "%s: before any collect, the layout is the armed one (x in it, %zu areas)", bn, nv);
+	pt_vmas_free(v);
+	v = NULL;
+
+	/* an area mapped and one unmapped between rounds */
+	char *y = fx_map(10 * FX_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mprotect(y + FX_PAGE, 8 * FX_PAGE, PROT_READ | PROT_WRITE);
+	y += FX_PAGE;
+	memset(y, 2, 8 * FX_PAGE);
+	munmap(x - FX_PAGE, 10 * FX_PAGE);
+	s[FX_PAGE] = 2;
+	n = collect(tr, d, 4096, &err);
+	r = pt_tracker_vmas(tr, &v, &nv);
+	tap_ok(!err && !r && in_layout(d, n, v, nv, &outside),
+	       "%s: every page of the collect is in an area of the layout (%zu regions, %zu areas, "
+	       "%llu pages outside)", bn, n, nv, (unsigned long long)(r ? 0 : outside));
+	const struct pt_vma *ya = r ? NULL : area_of(v, nv, (uintptr_t)y, 8 * FX_PAGE);
+	tap_ok(ya && ya->kind == PT_VMA_ANON && !any_overlap(v, nv, (uintptr_t)x, 8 * FX_PAGE),
+	       "%s: the layout shows the area mapped and not the one unmapped between rounds", bn);
+	tap_ok(!err && covered(d, n, (uintptr_t)y, 8 * FX_PAGE) &&
+		       covered(d, n, (uintptr_t)s + FX_PAGE, FX_PAGE),
+	       "%s: the new area and the shared write reported", bn);
+
+	/* how each area was tracked */
+	r = pt_tracker_area(tr, (uintptr_t)s + FX_PAGE, &ta);
+	if (b == PT_TRACK_HASH)
+		tap_ok(r == 0 && ta.method == PT_AREA_BACKEND && ta.reason == PT_AREA_REASON_NONE,
+		       "%s: shared area tracked by the (hash) backend", bn);
+	else
+		tap_ok(r == 0 && ta.method == PT_AREA_HASHED && ta.reason == PT_AREA_REASON_SHARED &&
+			       ta.start == (uintptr_t)s && ta.end == (uintptr_t)s + 4 * FX_PAGE,
+		       "%s: shared area hashed, reason %s", bn,
+		       pt_area_reason_name((enum pt_area_reason)ta.reason));
+	r = pt_tracker_area(tr, (uintptr_t)y + 3 * FX_PAGE, &ta);
+	tap_ok(r == 0 && ta.method == PT_AREA_BACKEND && ta.reason == PT_AREA_REASON_NONE &&
+		       ta.start == (uintptr_t)y && ta.end == (uintptr_t)y + 8 * FX_PAGE,
+	       "%s: private area tracked by the backend", bn);
+	struct pt_track_area small = { .sz = sizeof(size_t) + 2 * sizeof(uint64_t) };
+	tap_ok(pt_tracker_area(tr, (uintptr_t)x, &ta) == -ENOENT &&
+		       pt_tracker_area(tr, (uintptr_t)y, NULL) == -EINVAL &&
+		       pt_tracker_area(tr, (uintptr_t)y, &(struct pt_track_area){ .sz = 0 }) == -EINVAL &&
+		       pt_tracker_area(tr, (uintptr_t)y, &small) == 0 &&
+		       small.start == (uintptr_t)y && small.method == 0 &&
+		       pt_tracker_vmas(NULL, &v2, &nv2) == -EINVAL,
+	       "%s: pt_tracker_area: -ENOENT outside the layout, -EINVAL, an older (smaller) struct "
+	       "filled up to its size", bn);
+	pt_vmas_free(v);
+	v = NULL;
+
+	/* a round handed out in several calls keeps one layout */
+	for (int i = 0; i < 8; i++)
+		y[i * FX_PAGE] = (char)(i & 1 ? 3 : 4);
+	for (int i = 0; i < 8; i += 2)
+		madvise(y + i * FX_PAGE, FX_PAGE, MADV_DONTNEED);	/* many small regions */
+	n = 0;
+	more = true;
+	while (more) {
+		r = pt_tracker_collect(tr, d + n, 1, &more);
+		if (r < 0)
+			break;
+		n += (size_t)r;
+		if (n == 1)
+			r = pt_tracker_vmas(tr, &v, &nv);
+		/* an munmap while the round is handed out leaves its layout alone */
+		if (n == 1 && !r)
+			munmap(y + 7 * FX_PAGE, FX_PAGE);
+		if (!v || pt_tracker_vmas(tr, &v2, &nv2) || !same_layout(v, nv, v2, nv2))
+			stable = false;
+		pt_vmas_free(v2);
+		v2 = NULL;
+	}
+	tap_ok(r >= 0 && n > 1 && stable && v && in_layout(d, n, v, nv, &outside),
+	       "%s: while a round is handed out one region at a time (%zu calls), the layout "
+	       "stays that of the round and holds its pages", bn, n);
+	pt_vmas_free(v);
+	v = NULL;
+	n = collect(tr, d, 4096, &err);
+	r = pt_tracker_vmas(tr, &v, &nv);
+	tap_ok(!err && !r && !area_of(v, nv, (uintptr_t)y, 8 * FX_PAGE) &&
+		       area_of(v, nv, (uintptr_t)y, 7 * FX_PAGE),
+	       "%s: the next round's layout shows the munmap", bn);
+	pt_vmas_free(v);
+	pt_tracker_free(tr);
+	munmap(y - FX_PAGE, 10 * FX_PAGE);
+	munmap(s, 4 * FX_PAGE);
+	return;
+unmap:
+	munmap(x - FX_PAGE, 10 * FX_PAGE);
+	munmap(s, 4 * FX_PAGE);
+}
+
+/* A restricted range: the layout is clipped to it. */
+static void self_layout_range(void)
+{
+	char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .start = (uintptr_t)p + 4 * FX_PAGE,
+				     .end = (uintptr_t)p + 12 * FX_PAGE };
+	struct pt_tracker *tr;
+	struct pt_vma *v = NULL;
+	size_t nv = 0;
+
+	memset(p, 1, 16 * FX_PAGE);
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		tap_ok(0, "layout of a restricted range: create tracker: %s", strerror(errno));
+		munmap(p, 16 * FX_PAGE);
+		return;
+	}
+	int r = pt_tracker_vmas(tr, &v, &nv);
+
+	tap_ok(r == 0 && nv == 1 && v[0].start == o.start && v[0].end == o.end,
+	       "the layout of a restricted range is clipped to it (%zu areas)", nv);
+	pt_vmas_free(v);
+	pt_tracker_free(tr);
+	munmap(p, 16 * FX_PAGE);
+}
+
+/*
+ * A child that maps, writes, grows in place and unmaps areas without
+ * pause: a ring of 32 live areas, each replaced in turn.
+ */
+static pid_t start_churn(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		char *keep = fx_map(64 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				    -1, 0);
+		struct {
+			char *p;
+			size_t len;
+		} ring[32] = { { 0 } };
+
+		for (unsigned long i = 0;; i++) {
+			size_t len = (1 + i % 8) * FX_PAGE, k = i % 32;
+			char *p;
+
+			if (ring[k].p)
+				munmap(ring[k].p, ring[k].len);
+			ring[k].p = NULL;
+			p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				continue;
+			memset(p, (int)i, len);
+			if (mremap(p, len, 2 * len, 0) != MAP_FAILED) {	/* in place or not at all */
+				memset(p + len, (int)i, len);
+				len *= 2;
+			}
+			ring[k].p = p;
+			ring[k].len = len;
+			keep[(i % 64) * FX_PAGE] = (char)i;
+			if (i % 4096 == 4095)
+				usleep(1000);
+		}
+	}
+	return pid;
+}
+
+static int clipped_rounds;
+
+static void count_clips(enum pt_log_level lvl, const char *msg, void *ctx)
+{
+	(void)lvl;
+	(void)ctx;
+	clipped_rounds += strstr(msg, "outside this round's layout") != NULL;
+}
+
+/*
+ * Another process maps and unmaps areas as fast as it can while rounds
+ * are collected: every page of every round is in that round's layout.
+ */
+static void churn_layout(enum pt_track_backend b)
+{
+	static struct pt_dirty d[65536];
+	const char *bn = pt_track_backend_name(b);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b,
+				     .flags = PT_TRACK_NO_BARRIER };
+	uint64_t outside = 0, pages = 0, out1;
+	int rounds = 0, bad = 0, err = 0;
+	struct pt_tracker *tr;
+	pid_t pid;
+
+	pid = start_churn();
+	if (pid < 0) {
+		tap_ok(0, "%s: start the churning child", bn);
+		return;
+	}
+	usleep(20000);
+	tr = pt_tracker_create(pid, &o);
+	if (!tr) {
+		if (errno == EOPNOTSUPP)
+			tap_skip("backend not usable here", "%s: layout under a churning target", bn);
+		else
+			tap_ok(0, "%s: create tracker on the churning child: %s", bn, strerror(errno));
+		fx_child_kill(pid);
+		return;
+	}
+	clipped_rounds = 0;
+	pt_set_log(count_clips, NULL);
+	for (rounds = 0; rounds < 100 && !err; rounds++) {
+		struct pt_vma *v = NULL;
+		size_t nv = 0, n = collect(tr, d, 65536, &err);
+
+		if (err)
+			break;
+		if (pt_tracker_vmas(tr, &v, &nv) < 0) {
+			err = -ENOMEM;
+			break;
+		}
+		if (!in_layout(d, n, v, nv, &out1))
+			bad++;
+		outside += out1;
+		for (size_t i = 0; i < n; i++)
+			pages += (d[i].end - d[i].start) / FX_PAGE;
+		pt_vmas_free(v);
+		usleep(2000);
+	}
+	tap_ok(!err && rounds == 100 && bad == 0,
+	       "%s: a target mapping and unmapping without pause: every page of %d rounds is in "
+	       "the round's layout (%llu pages, %llu outside in %d rounds)%s%s", bn, rounds,
+	       (unsigned long long)pages, (unsigned long long)outside, bad, err ? ": " : "",
+	       err ? strerror(-err) : "");
+	tap_diag("%s: %d rounds clipped pages an area grew to while it was armed", bn,
+		 clipped_rounds);
+	pt_set_log(NULL, NULL);
+	pt_tracker_free(tr);
+	fx_child_kill(pid);
+}
+
 int main(void)
 {
 	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
@@ -792,5 +1115,10 @@ int main(void)
 	struct pt_tracker_opts bad = { .sz = sizeof(bad), .backend = 99 };
 	errno = 0;
 	tap_ok(pt_tracker_create(0, &bad) == NULL && errno == EINVAL, "bad backend -> EINVAL");
+	for (size_t i = 0; i < 3; i++)
+		self_layout(bs[i]);
+	self_layout_range();
+	for (size_t i = 0; i < 3; i++)
+		churn_layout(bs[i]);
 	return tap_done();
 }

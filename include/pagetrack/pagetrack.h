@@ -133,6 +133,8 @@ enum pt_feature {
 	PT_FEAT_SWAP_ACTIVE,		/* at least one swap device active */
 	PT_FEAT_CAP_SYS_ADMIN,		/* effective CAP_SYS_ADMIN */
 	PT_FEAT_PTRACE,			/* may ptrace other processes (yama, caps) */
+	PT_FEAT_PAGE_SIZE_4K,		/* base pages are 4 KiB, the only size pagetrack
+					   supports (PT_FORCE_PAGE_SIZE=N pretends N) */
 	PT_FEAT__COUNT
 };
 
@@ -155,6 +157,12 @@ enum pt_tristate {
 PT_API int pt_feature(enum pt_feature f, const char **reason);
 /* Short stable identifier ("pagemap_scan", ...), or NULL for a bad @f. */
 PT_API const char *pt_feature_name(enum pt_feature f);
+/*
+ * The kernel's base page size in bytes, as probed (PT_FORCE_PAGE_SIZE
+ * applies).  pagetrack supports 4096 only: elsewhere pt_target_create()
+ * and pt_tracker_create() fail with EOPNOTSUPP (PT_FEAT_PAGE_SIZE_4K).
+ */
+PT_API size_t pt_page_size(void);
 
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
@@ -177,9 +185,10 @@ struct pt_target;
  * Open @pid for inspection (0 = the calling process).  Fails with NULL
  * and errno ESRCH (no such process), ENODATA (a kernel thread: no user
  * memory), EACCES/EPERM (not allowed), EOPNOTSUPP (backend forced but
- * not available), EINVAL (bad @opts).
- * @opts may be NULL.  Reads only: the target is never stopped or
- * traced.  Keeps its pagemap and a pidfd open until pt_target_free().
+ * not available, or pages are not 4 KiB: PT_FEAT_PAGE_SIZE_4K), EINVAL
+ * (bad @opts).  @opts may be NULL.  Reads only: the target is never
+ * stopped or traced.  Keeps its pagemap and a pidfd open until
+ * pt_target_free().
  */
 PT_API struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts);
 PT_API void pt_target_free(struct pt_target *t);
@@ -415,8 +424,8 @@ struct pt_tracker;
  * Start tracking @pid (0 = the calling process).  Every page of the
  * tracked range is armed; the first collect reports what was written
  * since.  Fails with NULL and errno: ESRCH, ENODATA (kernel thread),
- * EPERM/EACCES, EOPNOTSUPP
- * (backend forced but not usable here), EBUSY (target already traced),
+ * EPERM/EACCES, EOPNOTSUPP (backend forced but not usable here, or
+ * pages are not 4 KiB), EBUSY (target already traced),
  * EINVAL (bad @opts).
  * Side effects, for another process (see "Side effects" above):
  *  - uffd: runs one userfaultfd() inside the target by ptrace injection
@@ -494,6 +503,70 @@ struct pt_tracker_stats {
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);
+
+/*
+ * The memory areas the last completed round tracked, so a caller can
+ * attribute reported pages to areas, or a copier mirror the layout,
+ * without reading /proc/PID/maps itself (which races with the target):
+ * the layout that round read, clipped to the tracked range
+ * (opts.start/end: .start, .end and .offset are clipped), without the
+ * areas no backend tracks (the kernel's [vdso], [vvar], [vsyscall]).
+ * Every page a collect reports lies in one of these areas.  Sorted by
+ * address, never overlapping; paths, kinds and backing identity
+ * (inode, device, offset) as in pt_vmas_read().
+ *
+ * "Last completed round": a round is harvested whole in the first
+ * pt_tracker_collect() call that starts it, so from that call on, and
+ * while it is handed out in further calls (*more set), this is the
+ * layout of the pages being handed out.  It changes only when the next
+ * round starts; a failed collect leaves it as it was.  Before the first
+ * collect it is the layout pt_tracker_create() armed.
+ *
+ * On success *@out is an array of *@count entries (possibly 0) allocated
+ * by the library, independent of @tr; release it with pt_vmas_free().
+ * Returns 0 or -errno (-EINVAL, -ENOMEM).  Not concurrently with
+ * pt_tracker_collect().
+ */
+PT_API int pt_tracker_vmas(const struct pt_tracker *tr, struct pt_vma **out, size_t *count);
+
+/* How the last completed round tracked an area (pt_tracker_area()). */
+enum pt_area_method {
+	PT_AREA_BACKEND = 0,	/* by the tracker's backend (pt_tracker_backend()) */
+	PT_AREA_HASHED,		/* by content hashing instead of that page-table backend */
+};
+
+/* Why an area is hashed instead of tracked by the page-table backend. */
+enum pt_area_reason {
+	PT_AREA_REASON_NONE = 0,	/* not hashed (or the hash backend is the backend) */
+	PT_AREA_REASON_SHARED,		/* MAP_SHARED without PT_TRACK_TRUST_SHARED: writes by
+					   other mappers or write(2) bypass the page tables */
+	PT_AREA_REASON_PINNED,		/* holds io_uring registered buffers, which the kernel
+					   writes through a long-term pin, not the page tables */
+	PT_AREA_REASON_UNSUPPORTED,	/* the backend cannot track this kind of area (uffd:
+					   hugetlbfs without WP_HUGETLBFS_SHMEM; softdirty:
+					   MAP_SHARED with PT_TRACK_TRUST_SHARED) */
+	PT_AREA_REASON_REFUSED,		/* the backend refused to arm it (uffd registration
+					   failed: e.g. the target's own userfaultfd there) */
+};
+
+struct pt_track_area {
+	size_t sz;		/* in: sizeof(struct pt_track_area) */
+	uint64_t start, end;	/* the area of pt_tracker_vmas() holding the address */
+	uint32_t method;	/* enum pt_area_method */
+	uint32_t reason;	/* enum pt_area_reason (NONE unless hashed) */
+};
+
+/*
+ * How the last completed round (the one pt_tracker_vmas() describes)
+ * tracked the area holding @addr.  Set @info->sz first: the library fills
+ * what both sides know and zeroes the rest, so the struct can grow.  An
+ * area hashed once keeps being hashed, for the same reason, while it
+ * lives (switching back would report it whole every round).  Returns 0,
+ * -ENOENT (@addr is in no tracked area), -EINVAL.
+ */
+PT_API int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt_track_area *info);
+/* "none", "shared", "pinned", "unsupported", "refused" (stable); NULL if unknown. */
+PT_API const char *pt_area_reason_name(enum pt_area_reason r);
 
 /* ------------------------------------------------------------------ */
 /* Raw pagemap entry decoding (one u64 of /proc/PID/pagemap).           */

@@ -67,6 +67,7 @@ static const char *const feat_names[PT_FEAT__COUNT] = {
 	[PT_FEAT_SWAP_ACTIVE] = "swap_active",
 	[PT_FEAT_CAP_SYS_ADMIN] = "cap_sys_admin",
 	[PT_FEAT_PTRACE] = "ptrace",
+	[PT_FEAT_PAGE_SIZE_4K] = "page_size_4k",
 };
 
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -75,6 +76,7 @@ static atomic_bool sd_probed;	/* PT_FEAT_SOFT_DIRTY, probed on its own */
 static struct feat_res res[PT_FEAT__COUNT];
 static uint64_t zero_pfn;
 static uint64_t scan_cats;
+static size_t page_size;
 
 /* Scratch state shared by the probes of one probe_all() run. */
 struct probe_ctx {
@@ -729,6 +731,55 @@ static void probe_ptrace(const struct probe_ctx *c)
 }
 
 /* ------------------------------------------------------------------ */
+/* page size: 4 KiB is built in (PT_PAGE_SIZE)                          */
+
+/* "16 KiB", "64 KiB", or "N-byte". */
+static void size_text(size_t ps, char *buf, size_t len)
+{
+	if (ps >= 1024 && ps % 1024 == 0)
+		snprintf(buf, len, "%zu KiB", ps / 1024);
+	else
+		snprintf(buf, len, "%zu-byte", ps);
+}
+
+/*
+ * PT_FORCE_PAGE_SIZE=N makes the probe see N (a power of two), so the
+ * refusal on 16K/64K kernels (aarch64, ppc64) is testable on a 4K one.
+ */
+static void probe_page_size(void)
+{
+	const enum pt_feature f = PT_FEAT_PAGE_SIZE_4K;
+	const char *force = getenv("PT_FORCE_PAGE_SIZE");
+	long sys = sysconf(_SC_PAGESIZE);
+	char txt[32], forced[64] = "";
+
+	page_size = sys > 0 ? (size_t)sys : 0;
+	if (force && *force) {
+		char *end;
+		unsigned long v = strtoul(force, &end, 10);
+
+		if (*end || v < 512 || (v & (v - 1)))
+			pt__log(PT_LOG_WARN, "PT_FORCE_PAGE_SIZE=%s ignored: not a power of two "
+				"of at least 512", force);
+		else {
+			page_size = v;
+			snprintf(forced, sizeof(forced), " (PT_FORCE_PAGE_SIZE=%lu)", v);
+		}
+	}
+	if (!page_size) {
+		setf(f, PT_UNKNOWN, "sysconf(_SC_PAGESIZE) failed with %s", ename(errno));
+		return;
+	}
+	size_text(page_size, txt, sizeof(txt));
+	if (page_size == PT_PAGE_SIZE)
+		setf(f, PT_YES, "this kernel uses 4 KiB pages%s, the size pagetrack supports",
+		     forced);
+	else
+		setf(f, PT_NO, "this kernel uses %s pages%s; pagetrack supports 4 KiB pages only",
+		     txt, forced);
+}
+
+/* ------------------------------------------------------------------ */
 
 static void probe_all(void)
 {
@@ -737,6 +788,7 @@ static void probe_all(void)
 	memset(res, 0, sizeof(res));
 	zero_pfn = 0;
 	scan_cats = 0;
+	probe_page_size();
 	c.pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (c.pagemap_fd < 0)
 		c.pagemap_err = errno;
@@ -819,6 +871,21 @@ void pt__features_reset(void)
 	atomic_store_explicit(&probed, false, memory_order_release);
 	atomic_store_explicit(&sd_probed, false, memory_order_release);
 	pthread_mutex_unlock(&probe_lock);
+}
+
+size_t pt_page_size(void)
+{
+	ensure_probed();
+	return page_size;
+}
+
+int pt__page_size_check(void)
+{
+	ensure_probed();
+	if (res[PT_FEAT_PAGE_SIZE_4K].state != PT_NO)
+		return 0;
+	pt__log(PT_LOG_WARN, "%s", res[PT_FEAT_PAGE_SIZE_4K].reason);
+	return -EOPNOTSUPP;
 }
 
 uint64_t pt__zero_pfn(void)

@@ -70,6 +70,11 @@ struct pt_target *pt_target_create(pid_t pid, const struct pt_target_opts *opts)
 		return NULL;
 	}
 	want = PT_OPTS_GET(opts, scan_backend, PT_SCAN_BACKEND_AUTO);
+	err = pt__page_size_check();
+	if (err) {
+		errno = -err;
+		return NULL;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		errno = ENOMEM;

@@ -126,13 +126,19 @@ static size_t first_area_after(const struct pt_tracker *tr, uint64_t addr)
 	return lo;
 }
 
-/* Was (part of) @v hashed last round because the backend refused it? */
-static bool fell_back(const struct pt_tracker *tr, const struct pt_vma *v)
+/*
+ * Was (part of) @v hashed last round instead of tracked by the backend?
+ * Then *@reason is why it was.
+ */
+static bool fell_back(const struct pt_tracker *tr, const struct pt_vma *v, uint8_t *reason)
 {
 	for (size_t i = first_area_after(tr, v->start); i < tr->nareas && tr->areas[i].start < v->end;
-	     i++)
-		if (tr->areas[i].method == PT_METHOD_HASH && same_object(&tr->areas[i], v))
+	     i++) {
+		if (tr->areas[i].method == PT_METHOD_HASH && same_object(&tr->areas[i], v)) {
+			*reason = tr->areas[i].reason ? tr->areas[i].reason : PT_AREA_REASON_REFUSED;
 			return true;
+		}
+	}
 	return false;
 }
 
@@ -145,19 +151,27 @@ static bool pinned_area(const struct pt_tracker *tr, const struct pt_vma *v)
 	return false;
 }
 
-static enum pt_method area_method(struct pt_tracker *tr, const struct pt_vma *v)
+/* How to track @v this round; *@reason: why it is hashed (enum pt_area_reason). */
+static enum pt_method area_method(struct pt_tracker *tr, const struct pt_vma *v, uint8_t *reason)
 {
+	*reason = PT_AREA_REASON_NONE;
 	if (tr->ops == &pt__track_hash_ops)
 		return PT_METHOD_HASH;
+	*reason = PT_AREA_REASON_SHARED;
 	if (shared_area(v) && !(tr->flags & PT_TRACK_TRUST_SHARED))
 		return PT_METHOD_HASH;
 	/* no page-table bit sees those writes: hash the whole area */
+	*reason = PT_AREA_REASON_PINNED;
 	if (pinned_area(tr, v))
 		return PT_METHOD_HASH;
-	/* a refusal sticks, or the area would be reported whole every round */
-	if (fell_back(tr, v))
+	/* a fallback sticks, or the area would be reported whole every round */
+	if (fell_back(tr, v, reason))
 		return PT_METHOD_HASH;
-	return tr->ops->can_track(tr, v) ? PT_METHOD_BACKEND : PT_METHOD_HASH;
+	*reason = PT_AREA_REASON_UNSUPPORTED;
+	if (!tr->ops->can_track(tr, v))
+		return PT_METHOD_HASH;
+	*reason = PT_AREA_REASON_NONE;
+	return PT_METHOD_BACKEND;
 }
 
 static bool same_object(const struct pt_area *a, const struct pt_vma *v)
@@ -231,10 +245,18 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	return err == -ENOENT ? 0 : err;
 }
 
-static int save_areas(struct pt_tracker *tr, const struct pt_vma *vmas, size_t n,
-		      const uint8_t *methods)
+/*
+ * Keep the areas this round tracked: @vmas (the layout it read) clipped to
+ * the tracked range, without the untracked ones (@methods[i] 0xff), as
+ * the reference of the next round (tr->areas) and as what
+ * pt_tracker_vmas() hands out (tr->layout, the same areas with paths).
+ * @vmas is reused as scratch.
+ */
+static int save_areas(struct pt_tracker *tr, struct pt_vma *vmas, size_t n,
+		      const uint8_t *methods, const uint8_t *reasons)
 {
 	struct pt_area *a = malloc((n ? n : 1) * sizeof(*a));
+	struct pt_vma *layout;
 	size_t k = 0;
 
 	if (!a)
@@ -246,10 +268,20 @@ static int save_areas(struct pt_tracker *tr, const struct pt_vma *vmas, size_t n
 
 		if (s >= e || methods[i] == 0xff)
 			continue;
-		a[k++] = (struct pt_area){ .start = s, .end = e, .offset = v->offset + (s - v->start),
-					   .inode = v->inode, .dev_major = v->dev_major,
-					   .dev_minor = v->dev_minor, .prot = v->prot, .kind = v->kind,
-					   .method = methods[i] };
+		a[k] = (struct pt_area){ .start = s, .end = e, .offset = v->offset + (s - v->start),
+					 .inode = v->inode, .dev_major = v->dev_major,
+					 .dev_minor = v->dev_minor, .prot = v->prot, .kind = v->kind,
+					 .method = methods[i], .reason = reasons[i] };
+		vmas[k] = *v;	/* k <= i: compacts in place */
+		vmas[k].start = s;
+		vmas[k].end = e;
+		vmas[k].offset = a[k].offset;
+		k++;
+	}
+	layout = pt__vmas_pack(vmas, k);
+	if (!layout) {
+		free(a);
+		return -ENOMEM;
 	}
 	/* hashes of areas that are gone, or now tracked otherwise, are stale */
 	for (size_t i = 0; tr->hs && i < tr->nareas; i++) {
@@ -272,16 +304,85 @@ static int save_areas(struct pt_tracker *tr, const struct pt_vma *vmas, size_t n
 			pt__hash_forget(tr->hs, cur, o->end);
 	}
 	free(tr->areas);
+	pt_vmas_free(tr->layout);
 	tr->areas = a;
+	tr->layout = layout;
 	tr->nareas = k;
 	return 0;
+}
+
+/* Is [start,end) inside the areas of tr->areas from index *@a on?  Advances *@a. */
+static bool in_areas(const struct pt_tracker *tr, size_t *a, uint64_t start, uint64_t end)
+{
+	while (*a < tr->nareas && tr->areas[*a].end <= start)
+		(*a)++;
+	for (size_t k = *a; k < tr->nareas && start < end; k++) {
+		if (tr->areas[k].start > start)
+			return false;
+		start = tr->areas[k].end;
+	}
+	return start >= end;
+}
+
+/*
+ * Keep in the round (sorted) only what lies in its own layout, so that
+ * every page reported is in an area pt_tracker_vmas() hands out.  The
+ * uffd backend reports a whole VMA it had to register afresh as the kernel
+ * has it when arming, which can reach past the area this round's layout
+ * read (the VMA grew, or merged with a neighbour, in between).  Such pages
+ * were not mapped there when this round read the layout (else they would
+ * be in it), so whatever they hold got there after that: the next round finds
+ * them in an area this one did not track and reports them whole, with
+ * their area.  The layout read is where a round draws its line.
+ * Out of memory, the round is left as it is: more pages, never fewer.
+ */
+static void clip_to_layout(struct pt_tracker *tr)
+{
+	struct pt_dirtylist out = { 0 };
+	uint64_t before = 0, after = 0;
+	size_t a = 0, i;
+	int err = 0;
+
+	for (i = 0; i < tr->round.n; i++)
+		if (!in_areas(tr, &a, tr->round.d[i].start, tr->round.d[i].end))
+			break;
+	if (i == tr->round.n)
+		return;		/* the usual case: all inside */
+	a = 0;
+	for (i = 0; i < tr->round.n && !err; i++) {
+		const struct pt_dirty *d = &tr->round.d[i];
+
+		before += d->end - d->start;
+		while (a < tr->nareas && tr->areas[a].end <= d->start)
+			a++;
+		for (size_t k = a; k < tr->nareas && tr->areas[k].start < d->end && !err; k++) {
+			uint64_t s = tr->areas[k].start > d->start ? tr->areas[k].start : d->start;
+			uint64_t e = tr->areas[k].end < d->end ? tr->areas[k].end : d->end;
+
+			if (s < e) {
+				err = pt__dirty_add(&out, s, e, d->flags);
+				after += e - s;
+			}
+		}
+	}
+	if (err) {
+		pt__log(PT_LOG_WARN, "pid %d: out of memory: pages reported outside the layout "
+			"of the round are left in", (int)tr->pid);
+		pt__dirty_free(&out);
+		return;
+	}
+	pt__log(PT_LOG_DEBUG, "pid %d: %llu pages reported outside this round's layout "
+		"(an area changed while being armed): reported with their area next round",
+		(int)tr->pid, (unsigned long long)((before - after) >> PT_PAGE_SHIFT));
+	pt__dirty_free(&tr->round);
+	tr->round = out;
 }
 
 /* One full round: every area harvested (or armed when new). */
 static int run_round(struct pt_tracker *tr, bool first)
 {
 	struct pt_vma *vmas = NULL;
-	uint8_t *methods = NULL;
+	uint8_t *methods = NULL, *reasons;
 	size_t n = 0;
 	uint64_t t0 = now_ns();
 	int err;
@@ -305,11 +406,12 @@ static int run_round(struct pt_tracker *tr, bool first)
 	tr->pop_cur.n = 0;
 	if (tr->pop_prev_sorted < tr->pop_prev.n)	/* pages noted as copied with data */
 		pt__dirty_sort_merge(&tr->pop_prev);
-	methods = malloc(n ? n : 1);
+	methods = malloc(n ? 2 * n : 1);
 	if (!methods) {
 		err = -ENOMEM;
 		goto out;
 	}
+	reasons = methods + n;
 	if (tr->ops->round_begin && (err = tr->ops->round_begin(tr)))
 		goto out;
 	tr->st.areas_fallback = 0;
@@ -319,9 +421,10 @@ static int run_round(struct pt_tracker *tr, bool first)
 		uint64_t e = v->end < tr->end ? v->end : tr->end;
 
 		methods[i] = 0xff;
+		reasons[i] = PT_AREA_REASON_NONE;
 		if (s >= e || untracked_area(v))
 			continue;
-		methods[i] = (uint8_t)area_method(tr, v);
+		methods[i] = (uint8_t)area_method(tr, v, &reasons[i]);
 		if (methods[i] == PT_METHOD_HASH && tr->ops != &pt__track_hash_ops)
 			tr->st.areas_fallback++;
 		err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
@@ -332,6 +435,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 			 * layout was read): hash it rather than miss its writes.
 			 */
 			methods[i] = PT_METHOD_HASH;
+			reasons[i] = PT_AREA_REASON_REFUSED;
 			tr->st.areas_fallback++;
 			err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
 		}
@@ -342,7 +446,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 		tr->ops->round_end(tr);
 	if (err)
 		goto out;
-	err = save_areas(tr, vmas, n, methods);
+	err = save_areas(tr, vmas, n, methods, reasons);
 	if (err)
 		goto out;
 	/* the populated set built this round is the reference for the next */
@@ -354,6 +458,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (first)
 		tr->round.n = 0;	/* arming round: nothing to report */
 	pt__dirty_sort_merge(&tr->round);
+	clip_to_layout(tr);
 	tr->st.pages_dirty = 0;
 	for (size_t i = 0; i < tr->round.n; i++)
 		tr->st.pages_dirty += (tr->round.d[i].end - tr->round.d[i].start) >> PT_PAGE_SHIFT;
@@ -480,6 +585,7 @@ void pt_tracker_free(struct pt_tracker *tr)
 	pt__dirty_free(&tr->pop_cur);
 	pt__dirty_free(&tr->pinned);
 	free(tr->areas);
+	pt_vmas_free(tr->layout);
 	pt_target_free(tr->t);
 	free(tr);
 }
@@ -584,4 +690,54 @@ int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st)
 	memcpy((char *)st + sizeof(size_t), (const char *)&tr->st + sizeof(size_t),
 	       sz - sizeof(size_t));
 	return 0;
+}
+
+int pt_tracker_vmas(const struct pt_tracker *tr, struct pt_vma **out, size_t *count)
+{
+	if (!tr || !out || !count)
+		return -EINVAL;
+	*out = pt__vmas_pack(tr->layout, tr->nareas);
+	if (!*out)
+		return -ENOMEM;
+	*count = tr->nareas;
+	return 0;
+}
+
+int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt_track_area *info)
+{
+	struct pt_track_area a = { .sz = sizeof(a) };
+	size_t i, sz;
+
+	if (!tr || !info || info->sz < sizeof(size_t))
+		return -EINVAL;
+	i = first_area_after(tr, addr);
+	if (i == tr->nareas || tr->areas[i].start > addr)
+		return -ENOENT;
+	a.start = tr->areas[i].start;
+	a.end = tr->areas[i].end;
+	a.method = tr->areas[i].method == PT_METHOD_HASH && tr->ops != &pt__track_hash_ops
+			   ? PT_AREA_HASHED : PT_AREA_BACKEND;
+	a.reason = a.method == PT_AREA_HASHED ? tr->areas[i].reason : PT_AREA_REASON_NONE;
+	/* a caller built against a larger struct gets zeros past ours */
+	sz = info->sz < sizeof(a) ? info->sz : sizeof(a);
+	memset((char *)info + sizeof(size_t), 0, info->sz - sizeof(size_t));
+	memcpy((char *)info + sizeof(size_t), (const char *)&a + sizeof(size_t), sz - sizeof(size_t));
+	return 0;
+}
+
+const char *pt_area_reason_name(enum pt_area_reason r)
+{
+	switch (r) {
+	case PT_AREA_REASON_NONE:
+		return "none";
+	case PT_AREA_REASON_SHARED:
+		return "shared";
+	case PT_AREA_REASON_PINNED:
+		return "pinned";
+	case PT_AREA_REASON_UNSUPPORTED:
+		return "unsupported";
+	case PT_AREA_REASON_REFUSED:
+		return "refused";
+	}
+	return NULL;
 }

@@ -19,6 +19,7 @@ struct pt_area {
 	uint64_t start, end, offset, inode;
 	uint32_t dev_major, dev_minor, prot, kind;
 	uint8_t method;		/* enum pt_method */
+	uint8_t reason;		/* enum pt_area_reason: why hashed (PT_AREA_REASON_NONE if not) */
 };
 
 struct pt_tracker;
@@ -76,6 +77,7 @@ struct pt_tracker {
 	uint64_t start, end;
 
 	struct pt_area *areas;		/* as of the last round */
+	struct pt_vma *layout;		/* the same areas with their paths (pt__vmas_pack) */
 	size_t nareas;
 
 	struct pt_dirtylist round;	/* the round being handed out */

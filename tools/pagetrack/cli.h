@@ -55,5 +55,11 @@ int parse_range(const char *s, uint64_t *start, uint64_t *end);
 bool cli_wants_json(int argc, char **argv);
 /* errno name such as "ESRCH" (or "E?"). */
 const char *errno_name(int err);
+/*
+ * pagetrack works with 4 KiB pages only: if the kernel's are another
+ * size, report it (one line, "this kernel uses 16 KiB pages; ...") and
+ * return true; the caller exits with PT_EXIT_RUNTIME.
+ */
+bool cli_page_size_refused(bool json);
 
 #endif

@@ -141,11 +141,15 @@ static void decide_backend(struct use_item *u, enum pt_scan_backend *used)
 	t = pt_target_create(0, NULL);
 	if (!t) {
 		int err = errno;
+		const char *pg;
 
 		u->value = "none";
-		snprintf(u->reason, sizeof(u->reason), "%s%s%scannot open a target: %s",
-			 env && *env ? "PT_FORCE_BACKEND=" : "", env && *env ? env : "",
-			 env && *env ? ": " : "", strerror(err));
+		if (feat(PT_FEAT_PAGE_SIZE_4K, &pg) == PT_NO)
+			snprintf(u->reason, sizeof(u->reason), "%s", pg);
+		else
+			snprintf(u->reason, sizeof(u->reason), "%s%s%scannot open a target: %s",
+				 env && *env ? "PT_FORCE_BACKEND=" : "", env && *env ? env : "",
+				 env && *env ? ": " : "", strerror(err));
 		return;
 	}
 	*used = pt_target_scan_backend(t);
@@ -236,6 +240,7 @@ static const enum pt_track_backend hazard_backends[] = { PT_TRACK_UFFD, PT_TRACK
 static bool run_hazards(struct hazard *h)
 {
 	bool swap = feat(PT_FEAT_SWAP_ACTIVE, NULL) == PT_YES;
+	bool page_ok = feat(PT_FEAT_PAGE_SIZE_4K, NULL) != PT_NO;
 	bool ok = true;
 
 	for (size_t i = 0; i < NHAZ; i++) {
@@ -246,12 +251,12 @@ static bool run_hazards(struct hazard *h)
 		h[i].backend = hazard_backends[i];
 		h[i].pageout = swap;
 		h[i].err = pt_cowstress_run(&o, &h[i].r);
-		if (h[i].err == -EOPNOTSUPP && h[i].backend != PT_TRACK_HASH) {
+		if (h[i].err == -EOPNOTSUPP && (h[i].backend != PT_TRACK_HASH || !page_ok)) {
 			const char *why;
 			char tmp[sizeof(h[i].r.why)];
 
-			feat(h[i].backend == PT_TRACK_UFFD ? PT_FEAT_UFFD_WP_ASYNC : PT_FEAT_SOFT_DIRTY,
-			     &why);
+			feat(!page_ok ? PT_FEAT_PAGE_SIZE_4K : h[i].backend == PT_TRACK_UFFD ?
+			     PT_FEAT_UFFD_WP_ASYNC : PT_FEAT_SOFT_DIRTY, &why);
 			snprintf(tmp, sizeof(tmp), "%s", h[i].r.why);
 			snprintf(h[i].r.why, sizeof(h[i].r.why), "%.80s: %.100s", tmp, why);
 		}
@@ -373,7 +378,9 @@ static void decide_trackers(struct tracker_item *t, enum pt_track_backend *chose
 		} else {
 			int e = errno;
 
-			if (e == EOPNOTSUPP && trackers[i].b == PT_TRACK_UFFD)
+			if (e == EOPNOTSUPP && feat(PT_FEAT_PAGE_SIZE_4K, NULL) == PT_NO)
+				feat(PT_FEAT_PAGE_SIZE_4K, &why);
+			else if (e == EOPNOTSUPP && trackers[i].b == PT_TRACK_UFFD)
 				feat(PT_FEAT_UFFD_WP_ASYNC, &why);
 			else if (e == EOPNOTSUPP && trackers[i].b == PT_TRACK_SOFTDIRTY)
 				feat(PT_FEAT_SOFT_DIRTY, &why);
@@ -417,9 +424,11 @@ static void print_plain(const struct use_item *u)
 	struct utsname un;
 
 	if (uname(&un) == 0)
-		printf("Kernel features (Linux %s, pagetrack %s):\n", un.release, pt_version());
+		printf("Kernel features (Linux %s, %zu-byte pages, pagetrack %s):\n", un.release,
+		       pt_page_size(), pt_version());
 	else
-		printf("Kernel features (pagetrack %s):\n", pt_version());
+		printf("Kernel features (%zu-byte pages, pagetrack %s):\n", pt_page_size(),
+		       pt_version());
 	for (int f = 0; f < PT_FEAT__COUNT; f++) {
 		const char *why;
 		int st = feat((enum pt_feature)f, &why);
@@ -445,6 +454,7 @@ static int print_json(const struct check_opts *o, const struct use_item *u,
 	json_obj_begin(j, NULL);
 	json_str(j, "version", pt_version());
 	json_str(j, "kernel", uname(&un) == 0 ? un.release : NULL);
+	json_uint(j, "page_size", pt_page_size());
 	json_obj_begin(j, "features");
 	for (int f = 0; f < PT_FEAT__COUNT; f++) {
 		const char *why;

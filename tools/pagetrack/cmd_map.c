@@ -986,6 +986,8 @@ int cmd_map(int argc, char **argv)
 	err = parse_args(argc, argv, &m.o);
 	if (err)
 		return err > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
+	if (cli_page_size_refused(m.o.json))
+		return PT_EXIT_RUNTIME;
 	m.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	/* Page-align the range outward: runs are whole pages. */
 	m.o.rstart &= ~(m.page_size - 1);

@@ -352,11 +352,16 @@ static int64_t rangeset_union(const struct rangeset *a, const struct rangeset *b
 
 /* ---- one interval ---- */
 
+/*
+ * The layout the tracker used for the round being handed out: every page
+ * it reports is in one of its areas, which a maps read of our own, made
+ * later, would not promise (the target maps and unmaps meanwhile).
+ */
 static int read_layout(struct watch *w)
 {
 	struct pt_vma *v = NULL;
 	size_t n = 0;
-	int err = pt_vmas_read(w->t, &v, &n);
+	int err = pt_tracker_vmas(w->tr, &v, &n);
 
 	if (err < 0)
 		return err;
@@ -383,8 +388,9 @@ static int read_layout(struct watch *w)
 
 /*
  * Count the merged ranges of this interval per memory area.  Both lists
- * are sorted, so one pass does it; pages outside every area (unmapped
- * since the harvest) are counted apart.
+ * are sorted, so one pass does it.  Pages outside every area cannot
+ * happen (the layout is the round's own); they would be counted apart,
+ * as unattributed_pages, rather than lost.
  */
 static void attribute(struct watch *w)
 {
@@ -449,9 +455,10 @@ static void count_flags(struct watch *w, const struct pt_dirty *d)
 }
 
 /*
- * One collect round: harvest until !more, read the layout right after the
- * first harvest (so areas created since the last round are known), then
- * attribute, rank and add to the working set.  Returns 0 or -errno.
+ * One collect round: harvest until !more, take the round's layout from
+ * the tracker after the first call (it stays the same while the round is
+ * handed out), then attribute, rank and add to the working set.
+ * Returns 0 or -errno.
  */
 static int collect_round(struct watch *w)
 {
@@ -524,6 +531,17 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_obj_end(j);
 }
 
+/* Which method tracked the area, and why it is hashed when it is. */
+static void json_tracked_by(struct json *j, const struct watch *w, const struct pt_vma *v)
+{
+	struct pt_track_area a = { .sz = sizeof(a) };
+	bool hashed = pt_tracker_area(w->tr, v->start, &a) == 0 && a.method == PT_AREA_HASHED;
+
+	json_str(j, "tracked_by", hashed ? "hash" : w->backend);
+	json_str(j, "hash_reason", hashed ? pt_area_reason_name((enum pt_area_reason)a.reason)
+				   : NULL);
+}
+
 static void emit_json(const struct watch *w, double t, double dt)
 {
 	struct json *j = json_new(stdout, false);
@@ -556,6 +574,7 @@ static void emit_json(const struct watch *w, double t, double dt)
 		json_uint(j, "pages_written", w->top[i].pages);
 		json_uint(j, "bytes_written", w->top[i].pages * ps);
 		json_double(j, "mb_per_s", mb_per_s(w->top[i].pages * ps, dt));
+		json_tracked_by(j, w, v);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
@@ -627,8 +646,8 @@ static void emit_plain(const struct watch *w, double t, double dt)
 		       mb_per_s(w->top[i].pages * ps, dt),
 		       short_path(v->path ? v->path : "", 18, path, sizeof(path)));
 	}
-	if (w->unattributed)
-		printf("      %-25s %-8s %10s\n", "(unmapped since)", "-",
+	if (w->unattributed)	/* never: the layout is the round's own */
+		printf("      %-25s %-8s %10s\n", "(in no area)", "-",
 		       fmt_size(w->unattributed * ps, b1, sizeof(b1)));
 }
 
@@ -1004,6 +1023,9 @@ int cmd_watch(int argc, char **argv)
 	err = parse_args(argc, argv, &w.o);
 	if (err)
 		return err > 0 ? PT_EXIT_OK : PT_EXIT_USAGE;
+	/* before -- CMD is started: nothing to undo */
+	if (cli_page_size_refused(w.o.json))
+		return PT_EXIT_RUNTIME;
 	w.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	w.backend = "none";
 	stop_signal = stop_forward = child_event = 0;

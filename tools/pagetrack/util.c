@@ -125,6 +125,16 @@ const char *errno_name(int err)
 	return n ? n : "E?";
 }
 
+bool cli_page_size_refused(bool json)
+{
+	const char *why = NULL;
+
+	if (pt_feature(PT_FEAT_PAGE_SIZE_4K, &why) != PT_NO)
+		return false;
+	cli_error(json, EOPNOTSUPP, "%s", why ? why : "pagetrack supports 4 KiB pages only");
+	return true;
+}
+
 bool cli_wants_json(int argc, char **argv)
 {
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
