@@ -4,7 +4,8 @@
  * the environment makes one step of the library fail as a real failure
  * would, so that tests can drive every error path that would otherwise
  * leave something behind in the target (doc/inject.md, "Fault
- * injection").  Without the variable this costs one acquire load.
+ * injection").  Up to MAX_ARMED of them, comma-separated, act together.
+ * Without the variable this costs one acquire load.
  *
  * The variable is read once, on first use; pt__fault_reset() makes the
  * next use read it again (tests; it must not race with other pagetrack
@@ -38,32 +39,43 @@ static const struct {
 	[PT_FAULT_INJECT] = { "inject", -EIO },
 };
 
+#define MAX_ARMED 4
+
 static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool loaded;
-static enum pt_fault armed;
-static unsigned long nth;	/* 0: every hit */
-static atomic_ulong hits;
+static struct {
+	enum pt_fault f;
+	unsigned long nth;	/* 0: every hit */
+	atomic_ulong hits;
+} armed[MAX_ARMED];
+static int narmed;
 
 static void load(void)
 {
 	const char *e = getenv("PT_FAULT");
-	size_t len;
 
-	armed = PT_FAULT_NONE;
-	nth = 0;
-	atomic_store(&hits, 0);
+	narmed = 0;
 	if (!e || !*e)
 		return;
-	len = strcspn(e, ":");
-	for (int i = 1; i < PT_FAULT__COUNT; i++)
-		if (strlen(points[i].name) == len && !strncmp(e, points[i].name, len))
-			armed = (enum pt_fault)i;
-	if (armed == PT_FAULT_NONE) {
-		pt__log(PT_LOG_WARN, "PT_FAULT=%s: no such fault point (doc/inject.md)", e);
-		return;
+	for (const char *p = e; *p && narmed < MAX_ARMED; p += *p == ',') {
+		size_t len = strcspn(p, ":,");
+		enum pt_fault f = PT_FAULT_NONE;
+		char *end;
+
+		for (int i = 1; i < PT_FAULT__COUNT; i++)
+			if (strlen(points[i].name) == len && !strncmp(p, points[i].name, len))
+				f = (enum pt_fault)i;
+		if (f == PT_FAULT_NONE) {
+			pt__log(PT_LOG_WARN, "PT_FAULT=%s: no such fault point (doc/inject.md)", e);
+			narmed = 0;
+			return;
+		}
+		armed[narmed].f = f;
+		armed[narmed].nth = p[len] == ':' ? strtoul(p + len + 1, &end, 10) : 0;
+		atomic_store(&armed[narmed].hits, 0);
+		narmed++;
+		p = p[len] == ':' ? end : p + len;
 	}
-	if (e[len] == ':')
-		nth = strtoul(e + len + 1, NULL, 10);
 	pt__log(PT_LOG_INFO, "fault injection armed: %s", e);
 }
 
@@ -77,12 +89,15 @@ int pt__fault(enum pt_fault f)
 		}
 		pthread_mutex_unlock(&fault_lock);
 	}
-	if (f != armed || f == PT_FAULT_NONE)
-		return 0;
-	if (nth && atomic_fetch_add(&hits, 1) + 1 != nth)
-		return 0;
-	pt__log(PT_LOG_INFO, "fault injected: %s", points[f].name);
-	return points[f].err;
+	for (int i = 0; i < narmed; i++) {
+		if (armed[i].f != f)
+			continue;
+		if (armed[i].nth && atomic_fetch_add(&armed[i].hits, 1) + 1 != armed[i].nth)
+			return 0;
+		pt__log(PT_LOG_INFO, "fault injected: %s", points[f].name);
+		return points[f].err;
+	}
+	return 0;
 }
 
 void pt__fault_reset(void)
