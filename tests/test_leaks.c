@@ -13,8 +13,9 @@
  * whole address space), must not be stopped or traced, must still run
  * and hold its memory (it rewrites and checks a pattern on command), and
  * this process must hold the same fds as before.  A control case without
- * a fault shows that these checks do see a live uffd tracker.  Leaks of
- * memory are LeakSanitizer's (the ASan suite).
+ * a fault shows that these checks do see a live uffd tracker; a last case
+ * frees a tracker while another process traces the target (the close is
+ * retried).  Leaks of memory are LeakSanitizer's (the ASan suite).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +26,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -519,6 +523,66 @@ static void run_case(const struct fcase *c, bool forced)
 	fx_child_kill(pid);
 }
 
+/*
+ * The real case behind the close retry: another process (a second
+ * pagetrack, a debugger) traces the target while the tracker is freed.
+ * The injected close() gets -EBUSY until that tracer is gone (150 ms
+ * here), then succeeds: nothing is left and nothing is warned about.
+ */
+static void second_tracer(void)
+{
+	static char fds_before[LIST_MAX];
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_UFFD };
+	const char *tag = "uffd, another tracer at free";
+	struct pt_tracker *tr;
+	struct timespec t0, t1;
+	long long tracer;
+	int p[2];
+	pid_t pid, h;
+	char c;
+
+	pid = start_target();
+	if (pid < 0 || pipe(p)) {
+		tap_ok(0, "%s: start a target", tag);
+		return;
+	}
+	list_fds(pid, fds_before, sizeof(fds_before));
+	warned_close = 0;
+	tr = pt_tracker_create(pid, &o);
+	if (!tap_ok(tr != NULL, "%s: created (%s)", tag, tr ? "yes" : strerror(errno))) {
+		fx_child_kill(pid);
+		return;
+	}
+	fflush(stdout);
+	h = fork();
+	if (h == 0) {
+		/* seized, not stopped: it runs on, traced; our exit detaches it */
+		if (ptrace(PTRACE_SEIZE, pid, 0, 0) || write(p[1], "s", 1) != 1)
+			_exit(1);
+		usleep(150000);
+		_exit(0);
+	}
+	close(p[1]);
+	if (h < 0 || read(p[0], &c, 1) != 1) {
+		tap_ok(0, "%s: a second tracer seizes the target", tag);
+		pt_tracker_free(tr);
+	} else {
+		tracer = status_field(pid, "TracerPid:");
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pt_tracker_free(tr);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		tap_ok(tracer == h && warned_close == 0,
+		       "%s: traced by %lld while freed: the close waited %.0f ms for it, no warning",
+		       tag, tracer, (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	}
+	close(p[0]);
+	if (h > 0)
+		waitpid(h, NULL, 0);
+	check_clean(pid, tag, "after", fds_before, false);
+	fx_child_kill(pid);
+}
+
 static const char *uffd_unusable(void)
 {
 	static const enum pt_feature need[] = { PT_FEAT_PAGEMAP_SCAN, PT_FEAT_UFFD_WP_ASYNC,
@@ -552,5 +616,6 @@ int main(void)
 		run_case(&cases[i], true);
 		run_case(&cases[i], false);
 	}
+	second_tracer();
 	return tap_done();
 }
