@@ -80,6 +80,30 @@ _Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats,
 PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* ---- fault.c ---- fault injection, forced from tests (doc/inject.md) */
+enum pt_fault {
+	PT_FAULT_NONE = 0,
+	PT_FAULT_UFFD_CREATE,	/* the injected userfaultfd() ran; the step fails after it */
+	PT_FAULT_UFFD_GETFD,	/* pidfd_getfd() of the remote userfaultfd */
+	PT_FAULT_UFFD_API,	/* UFFDIO_API */
+	PT_FAULT_UFFD_REGISTER,	/* UFFDIO_REGISTER of one area */
+	PT_FAULT_UFFD_PROTECT,	/* after write-protecting the pages of one area */
+	PT_FAULT_UFFD_HARVEST,	/* after harvesting (and re-protecting) one area */
+	PT_FAULT_UFFD_CLOSE,	/* the injected close() of the remote userfaultfd */
+	PT_FAULT_ROUND,		/* a round, after every area was harvested or armed */
+	PT_FAULT_FREEZE,	/* pt__freeze(), after a thread stopped */
+	PT_FAULT_BARRIER,	/* pt__barrier(), after a thread stopped */
+	PT_FAULT_INJECT,	/* pt__inject_syscall(), after the thread stopped */
+	PT_FAULT__COUNT
+};
+/*
+ * 0, or the -errno the step at point @f must fail with, when PT_FAULT
+ * names it (read once).  Thread-safe.
+ */
+PT_HIDDEN int pt__fault(enum pt_fault f);
+/* Tests: read PT_FAULT again on the next pt__fault(); must not race. */
+PT_HIDDEN void pt__fault_reset(void);
+
 /* ---- features.c ---- internal accessors; all cached, thread-safe. */
 /*
  * Forget cached probe results, so the next query probes again (tests that

@@ -80,20 +80,26 @@ static bool our_child(pid_t pid)
 
 /*
  * Seize and stop one thread.  Returns 0, 1 if it vanished, -EBUSY when it
- * is traced by someone else or not ours, or -errno.
+ * is traced by someone else or not ours, or -errno.  On failure the
+ * thread is not left traced: once seized, every error path detaches it
+ * (with the signal its stop consumed, if any).
  * An exit is only looked at (WNOWAIT), never reaped when @child: the
  * caller may be the target's parent (`pagetrack watch -- CMD`), and a
  * command ending while it is frozen must keep its exit status.
+ * @fault: the caller's fault point (lib/fault.c), checked once the
+ * thread is stopped.
  */
-static int stop_one(pid_t tid, bool child, int *sig)
+static int stop_one(pid_t tid, bool child, int *sig, enum pt_fault fault)
 {
-	int status;
+	int status, err;
 
 	*sig = 0;
 	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)	/* EPERM: traced by another, or not ours */
 		return errno == ESRCH ? 1 : errno == EPERM ? -EBUSY : -errno;
-	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
-		return -errno;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH) {
+		err = -errno;
+		goto fail;
+	}
 	for (;;) {
 		siginfo_t si;
 
@@ -101,23 +107,36 @@ static int stop_one(pid_t tid, bool child, int *sig)
 		if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | WEXITED | __WALL | WNOWAIT) < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == ECHILD ? 1 : -errno;
+			if (errno == ECHILD)
+				return 1;
+			err = -errno;
+			goto fail;
 		}
 		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
 			if (!child)	/* as its tracer only: let its parent see it */
 				waitpid(tid, NULL, __WALL | WNOHANG);
 			return 1;
 		}
-		if (waitpid(tid, &status, __WALL) < 0)	/* the stop just seen */
-			return errno == ECHILD ? 1 : -errno;
+		if (waitpid(tid, &status, __WALL) < 0) {	/* the stop just seen */
+			if (errno == ECHILD)
+				return 1;
+			err = -errno;
+			goto fail;
+		}
 		if (!WIFSTOPPED(status))
 			continue;
-		if ((status >> 16) == PTRACE_EVENT_STOP)
-			return 0;
 		/* signal-delivery-stop: keep the signal for later, stay stopped */
-		*sig = WSTOPSIG(status);
+		if ((status >> 16) != PTRACE_EVENT_STOP)
+			*sig = WSTOPSIG(status);
+		err = pt__fault(fault);
+		if (err)
+			goto fail;
 		return 0;
 	}
+fail:
+	ptrace(PTRACE_DETACH, tid, 0, *sig);
+	*sig = 0;
+	return err;
 }
 
 int pt__freeze(pid_t pid, struct pt_freeze *fz)
@@ -144,7 +163,7 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 			if (tid <= 0 || have(fz, tid))
 				continue;
 			/* only the leader's exit is reported to the parent */
-			r = stop_one(tid, child && tid == pid, &sig);
+			r = stop_one(tid, child && tid == pid, &sig, PT_FAULT_FREEZE);
 			if (r < 0) {
 				err = r;
 				break;
@@ -236,7 +255,7 @@ int pt__barrier(pid_t pid, uint64_t *pause_ns)
 			continue;
 		busy = st == 'D';
 		t0 = now_ns();
-		r = stop_one(tid, child && tid == pid, &sig);
+		r = stop_one(tid, child && tid == pid, &sig, PT_FAULT_BARRIER);
 		if (r < 0) {
 			err = r;
 			break;

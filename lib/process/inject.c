@@ -649,6 +649,8 @@ int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 		r = -errno;
 	if (!r)
 		r = verify_insn(&c);
+	if (!r)
+		r = pt__fault(PT_FAULT_INJECT);
 	if (r) {
 		detach(&c, false, t0);
 		goto out;

@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/kcmp.h>
 
 #include "process/freeze.h"
 #include "process/inject.h"
@@ -42,12 +45,28 @@ struct uffd_priv {
 	uint64_t features;
 	struct page_region *vec;
 	size_t vec_len;
+	/*
+	 * Ranges registered since the last round whose areas the tracker
+	 * saved (tr->saves was reg_saves): fini unregisters them as well as
+	 * the saved areas, so a round that failed half-way (the first one
+	 * in pt_tracker_create) leaves nothing registered.
+	 */
+	struct pt_dirtylist reg;
+	uint64_t reg_saves;
 	bool protected;		/* this round re-protected pages that hold data */
 	bool no_barrier;	/* pt__barrier() refused: said once */
 };
 
 #define VEC_LEN 4096
 #define UNREG_CHUNK (16ull << 20)	/* bytes unregistered per ioctl in fini */
+/*
+ * The injected close() is retried while another tracer holds the target
+ * for a moment (a second pagetrack freezing or injecting: -EBUSY) or a
+ * signal storm keeps it from stopping (-EAGAIN): at most CLOSE_TRIES
+ * times, backing off from 1 ms to 50 ms, and for at most CLOSE_MAX_NS.
+ */
+#define CLOSE_TRIES 20
+#define CLOSE_MAX_NS 1000000000ull
 
 static int local_userfaultfd(void)
 {
@@ -145,18 +164,62 @@ static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 		tr->st.pause_ns_max = st.pause_ns;
 	if (ret < 0)
 		return (int)ret;
-	u->remote_fd = (int)ret;
+	u->remote_fd = (int)ret;	/* from here on, fini() closes it in the target */
+	if ((err = pt__fault(PT_FAULT_UFFD_CREATE)) || (err = pt__fault(PT_FAULT_UFFD_GETFD)))
+		return err;
 	fd = (int)syscall(__NR_pidfd_getfd, u->pidfd, u->remote_fd, 0);
 	if (fd < 0)
-		return -errno;	/* fini() closes the remote fd */
+		return -errno;
 	return fd;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Is fd u->remote_fd of the target still the userfaultfd we made there?
+ * The target may have closed it and reused the number (a close-all-fds
+ * loop): closing it then would close one of its own files.  kcmp()
+ * compares with our copy; without a copy (pidfd_getfd failed) or kcmp
+ * (no CONFIG_KCMP), the link must at least name a userfaultfd.
+ */
+static bool remote_fd_ours(struct pt_tracker *tr, struct uffd_priv *u)
+{
+	char path[64], link[64];
+	ssize_t n;
+
+	if (u->uffd >= 0) {
+		long r = syscall(__NR_kcmp, getpid(), tr->pid, KCMP_FILE, u->uffd, u->remote_fd);
+
+		if (r >= 0)
+			return r == 0;
+	}
+	snprintf(path, sizeof(path), "%s/fd/%d", tr->t->procdir, u->remote_fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = '\0';
+	return !strcmp(link, "anon_inode:[userfaultfd]");
+}
+
+/*
+ * Close the userfaultfd we made inside the target, by injection, the same
+ * way on every path: the end of tracking and every failure after the
+ * injected userfaultfd() (uffd_init's, or the first round's).
+ */
 static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 {
 	long args[6] = { u->remote_fd, 0, 0, 0, 0, 0 };
 	struct pt_inject_stats st;
-	long ret;
+	uint64_t t0 = now_ns();
+	useconds_t backoff = 1000;
+	long ret = 0;
+	int err = 0;
 
 	if (u->remote_fd < 0)
 		return;
@@ -168,12 +231,32 @@ static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 		u->remote_fd = -1;
 		return;
 	}
-	if (inject(tr->pid, __NR_close, args, &ret, &st) == 0) {
+	if (!remote_fd_ours(tr, u)) {
+		pt__log(PT_LOG_INFO, "pid %d closed the userfaultfd (fd %d) itself", (int)tr->pid,
+			u->remote_fd);
+		u->remote_fd = -1;
+		return;
+	}
+	for (int i = 0; i < CLOSE_TRIES; i++) {
+		err = pt__fault(PT_FAULT_UFFD_CLOSE);
+		if (!err)
+			err = inject(tr->pid, __NR_close, args, &ret, &st);
+		if (err != -EBUSY && err != -EAGAIN)
+			break;
+		if (now_ns() - t0 + backoff * 1000ull > CLOSE_MAX_NS)
+			break;
+		usleep(backoff);
+		backoff = backoff * 2 > 50000 ? 50000 : backoff * 2;
+	}
+	if (err == 0) {
 		if (st.pause_ns > tr->st.pause_ns_max)
 			tr->st.pause_ns_max = st.pause_ns;
-	} else {
-		pt__log(PT_LOG_WARN, "could not close the userfaultfd (fd %d) inside pid %d",
-			u->remote_fd, (int)tr->pid);
+		if (ret < 0)
+			pt__log(PT_LOG_INFO, "close of fd %d inside pid %d: %s", u->remote_fd,
+				(int)tr->pid, strerror((int)-ret));
+	} else if (err != -ESRCH) {
+		pt__log(PT_LOG_WARN, "could not close the userfaultfd (fd %d) inside pid %d: %s",
+			u->remote_fd, (int)tr->pid, strerror(-err));
 	}
 	u->remote_fd = -1;
 }
@@ -190,6 +273,7 @@ static int uffd_init(struct pt_tracker *tr)
 		return -EOPNOTSUPP;
 	if (!tr->self && pt_feature(PT_FEAT_PIDFD_GETFD, NULL) != PT_YES)
 		return -EOPNOTSUPP;
+	/* on failure, the tracker calls uffd_fini(), which undoes what was done */
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
@@ -210,6 +294,8 @@ static int uffd_init(struct pt_tracker *tr)
 	api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
 	if (pt_feature(PT_FEAT_UFFD_WP_HUGETLBFS_SHMEM, NULL) == PT_YES)
 		api.features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if ((err = pt__fault(PT_FAULT_UFFD_API)))
+		return err;
 	if (ioctl(u->uffd, UFFDIO_API, &api) < 0)
 		return -errno;
 	u->features = api.features;
@@ -364,9 +450,14 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uin
 		if (addr < vmas[i].start || addr >= vmas[i].end)
 			continue;
 		armed = wp_async_armed(tr, s);
+		if ((err = pt__fault(PT_FAULT_UFFD_REGISTER)))
+			break;
 		if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0) {
-			err = 0;
-			if (!armed) {
+			/* fini unregisters what is recorded; what cannot be, is undone now */
+			err = pt__dirty_add(&u->reg, s, e, 0);
+			if (err) {
+				ioctl(u->uffd, UFFDIO_UNREGISTER, &reg.range);
+			} else if (!armed) {
 				*rs = s;
 				*re = e;
 			}
@@ -448,6 +539,8 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 	if (!err)
 		err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
 				PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
+	if (!err)
+		err = pt__fault(PT_FAULT_UFFD_PROTECT);
 	/* -ENOENT: the walk met an area that is not registered and stopped part-way */
 	return err == -ENOENT ? pop_unknown(tr, start, end) : err;
 }
@@ -475,13 +568,22 @@ static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t 
 		err = pt__dirty_add(&c.none, c.cur, end, 0);
 	if (!err)
 		err = pt__pop_from_holes(tr, start, end, &c.none, out);
+	if (!err)
+		err = pt__fault(PT_FAULT_UFFD_HARVEST);
 	pt__dirty_free(&c.none);
 	return err;
 }
 
 static int uffd_round_begin(struct pt_tracker *tr)
 {
-	((struct uffd_priv *)tr->priv)->protected = false;
+	struct uffd_priv *u = tr->priv;
+
+	u->protected = false;
+	/* a round was saved since: its areas cover what was registered */
+	if (u->reg_saves != tr->saves) {
+		u->reg.n = 0;
+		u->reg_saves = tr->saves;
+	}
 	return 0;
 }
 
@@ -515,6 +617,25 @@ static void uffd_round_end(struct pt_tracker *tr)
 	}
 }
 
+/*
+ * In chunks: each UFFDIO_UNREGISTER unprotects its pages with the mmap
+ * lock held for writing (~100 ns a page) and a faulting target waits for
+ * all of it.  Each unregistered chunk merges with the previous.  Errors
+ * are ignored: a range that is no longer mapped, or no longer ours.
+ */
+static void unregister_range(struct uffd_priv *u, uint64_t start, uint64_t end)
+{
+	for (uint64_t s = start; s < end; s += UNREG_CHUNK) {
+		struct uffdio_range r = { s, end - s < UNREG_CHUNK ? end - s : UNREG_CHUNK };
+
+		ioctl(u->uffd, UFFDIO_UNREGISTER, &r);
+	}
+}
+
+/*
+ * Undo everything: also called on a half-built tracker (uffd_init or the
+ * first round failed at any step), so every field may still be unset.
+ */
 static void uffd_fini(struct pt_tracker *tr)
 {
 	struct uffd_priv *u = tr->priv;
@@ -524,31 +645,22 @@ static void uffd_fini(struct pt_tracker *tr)
 	if (u->uffd >= 0) {
 		/*
 		 * Unregistering removes the write protection of every page,
-		 * so nothing of ours can stall or mark the target later.
+		 * so nothing of ours can stall or mark the target later, even
+		 * if the userfaultfd cannot be closed inside it (or a child
+		 * it forked meanwhile keeps a copy).
 		 */
-		for (size_t i = 0; i < tr->nareas; i++) {
-			const struct pt_area *a = &tr->areas[i];
-
-			if (a->method != PT_METHOD_BACKEND)
-				continue;
-			/*
-			 * In chunks: each UFFDIO_UNREGISTER unprotects its
-			 * pages with the mmap lock held for writing (~100 ns
-			 * a page) and a faulting target waits for all of it.
-			 * Each unregistered chunk merges with the previous.
-			 */
-			for (uint64_t s = a->start; s < a->end; s += UNREG_CHUNK) {
-				struct uffdio_range r = { s, a->end - s < UNREG_CHUNK ?
-							     a->end - s : UNREG_CHUNK };
-
-				ioctl(u->uffd, UFFDIO_UNREGISTER, &r);
-			}
-		}
-		close(u->uffd);
+		for (size_t i = 0; i < tr->nareas; i++)
+			if (tr->areas[i].method == PT_METHOD_BACKEND)
+				unregister_range(u, tr->areas[i].start, tr->areas[i].end);
+		for (size_t i = 0; i < u->reg.n; i++)
+			unregister_range(u, u->reg.d[i].start, u->reg.d[i].end);
 	}
-	close_remote(tr, u);
+	close_remote(tr, u);	/* checks the fd against ours: before closing ours */
+	if (u->uffd >= 0)
+		close(u->uffd);
 	if (u->pidfd >= 0)
 		close(u->pidfd);
+	pt__dirty_free(&u->reg);
 	free(u->vec);
 	free(u);
 	tr->priv = NULL;

@@ -444,11 +444,14 @@ static int run_round(struct pt_tracker *tr, bool first)
 	}
 	if (tr->ops->round_end)
 		tr->ops->round_end(tr);
+	if (!err)
+		err = pt__fault(PT_FAULT_ROUND);
 	if (err)
 		goto out;
 	err = save_areas(tr, vmas, n, methods, reasons);
 	if (err)
 		goto out;
+	tr->saves++;
 	/* the populated set built this round is the reference for the next */
 	pt__dirty_sort_merge(&tr->pop_cur);
 	struct pt_dirtylist swap = tr->pop_prev;
@@ -501,6 +504,51 @@ static enum pt_track_backend env_backend(void)
 	return PT_TRACK_AUTO;
 }
 
+/*
+ * Undo a backend that failed in init() or in its first round, and drop
+ * everything its round gathered, so that the next one starts as if it
+ * were the first: nothing of it stays in the target or in memory.
+ */
+static int backend_undo(struct pt_tracker *tr)
+{
+	if (tr->ops && tr->ops->fini)
+		tr->ops->fini(tr);
+	tr->ops = NULL;
+	tr->priv = NULL;	/* fini freed it; a backend without fini keeps none */
+	free(tr->areas);
+	tr->areas = NULL;
+	tr->nareas = 0;
+	tr->round.n = tr->pop_prev.n = tr->pop_cur.n = tr->pinned.n = 0;
+	tr->pop_prev_sorted = 0;
+	tr->st.areas_fallback = 0;
+	pt__hashstore_free(tr->hs);	/* hashes of its fallback areas */
+	tr->hs = pt__hashstore_new();
+	return tr->hs ? 0 : -ENOMEM;
+}
+
+/* Start backend @b: its init() and its first (arming) round. */
+static int backend_start(struct pt_tracker *tr, enum pt_track_backend b)
+{
+	int err;
+
+	tr->backend = b;
+	tr->ops = ops_for(b);
+	if (!tr->ops)
+		return -EINVAL;
+	err = tr->ops->init(tr);
+	if (!err)
+		err = run_round(tr, true);
+	if (err) {
+		int e2 = backend_undo(tr);
+
+		pt__log(PT_LOG_INFO, "tracker backend %s not usable: %s",
+			pt_track_backend_name(b), strerror(-err));
+		if (e2)
+			return e2;
+	}
+	return err;
+}
+
 struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts)
 {
 	enum pt_track_backend want;
@@ -544,26 +592,20 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 		goto fail;
 	}
 	if (want == PT_TRACK_AUTO) {
-		/* best available: uffd, then soft-dirty, then hashing */
+		/*
+		 * Best available: uffd, then soft-dirty, then hashing.  A
+		 * backend whose init or first round fails is undone before
+		 * the next is tried; a target that is gone ends the search
+		 * (and so does memory too short for a fresh hash store).
+		 */
 		const enum pt_track_backend order[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
 
 		err = -EOPNOTSUPP;
-		for (size_t i = 0; i < 3 && err; i++) {
-			tr->backend = order[i];
-			tr->ops = ops_for(order[i]);
-			err = tr->ops->init(tr);
-			if (err)
-				pt__log(PT_LOG_INFO, "tracker backend %s not usable: %s",
-					tr->ops->name, strerror(-err));
-		}
+		for (size_t i = 0; i < 3 && err && err != -ESRCH && tr->hs; i++)
+			err = backend_start(tr, order[i]);
 	} else {
-		tr->backend = want;
-		tr->ops = ops_for(want);
-		err = tr->ops ? tr->ops->init(tr) : -EINVAL;
+		err = backend_start(tr, want);
 	}
-	if (err)
-		goto fail;
-	err = run_round(tr, true);
 	if (err)
 		goto fail;
 	return tr;

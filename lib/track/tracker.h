@@ -26,7 +26,11 @@ struct pt_tracker;
 
 struct pt_track_ops {
 	const char *name;
-	/* Set up backend state (e.g. the userfaultfd). */
+	/*
+	 * Set up backend state (e.g. the userfaultfd) in tr->priv.  On
+	 * failure it may leave a half-built state there: the tracker then
+	 * calls fini(), which must accept it, before anything else.
+	 */
 	int (*init)(struct pt_tracker *tr);
 	/* Can the backend track @v at all?  If not, the area is hashed. */
 	bool (*can_track)(struct pt_tracker *tr, const struct pt_vma *v);
@@ -49,7 +53,11 @@ struct pt_track_ops {
 	/* Around the harvest of all areas of one round (may be NULL). */
 	int (*round_begin)(struct pt_tracker *tr);
 	void (*round_end)(struct pt_tracker *tr);
-	/* Undo everything done to the target. */
+	/*
+	 * Undo everything done to the target and free tr->priv (then NULL);
+	 * also after a failed init() or a failed first round.  May be NULL
+	 * for a backend that keeps no state.
+	 */
 	void (*fini)(struct pt_tracker *tr);
 };
 
@@ -79,6 +87,7 @@ struct pt_tracker {
 	struct pt_area *areas;		/* as of the last round */
 	struct pt_vma *layout;		/* the same areas with their paths (pt__vmas_pack) */
 	size_t nareas;
+	uint64_t saves;			/* rounds whose areas were saved in areas[] */
 
 	struct pt_dirtylist round;	/* the round being handed out */
 	size_t emitted;
