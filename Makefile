@@ -4,6 +4,8 @@ ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 MESON_OPTS ?=
+# make check TESTS="test_tracker asan/test_tracker test_cli": only these
+TESTS      ?=
 
 .PHONY: all deps build asan check demo bench install clean
 
@@ -26,7 +28,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
 check: build asan
-	@sh tests/run-tests.sh $(BUILD) $(ASAN_BUILD)
+	@sh tests/run-tests.sh $(BUILD) $(ASAN_BUILD) $(TESTS)
 
 demo: build
 	@sh scripts/demo.sh $(BUILD)
