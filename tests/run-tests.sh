@@ -136,7 +136,9 @@ count_tap() {
 		failed_names="$failed_names $name"
 	else
 		echo "ok    $name ($p passed, $s skipped)"
-		grep -E '# SKIP|^not ok .*# TODO' "$log" | sed 's/^/      /'
+		# a group skipped together (tap_skip_n: [1/n] .. [n/n]): its first line
+		grep -E '# SKIP|^not ok .*# TODO' "$log" |
+			grep -vE ' \[([2-9]|[1-9][0-9]+)/[0-9]+\] # SKIP' | sed 's/^/      /'
 	fi
 }
 
