@@ -4,6 +4,8 @@ ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 MESON_OPTS ?=
+# make check TESTS="test_tracker asan/test_tracker test_cli": only these
+TESTS      ?=
 
 .PHONY: all deps deps-test deps-demo build asan check demo bench install clean
 
@@ -34,7 +36,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
 check: deps-test build asan
-	@sh tests/run-tests.sh $(BUILD) $(ASAN_BUILD)
+	@sh tests/run-tests.sh $(BUILD) $(ASAN_BUILD) $(TESTS)
 
 demo: deps-demo build
 	@sh scripts/demo.sh $(BUILD)

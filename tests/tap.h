@@ -1,8 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Minimal TAP producer for pagetrack's tests (header-only).
- * A skipped subtest always carries its reason; a whole program that
- * cannot run calls tap_skip_all(), which exits 77.
+ *
+ * The plan comes first, as in kselftest (ksft_set_plan): main() decides
+ * whether the whole program can run (tap_skip_all(), which prints
+ * "1..0 # SKIP reason" and exits 77), then calls tap_plan(n) once, before
+ * the first subtest.  n is fixed: a subtest that cannot run here is still
+ * printed, as "ok N - ... # SKIP reason" (tap_skip(), tap_skip_n()), so
+ * the count does not depend on the machine.  tap_done() returns the exit
+ * status and turns a plan that does not match the subtests printed into
+ * "Bail out!" and a failure.
  */
 #ifndef PT_TAP_H
 #define PT_TAP_H
@@ -11,7 +18,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int tap_n, tap_fails;
+static int tap_n, tap_fails, tap_planned = -1;
+
+/* Bail out of the whole program: a harness error, not a subtest result. */
+__attribute__((noreturn, format(printf, 1, 2), unused))
+static void tap_bail(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("Bail out! ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(1);
+}
+
+/* Print the plan "1..n": once, before the first subtest. */
+__attribute__((unused))
+static void tap_plan(int n)
+{
+	if (tap_planned >= 0 || tap_n)
+		tap_bail("tap_plan(%d) after %s", n, tap_n ? "a subtest" : "another plan");
+	tap_planned = n;
+	printf("1..%d\n", n);
+	fflush(stdout);
+}
 
 __attribute__((format(printf, 2, 3), unused))
 static int tap_ok(int cond, const char *fmt, ...)
@@ -61,6 +94,28 @@ static void tap_skip(const char *reason, const char *fmt, ...)
 	fflush(stdout);
 }
 
+/*
+ * @n subtests that one missing feature (or one failed step) rules out
+ * together, so that the plan stays fixed: "ok N - DESC [i/n] # SKIP reason".
+ */
+__attribute__((format(printf, 3, 4), unused))
+static void tap_skip_n(int n, const char *reason, const char *fmt, ...)
+{
+	char desc[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	for (int i = 1; i <= n; i++) {
+		if (n > 1)
+			printf("ok %d - %s [%d/%d] # SKIP %s\n", ++tap_n, desc, i, n, reason);
+		else
+			printf("ok %d - %s # SKIP %s\n", ++tap_n, desc, reason);
+	}
+	fflush(stdout);
+}
+
 __attribute__((format(printf, 1, 2), unused))
 static void tap_diag(const char *fmt, ...)
 {
@@ -77,17 +132,31 @@ static void tap_diag(const char *fmt, ...)
 __attribute__((noreturn, unused))
 static void tap_skip_all(const char *reason)
 {
+	/* "1..0" after "1..n" would be a second plan: the test's bug */
+	if (tap_planned >= 0)
+		tap_bail("tap_skip_all() after tap_plan(): %s", reason);
 	printf("1..0 # SKIP %s\n", reason);
 	fflush(stdout);
 	exit(77);
 }
 
-/* Print the plan (at the end) and return the exit code. */
+/*
+ * The exit status: 1 if a subtest failed, or (after "Bail out!") if there
+ * was no plan or it does not match the number of subtests printed.
+ */
 __attribute__((unused))
 static int tap_done(void)
 {
-	printf("1..%d\n", tap_n);
-	fflush(stdout);
+	if (tap_planned < 0) {
+		printf("Bail out! no plan: tap_plan() was never called (%d subtests)\n", tap_n);
+		fflush(stdout);
+		return 1;
+	}
+	if (tap_n != tap_planned) {
+		printf("Bail out! planned %d subtests, printed %d\n", tap_planned, tap_n);
+		fflush(stdout);
+		return 1;
+	}
 	return tap_fails ? 1 : 0;
 }
 

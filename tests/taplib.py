@@ -1,10 +1,41 @@
 # SPDX-License-Identifier: MIT
-"""TAP output for pagetrack's Python tests (the counterpart of tests/tap.h)."""
+"""TAP output for pagetrack's Python tests (the counterpart of tests/tap.h).
+
+The plan comes first: main() calls plan(n) once, before the first subtest
+(after any skip_all()).  n is fixed: a subtest that cannot run here is
+still printed, as skipped with its reason (skip(), skip_n()).  done()
+turns a count that differs from the plan into "Bail out!" and exit 1.
+"""
 import json
 import os
 import sys
 
-_count = {"tests": 0, "failed": 0}
+_count = {"tests": 0, "failed": 0, "planned": None}
+
+
+def bail(msg):
+    """Stop the program: a harness error, not a subtest result."""
+    print("Bail out! " + msg)
+    sys.stdout.flush()
+    sys.exit(1)
+
+
+def plan(n):
+    """Print the plan "1..n": once, before the first subtest."""
+    if _count["planned"] is not None or _count["tests"]:
+        bail("plan(%d) after %s" % (n, "a subtest" if _count["tests"] else "another plan"))
+    _count["planned"] = n
+    print("1..%d" % n)
+    sys.stdout.flush()
+
+
+def skip_all(reason):
+    """The whole program cannot run here: "1..0 # SKIP reason", exit 77."""
+    if _count["planned"] is not None:
+        bail("skip_all() after plan(): %s" % reason)
+    print("1..0 # SKIP %s" % reason)
+    sys.stdout.flush()
+    sys.exit(77)
 
 
 def ok(cond, name, diag=None):
@@ -27,26 +58,33 @@ def skip(name, reason):
     sys.stdout.flush()
 
 
+def skip_n(n, name, reason):
+    """@n subtests ruled out together, so that the plan stays fixed."""
+    for i in range(1, n + 1):
+        skip("%s [%d/%d]" % (name, i, n) if n > 1 else name, reason)
+
+
 def diag(msg):
     for line in str(msg).splitlines():
         print("# " + line)
 
 
 def done():
-    """Print the plan and exit with the TAP program's status."""
-    print("1..%d" % _count["tests"])
+    """Exit with the TAP program's status; a missing or wrong plan bails out."""
+    if _count["planned"] is None:
+        bail("no plan: plan() was never called (%d subtests)" % _count["tests"])
+    if _count["tests"] != _count["planned"]:
+        bail("planned %d subtests, printed %d" % (_count["planned"], _count["tests"]))
     sys.exit(1 if _count["failed"] else 0)
 
 
 def pagetrack_binary(script):
     """BUILD_DIR/tools/pagetrack from argv, or skip the whole program (77)."""
     if len(sys.argv) != 2:
-        print("1..0 # SKIP usage: %s BUILD_DIR" % os.path.basename(script))
-        sys.exit(77)
+        skip_all("usage: %s BUILD_DIR" % os.path.basename(script))
     pt = os.path.join(os.path.abspath(sys.argv[1]), "tools", "pagetrack")
     if not os.access(pt, os.X_OK):
-        print("1..0 # SKIP %s not built" % pt)
-        sys.exit(77)
+        skip_all("%s not built" % pt)
     return pt
 
 

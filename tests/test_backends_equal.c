@@ -153,13 +153,15 @@ int main(void)
 	pid = fx_child(setup, NULL);
 	if (pid < 0)
 		tap_skip_all("cannot start the child");
+	tap_plan(2 * (int)(sizeof(flagsets) / sizeof(flagsets[0])));
 	for (size_t f = 0; f < sizeof(flagsets) / sizeof(flagsets[0]); f++) {
 		uint32_t fl = flagsets[f];
 		size_t n1 = 0, n2 = 0, d = 0;
 		int e1 = 0, e2 = 0;
 
 		if ((fl & PT_SCAN_KFLAGS) && pt_feature(PT_FEAT_KPAGEFLAGS, NULL) != PT_YES) {
-			tap_skip("kpageflags not readable (needs root)", "flags 0x%x: identical", fl);
+			tap_skip_n(2, "kpageflags not readable (needs root)", "flags 0x%x: identical",
+				   fl);
 			continue;
 		}
 		/* the child is idle, but the kernel may still move pages: retry once */

@@ -45,6 +45,8 @@ int main(void)
 	if (!swap)
 		tap_diag("no swap (%s): the MADV_PAGEOUT runs are skipped", why);
 
+	/* per backend: 5 checks without pageout, 6 with */
+	tap_plan((int)(sizeof(backends) / sizeof(backends[0])) * (5 + 6));
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 		const char *name = pt_track_backend_name(backends[i].b);
 
@@ -52,10 +54,11 @@ int main(void)
 			struct pt_cowstress_opts o = { .backend = backends[i].b, .ms = ms, .dir = dir,
 						       .pageout = po, .seed = seed + i };
 			struct pt_cowstress_result r;
+			int checks = po ? 6 : 5;
 			int err;
 
 			if (po && !swap) {
-				tap_skip(why, "%s + pageout: no corruption", name);
+				tap_skip_n(checks, why, "%s + pageout: no corruption", name);
 				continue;
 			}
 			err = pt_cowstress_run(&o, &r);
@@ -64,12 +67,14 @@ int main(void)
 
 				if (backends[i].f != PT_FEAT__COUNT)
 					pt_feature(backends[i].f, &fwhy);
-				tap_skip(fwhy, "%s%s: no corruption (%s)", name,
+				tap_skip_n(checks, fwhy, "%s%s: no corruption (%s)", name,
 					 po ? " + pageout" : "", r.why);
 				continue;
 			}
 			if (!tap_ok(err == 0, "%s%s: stress ran", name, po ? " + pageout" : "")) {
 				tap_diag("%s", r.why);
+				tap_skip_n(checks - 1, "the stress did not run", "%s%s: no corruption",
+					   name, po ? " + pageout" : "");
 				continue;
 			}
 			tap_diag("%s%s: %" PRIu64 " O_DIRECT reads, %" PRIu64 " writer passes, %" PRIu64

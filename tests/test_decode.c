@@ -158,6 +158,8 @@ static void test_runs(void)
 
 int main(void)
 {
+	/* per function: pm_decode, maps_line, maps_smaps_fd, runs */
+	tap_plan(6 + 12 + 2 + 7);
 	test_pm_decode();
 	test_maps_line();
 	test_maps_smaps_fd();

@@ -68,6 +68,7 @@ static void test_exit_mid_scan(enum pt_scan_backend b)
 
 	if (!t) {
 		tap_ok(0, "%s: open child for the mid-scan exit test", bn);
+		tap_skip_n(2, "no child", "%s: scan of a target exiting mid-scan", bn);
 		fx_child_kill(pid);
 		return;
 	}
@@ -96,8 +97,10 @@ static void test_permission(void)
 		tap_skip("needs root to drop to an unprivileged user", "unprivileged open of a root process");
 		return;
 	}
-	if (pipe(pfd))
+	if (pipe(pfd)) {
+		tap_ok(0, "unprivileged open of a root process: pipe: %s", strerror(errno));
 		return;
+	}
 	pid = fork();
 	if (pid == 0) {
 		int res[2] = { 0, 0 };
@@ -228,7 +231,7 @@ static void test_page_size(void)
 
 	st = pt_feature(PT_FEAT_PAGE_SIZE_4K, &why);
 	if (st != PT_YES) {
-		tap_skip(why ? why : "unknown", "page size: 4 KiB here, then forced to 16 KiB");
+		tap_skip_n(6, why ? why : "unknown", "page size: 4 KiB here, then forced to 16 KiB");
 		return;
 	}
 	tap_ok(pt_page_size() == 4096 && !strcmp(pt_feature_name(PT_FEAT_PAGE_SIZE_4K),
@@ -273,10 +276,15 @@ int main(void)
 	enum pt_scan_backend bs[2];
 	int nb = fx_backends(bs);
 
+	/* no_such_pid, zombie, 3 per backend, permission, bad_args, force_env */
+	tap_plan(1 + 1 + 3 * 2 + 1 + 9 + 2 + 2 + 6);
 	test_no_such_pid();
 	test_zombie();
 	for (int i = 0; i < nb; i++)
 		test_exit_mid_scan(bs[i]);
+	if (nb < 2)
+		tap_skip_n(3, "PAGEMAP_SCAN not available",
+			   "pagemap_scan: scan of a target exiting mid-scan");
 	test_permission();
 	test_bad_args();
 	test_force_env();

@@ -1021,6 +1021,8 @@ int main(void)
 	if (r == -EPERM)
 		tap_skip_all("no permission to ptrace (not root, or yama ptrace_scope 3)");
 
+	/* per test_*(), in the order called below */
+	tap_plan(2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 1 + 2);
 	test_esrch();
 	test_getpid();
 	test_uffd();

@@ -5,6 +5,8 @@
 build=${1:?usage: test_install.sh BUILD_DIR}
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
+plan=10	# the t calls below (TAP plan first; checked at the end)
+echo "1..$plan"
 n=0 fails=0
 t() {	# t DESCRIPTION COMMAND...
 	n=$((n + 1)); d=$1; shift
@@ -25,5 +27,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 t "example builds against the installed library via pkg-config" \
 	sh -c "cc -o '$dest/scan_self' '$top/examples/scan_self.c' $flags -Wl,-rpath,'$libdir/..'"
 t "example runs against the installed library" "$dest/scan_self"
-echo "1..$n"
+if [ "$n" != "$plan" ]; then
+	echo "Bail out! planned $plan subtests, printed $n"
+	exit 1
+fi
 [ "$fails" = 0 ]

@@ -207,12 +207,14 @@ static void test_thp(void)
 	struct pt_kpage k[2];
 
 	if (!p) {
+		tap_skip(why, "pt_kpageflags_read on THP pages");
 		tap_skip(why, "THP head page has KPF_THP and KPF_COMPOUND_HEAD");
 		tap_skip(why, "THP tail page has KPF_THP and KPF_COMPOUND_TAIL");
 		return;
 	}
 	pagemap(p, 1024, e);
 	if (!block_is_thp(e)) {
+		tap_skip("the region did not get a PMD-mapped THP", "pt_kpageflags_read on THP pages");
 		tap_skip("the region did not get a PMD-mapped THP", "THP head page has KPF_THP and KPF_COMPOUND_HEAD");
 		tap_skip("the region did not get a PMD-mapped THP", "THP tail page has KPF_THP and KPF_COMPOUND_TAIL");
 	} else {
@@ -312,7 +314,7 @@ static void test_apply(void)
 	q = mmap(p + 2 * HPAGE, 256 * FX_PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (q == MAP_FAILED) {
-		tap_skip("cannot map the area after the THP region", "pt__kflags_apply");
+		tap_skip_n(14, "cannot map the area after the THP region", "pt__kflags_apply");
 		goto out;
 	}
 	madvise(q, 256 * FX_PAGE, MADV_NOHUGEPAGE);
@@ -450,6 +452,8 @@ int main(void)
 		tap_skip_all("cannot open /proc/kpageflags, kpagecount or pagemap");
 	srand(12345);
 
+	/* per test_*(), in the order called below */
+	tap_plan(3 + 6 + 2 + 3 + 14);
 	test_args();
 	test_batch();
 	test_zero_page();

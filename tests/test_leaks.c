@@ -371,6 +371,20 @@ static const struct fcase {
 	{ "round:1,uffd-close", -ENOMEM, FAILS_FD_STAYS },
 };
 
+/*
+ * Checks run_case() prints for @c: with a failing start, forced uffd stops
+ * after the failure and the clean-up checks (5); auto adds the fallback
+ * tracker's (10).  A tracker that starts prints 8.
+ */
+static int case_checks(const struct fcase *c, bool forced)
+{
+	if (c->expect == FAILS || c->expect == FAILS_FD_STAYS)
+		return forced ? 5 : 10;
+	return 8;
+}
+
+#define N_SECOND_TRACER 5	/* second_tracer()'s checks */
+
 static void set_fault(const char *spec)
 {
 	if (spec && *spec)
@@ -612,6 +626,13 @@ int main(void)
 	unsetenv("PT_FORCE_TRACKER");	/* the cases choose the backend */
 	sh = fx_map(sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pt_set_log(log_cb, NULL);
+	{
+		int plan = N_SECOND_TRACER;
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			plan += case_checks(&cases[i], true) + case_checks(&cases[i], false);
+		tap_plan(plan);
+	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		run_case(&cases[i], true);
 		run_case(&cases[i], false);

@@ -81,6 +81,7 @@ int main(void)
 
 	if (!mkdtemp(rundir))
 		tap_skip_all("cannot make a run directory");
+	tap_plan(9);
 	setenv("PT_RUN_DIR", rundir, 1);
 	*shared = -2;
 	target = fx_child(make_uffd, shared);

@@ -24,6 +24,9 @@
 
 #define NP 64
 
+/* subtests of one backend's test_*() calls in main(), skips included */
+#define N_PER_BACKEND (4 + 2 + 2 + 2 + 1 + 2 + 3 + 5)
+
 static enum pt_scan_backend backends[2];
 static int nbackends;
 
@@ -93,13 +96,13 @@ static void test_anon_swapped(enum pt_scan_backend b)
 	char *p;
 
 	if (!fx_swap(&why)) {
-		tap_skip(why, "%s: private anon swapped with MADV_PAGEOUT", bn);
+		tap_skip_n(2, why, "%s: private anon swapped with MADV_PAGEOUT", bn);
 		return;
 	}
 	p = fx_map(NP * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	fill(p, NP);
 	if (fx_pageout(p, 32 * FX_PAGE) < 0) {
-		tap_skip("MADV_PAGEOUT failed", "%s: private anon swapped", bn);
+		tap_skip_n(2, "MADV_PAGEOUT failed", "%s: private anon swapped", bn);
 		munmap(p, NP * FX_PAGE);
 		return;
 	}
@@ -157,7 +160,7 @@ static void test_thp(enum pt_scan_backend b)
 	char *raw, *p;
 
 	if (thp_mode_never()) {
-		tap_skip("transparent hugepages disabled", "%s: THP region", bn);
+		tap_skip_n(2, "transparent hugepages disabled", "%s: THP region", bn);
 		goto out;
 	}
 	raw = fx_map(len + (2UL << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -166,7 +169,8 @@ static void test_thp(enum pt_scan_backend b)
 	fill(p, np);
 	long kb = smaps_anon_huge_kb(p);
 	if (kb < 2048) {
-		tap_skip("kernel gave no THP for the region (smaps AnonHugePages 0)", "%s: THP region", bn);
+		tap_skip_n(2, "kernel gave no THP for the region (smaps AnonHugePages 0)",
+			   "%s: THP region", bn);
 	} else if (b == PT_SCAN_BACKEND_PAGEMAP_READ && pt_feature(PT_FEAT_KPAGEFLAGS, NULL) != PT_YES) {
 		tap_skip("read backend sees huge pages only through /proc/kpageflags (root)",
 			 "%s: THP region", bn);
@@ -249,8 +253,10 @@ static void test_cow_fork(enum pt_scan_backend b)
 	fill(p, 16);
 	tap_ok(scan(b, p, 16, 0, st, at) == 0 && count_attr(at, 0, 16, PT_ATTR_EXCLUSIVE) == 16,
 	       "%s: pages exclusive before fork", bn);
-	if (pipe(pfd))
+	if (pipe(pfd)) {
+		tap_skip("pipe failed", "%s: COW pages shared with a child", bn);
 		return;
+	}
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
@@ -283,7 +289,7 @@ static void test_private_file(enum pt_scan_backend b)
 	int sum = 0;
 
 	if (fd < 0) {
-		tap_skip("cannot create a file in /var/tmp", "%s: private file mapping", bn);
+		tap_skip_n(3, "cannot create a file in /var/tmp", "%s: private file mapping", bn);
 		return;
 	}
 	unlink(path);
@@ -347,7 +353,7 @@ static void test_uffd_wp(enum pt_scan_backend b)
 	fill(p, 32);	/* 0-31 touched, 32-63 never touched */
 	fd = uffd_wp_setup(p, NP * FX_PAGE, &why);
 	if (fd < 0) {
-		tap_skip(why, "%s: uffd-wp region", bn);
+		tap_skip_n(5, why, "%s: uffd-wp region", bn);
 		munmap(p, NP * FX_PAGE);
 		return;
 	}
@@ -381,6 +387,7 @@ int main(void)
 	nbackends = fx_backends(backends);
 	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
 		tap_diag("PAGEMAP_SCAN not available: only the read backend is tested");
+	tap_plan(2 * N_PER_BACKEND);
 	for (int i = 0; i < nbackends; i++) {
 		enum pt_scan_backend b = backends[i];
 
@@ -394,6 +401,7 @@ int main(void)
 		test_uffd_wp(b);
 	}
 	if (nbackends < 2)
-		tap_skip("PAGEMAP_SCAN not supported by this kernel", "pagemap_scan backend layouts");
+		tap_skip_n(N_PER_BACKEND, "PAGEMAP_SCAN not supported by this kernel",
+			   "pagemap_scan backend layouts");
 	return tap_done();
 }

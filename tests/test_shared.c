@@ -398,6 +398,12 @@ static int file_resident(const char *path, unsigned char *vec)
 
 /* ---- parent: checks ---- */
 
+/* Subtests per check, skips included: the plan is fixed. */
+#define N_SHM 3
+#define N_FILE 4
+/* run_backend(): open, 5 + 1 check_shm(), 2 check_file(), no_shared 4, stripe_big 2 */
+#define N_BACKEND (1 + (R_NSHM + 1) * N_SHM + 2 * N_FILE + 4 + 2)
+
 static void check_shm(struct pt_target *t, pid_t pid, int r, const char *bn)
 {
 	uint8_t st[NP];
@@ -406,11 +412,11 @@ static void check_shm(struct pt_target *t, pid_t pid, int r, const char *bn)
 	int err = 0;
 
 	if (info->why[r][0]) {
-		tap_skip(info->why[r], "%s: %s layout", bn, rname[r]);
+		tap_skip_n(N_SHM, info->why[r], "%s: %s layout", bn, rname[r]);
 		return;
 	}
 	if (!info->swap_ok) {
-		tap_skip("no swap", "%s: %s layout", bn, rname[r]);
+		tap_skip_n(N_SHM, "no swap", "%s: %s layout", bn, rname[r]);
 		return;
 	}
 	/* smaps must not move while we scan; retry if it did */
@@ -420,8 +426,10 @@ static void check_shm(struct pt_target *t, pid_t pid, int r, const char *bn)
 		s1 = smaps_swap_pages(pid, info->shm[r]);
 	}
 	if (!tap_ok(err == 0 && s0 == s1 && s1 >= 16, "%s: %s scanned (smaps Swap %ld pages)", bn,
-		    rname[r], s1))
+		    rname[r], s1)) {
+		tap_skip_n(N_SHM - 1, "not scanned", "%s: %s layout", bn, rname[r]);
 		return;
+	}
 	size_t absent = fx_count(st, 0, 16, PT_STATE_ABSENT);
 	size_t swapped = fx_count(st, 16, 32, PT_STATE_SWAPPED);
 	size_t cached = fx_count(st, 32, 48, PT_STATE_CACHED);
@@ -459,13 +467,15 @@ static void check_file(struct pt_target *t, const char *bn, bool shared)
 	bool agree = true;
 
 	if (!a) {
-		tap_skip("no disk file system found for the test file", "%s: %s", bn, what);
+		tap_skip_n(N_FILE, "no disk file system found for the test file", "%s: %s", bn, what);
 		return;
 	}
 	int err = fx_scan_pages(t, a, a + LEN, 0, st, at);
 	int verr = file_resident(path, vec);
-	if (!tap_ok(err == 0 && verr == 0, "%s: %s scanned", bn, what))
+	if (!tap_ok(err == 0 && verr == 0, "%s: %s scanned", bn, what)) {
+		tap_skip_n(N_FILE - 1, "not scanned", "%s: %s", bn, what);
 		return;
+	}
 	for (int i = 0; i < NP; i++) {
 		if (st[i] == PT_STATE_PRESENT)
 			continue;
@@ -536,6 +546,9 @@ static void check_no_shared(struct pt_target *t, const char *bn)
 			ok &= st[i] == PT_STATE_UNKNOWN && rs[i] == PT_REASON_NOT_RESOLVED;
 		tap_ok(err == 0 && ok, "%s: PT_SCAN_NO_SHARED: file pages 0-47 unknown/not-resolved",
 		       bn);
+	} else {
+		tap_skip("no disk file system found for the test file",
+			 "%s: PT_SCAN_NO_SHARED on a shared file mapping", bn);
 	}
 	int err = scan_reasons(t, info->anon, PT_SCAN_NO_SHARED, st, rs);
 	ok = fx_count(st, 0, 32, PT_STATE_ABSENT) == 32 &&
@@ -623,8 +636,10 @@ static void run_backend(pid_t pid, enum pt_scan_backend b)
 	const char *bn = fx_backend_name(b);
 	struct pt_target *t = pt_target_create(pid, &o);
 
-	if (!tap_ok(t != NULL, "%s: pt_target_create(child)", bn))
+	if (!tap_ok(t != NULL, "%s: pt_target_create(child)", bn)) {
+		tap_skip_n(N_BACKEND - 1, "no target", "%s: all layouts", bn);
 		return;
+	}
 	for (int r = 0; r < R_NSHM; r++) {
 		if (r == R_UFFD && !info->why[r][0])
 			tap_diag("uffd-wp region: %d of 16 untouched pages read as swapped in pagemap",
@@ -660,12 +675,17 @@ int main(void)
 	if (make_disk_file(info->fb, sizeof(info->fb)))
 		info->fb[0] = 0;
 
+	tap_plan(1 + 2 * N_BACKEND);
 	pid = fx_child(child_setup, info);
-	if (!tap_ok(pid > 0, "child set up"))
+	if (!tap_ok(pid > 0, "child set up")) {
+		tap_skip_n(2 * N_BACKEND, "no child", "all layouts");
 		goto out;
+	}
 	nb = fx_backends(be);
 	for (int i = 0; i < nb; i++)
 		run_backend(pid, be[i]);
+	if (nb < 2)
+		tap_skip_n(N_BACKEND, "PAGEMAP_SCAN not available", "pagemap_scan: all layouts");
 	fx_child_kill(pid);
 out:
 	unlink(info->devshm);

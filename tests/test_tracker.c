@@ -407,6 +407,12 @@ static int count_uw_vmas(pid_t pid)
 	return n;
 }
 
+/* Subtests each function prints, skips included: the plan is fixed. */
+#define N_SCENARIO 26
+#define N_SELF_BASIC 2
+#define N_NOTE_COPY(b, shared) ((b) == PT_TRACK_HASH || (shared) ? 5 : 4)
+#define N_REGROW(note) ((note) ? 1 : 0)	/* without the note: shown, not required */
+
 static void scenario(enum pt_track_backend b)
 {
 	static struct pt_dirty d[65536];
@@ -419,6 +425,7 @@ static void scenario(enum pt_track_backend b)
 
 	if (pid < 0) {
 		tap_ok(0, "%s: start child", bn);
+		tap_skip_n(N_SCENARIO - 1, "no child", "%s: tracker scenarios", bn);
 		return;
 	}
 	int fds_before = count_uffd_fds(pid);
@@ -430,10 +437,11 @@ static void scenario(enum pt_track_backend b)
 				pt_feature(PT_FEAT_SOFT_DIRTY, &why);
 			else if (b == PT_TRACK_UFFD)
 				pt_feature(PT_FEAT_UFFD_WP_ASYNC, &why);
-			tap_skip(why, "%s: tracker scenarios (backend not usable here)", bn);
-		}
-		else
+			tap_skip_n(N_SCENARIO, why, "%s: tracker scenarios (backend not usable here)", bn);
+		} else {
 			tap_ok(0, "%s: create tracker: %s", bn, why);
+			tap_skip_n(N_SCENARIO - 1, "no tracker", "%s: tracker scenarios", bn);
+		}
 		fx_child_kill(pid);
 		return;
 	}
@@ -634,6 +642,7 @@ static void self_basic(void)
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
 		tap_ok(0, "self: create tracker: %s", strerror(errno));
+		tap_skip_n(N_SELF_BASIC - 1, "no tracker", "self: collect");
 		return;
 	}
 	p[5 * FX_PAGE] = 2;
@@ -667,6 +676,7 @@ static void self_note_copy(enum pt_track_backend b, bool shared)
 	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
 				     .end = (uintptr_t)p + 4 * FX_PAGE };
 	const char *what = shared ? "shared" : "private";
+	int checks = N_NOTE_COPY(b, shared);
 	struct pt_tracker *tr;
 	bool more;
 	int n;
@@ -674,10 +684,13 @@ static void self_note_copy(enum pt_track_backend b, bool shared)
 	memset(p, 'A', 4 * FX_PAGE);
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP)
-			tap_skip("backend not usable here", "%s: note_copy on %s memory", bn, what);
-		else
+		if (errno == EOPNOTSUPP) {
+			tap_skip_n(checks, "backend not usable here", "%s: note_copy on %s memory",
+				   bn, what);
+		} else {
 			tap_ok(0, "%s: create tracker: %s", bn, strerror(errno));
+			tap_skip_n(checks - 1, "no tracker", "%s: note_copy on %s memory", bn, what);
+		}
 		munmap(p, 4 * FX_PAGE);
 		return;
 	}
@@ -730,7 +743,9 @@ static void self_regrow(enum pt_track_backend b, bool note)
 	memset(p, 'A', 8 * FX_PAGE);
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP)
+		if (!N_REGROW(note))
+			tap_diag("%s: copy not noted: no tracker: %s", bn, strerror(errno));
+		else if (errno == EOPNOTSUPP)
 			tap_skip("backend not usable here", "%s: a copied page unmapped and mapped "
 				 "again is reported (copy %s)", bn, how);
 		else
@@ -750,8 +765,11 @@ static void self_regrow(enum pt_track_backend b, bool note)
 	void *q = mremap(p, 4 * FX_PAGE, 8 * FX_PAGE, 0);	/* in place */
 
 	if (q != p) {
-		tap_skip("mremap could not grow the area in place", "%s: a copied page unmapped "
-			 "and mapped again is reported (copy %s)", bn, how);
+		if (N_REGROW(note))
+			tap_skip("mremap could not grow the area in place", "%s: a copied page "
+				 "unmapped and mapped again is reported (copy %s)", bn, how);
+		else
+			tap_diag("%s: copy not noted: mremap could not grow the area in place", bn);
 		goto out;
 	}
 	n = pt_tracker_collect(tr, d, 64, &more);
@@ -832,6 +850,9 @@ static bool same_layout(const struct pt_vma *a, size_t na, const struct pt_vma *
  * same while a round is handed out in several calls, and says which
  * areas are hashed and why.
  */
+/* subtests of self_layout(), skips included */
+#define N_SELF_LAYOUT 9
+
 static void self_layout(enum pt_track_backend b)
 {
 	static struct pt_dirty d[4096];
@@ -854,10 +875,13 @@ static void self_layout(enum pt_track_backend b)
 	memset(s, 1, 4 * FX_PAGE);
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP)
-			tap_skip("backend not usable here", "%s: layout of the last round", bn);
-		else
+		if (errno == EOPNOTSUPP) {
+			tap_skip_n(N_SELF_LAYOUT, "backend not usable here", "%s: layout of the last round",
+				   bn);
+		} else {
 			tap_ok(0, "%s: create tracker for the layout tests: %s", bn, strerror(errno));
+			tap_skip_n(N_SELF_LAYOUT - 1, "no tracker", "%s: layout of the last round", bn);
+		}
 		goto unmap;
 	}
 	err = pt_tracker_vmas(tr, &v, &nv);
@@ -1100,6 +1124,11 @@ int main(void)
 	sh = fx_map(FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (geteuid() != 0)
 		tap_diag("not root: cross-process tracking may be refused");
+	/* the calls below, in order, then the bad backend check */
+	tap_plan(N_SELF_BASIC + N_NOTE_COPY(PT_TRACK_HASH, false) + N_NOTE_COPY(PT_TRACK_HASH, true) +
+		 N_NOTE_COPY(PT_TRACK_UFFD, true) + N_NOTE_COPY(PT_TRACK_SOFTDIRTY, true) +
+		 2 * (N_REGROW(true) + N_REGROW(false)) + N_REGROW(true) +
+		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3);
 	self_basic();
 	self_note_copy(PT_TRACK_HASH, false);
 	self_note_copy(PT_TRACK_HASH, true);
@@ -1119,6 +1148,6 @@ int main(void)
 		self_layout(bs[i]);
 	self_layout_range();
 	for (size_t i = 0; i < 3; i++)
-		churn_layout(bs[i]);
+		churn_layout(bs[i]);	/* one subtest each */
 	return tap_done();
 }

@@ -27,7 +27,8 @@ PS = os.sysconf("SC_PAGE_SIZE")
 
 A_PAGES, B_PAGES, PER_TICK, TICK = 64, 256, 16, 0.05
 
-from taplib import diag, done, ok, pagetrack_binary, schema_validator, skip  # noqa: E402
+from taplib import (diag, done, ok, pagetrack_binary, plan, schema_validator, skip,  # noqa: E402
+                    skip_n)
 
 
 WORKLOAD = r"""
@@ -243,10 +244,14 @@ def watch_json(pt, w, backend, count, extra=()):
     return run(pt, args + list(extra) + [str(w.pid)])
 
 
+N_BACKEND = 10    # subtests of test_backend(), skips included
+N_CHURN = 3       # subtests of test_churn(), skips included
+
+
 def test_backend(pt, validator, backend, why_not):
     name = "backend %s" % backend
     if why_not:
-        skip("%s: watch a known workload" % name, why_not)
+        skip_n(N_BACKEND, "%s: watch a known workload" % name, why_not)
         return
     w = Workload()
     try:
@@ -261,6 +266,8 @@ def test_backend(pt, validator, backend, why_not):
         iv = [d for d in docs if d and "interval" in d]
         summ = [d for d in docs if d and "summary" in d]
         if len(iv) != count or len(summ) != 1:
+            skip_n(N_BACKEND - 2, "%s: the intervals and the summary" % name,
+                   "%d interval lines, %d summaries" % (len(iv), len(summ)))
             return
         ok([d["interval"] for d in iv] == list(range(1, count + 1)) and
            all(d["backend"] == backend and d["pid"] == w.pid for d in iv) and
@@ -353,7 +360,7 @@ def test_churn(pt, validator, backend, why_not):
     """watch takes the layout from the tracker: no page is ever in no area."""
     name = "backend %s" % backend
     if why_not:
-        skip("%s: a target mapping and unmapping without pause" % name, why_not)
+        skip_n(N_CHURN, "%s: a target mapping and unmapping without pause" % name, why_not)
         return
     p = subprocess.Popen([sys.executable, "-c", CHURN], stdout=subprocess.PIPE, text=True)
     try:
@@ -428,6 +435,8 @@ def test_sigint(pt, uffd):
             ok(armed_fds == 1 and armed_uw > 0,
                "while watching (uffd): one userfaultfd in the target, uw VMAs",
                "fds=%d uw=%d" % (armed_fds, armed_uw))
+        else:
+            skip("while watching (uffd): one userfaultfd in the target", "no uffd backend")
         p.send_signal(signal.SIGINT)
         try:
             out, err = p.communicate(timeout=20)
@@ -533,6 +542,8 @@ def test_cmd(pt, validator):
 
 def main():
     pt = pagetrack_binary(__file__)
+    # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
+    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + 1 + 4)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
