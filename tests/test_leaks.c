@@ -374,13 +374,13 @@ static const struct fcase {
 /*
  * Checks run_case() prints for @c: with a failing start, forced uffd stops
  * after the failure and the clean-up checks (5); auto adds the fallback
- * tracker's (10).  A tracker that starts prints 8.
+ * tracker's (11).  A tracker that starts prints 9.
  */
 static int case_checks(const struct fcase *c, bool forced)
 {
 	if (c->expect == FAILS || c->expect == FAILS_FD_STAYS)
-		return forced ? 5 : 10;
-	return 8;
+		return forced ? 5 : 11;
+	return 9;
 }
 
 #define N_SECOND_TRACER 5	/* second_tracer()'s checks */
@@ -523,7 +523,10 @@ static void run_case(const struct fcase *c, bool forced)
 			       strerror(-err));
 		else if (err)
 			tap_ok(0, "%s: collect: %s", tag, strerror(-err));
-		pt_tracker_free(tr);
+		err = pt_tracker_free(tr);
+		/* a close that failed in the target is an error the caller sees */
+		tap_ok(err == (c->expect == FD_STAYS ? -EBUSY : 0),
+		       "%s: pt_tracker_free returns %s", tag, err ? strerror(-err) : "0");
 	}
 	set_fault(NULL);
 	check_clean(pid, tag, "after", fds_before,

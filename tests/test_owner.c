@@ -97,7 +97,7 @@ int main(void)
 		_exit(err == -EBUSY && holder == getppid() ? 0 : 1);
 	}
 	tap_ok(exit_code(c) == 0, "a second tracker is refused with EBUSY and told the holder");
-	pt__owner_release(&a);
+	pt__owner_release(&a, false);
 	tap_ok(files_in(rundir) == 0, "release removes the lock file");
 
 	/* a tracker killed while holding the claim, its userfaultfd in the target */
@@ -111,14 +111,14 @@ int main(void)
 		tap_ok(err == 0 && left == *shared && holder == c,
 		       "the next claim finds the dead tracker's userfaultfd (fd %d, holder %d)", left,
 		       (int)holder);
-		pt__owner_release(&a);
+		pt__owner_release(&a, false);
 	}
 	/* a record naming an fd that is not a userfaultfd is no leftover */
 	c = die_holding(target, 0);
 	exit_code(c);
 	err = pt__owner_claim(target, &a, &holder, &left);
 	tap_ok(err == 0 && left == -1, "an fd that is not a userfaultfd is never taken for one");
-	pt__owner_release(&a);
+	pt__owner_release(&a, false);
 
 	/* a lock file of a process that is gone is removed by the next claim */
 	c = fork();
@@ -135,11 +135,11 @@ int main(void)
 			close(fd);
 		err = pt__owner_claim(target, &a, &holder, &left);
 		tap_ok(err == 0 && access(path, F_OK) < 0, "a dead process's lock file is removed");
-		pt__owner_release(&a);
+		pt__owner_release(&a, false);
 	}
 	err = pt__owner_claim(getpid() + 0, &a, &holder, &left);
 	tap_ok(err == 0, "claiming oneself works too");
-	pt__owner_release(&a);
+	pt__owner_release(&a, false);
 
 	fx_child_kill(target);
 	err = pt__owner_claim(target, &a, &holder, &left);

@@ -489,6 +489,73 @@ def test_sigkill(pt):
         w.stop()
 
 
+N_MEET = 7    # subtests of test_meet(), skips included
+
+
+def uffd_fds(pid):
+    """How many userfaultfds process @pid holds."""
+    n = 0
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                n += os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[userfaultfd]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
+def test_meet(pt, validator, why_not):
+    """Trackers that meet: a killed watch's leftover, and two watches at once."""
+    if why_not:
+        skip_n(N_MEET, "trackers that meet (uffd)", why_not)
+        return
+    w = Workload(a=16, b=64, per=4, tick=0.002)
+    try:
+        a = subprocess.Popen([pt, "watch", "--json", "--backend", "uffd", "--interval", "100ms",
+                              str(w.pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env())
+        wait_lines(a, 2)
+        a.kill()
+        a.communicate()
+        ok(uffd_fds(w.pid) == 1, "SIGKILL of a uffd watch leaves its userfaultfd in the target",
+           "userfaultfds: %d" % uffd_fds(w.pid))
+        rc, out, err = run(pt, ["watch", "--json", "--count", "3", "--interval", "100ms",
+                                str(w.pid)])
+        docs = parse_lines(out)
+        iv = [d for d in docs if d and "interval" in d]
+        st = iv[-1]["stats"] if iv else {}
+        ok(rc == 0 and len(iv) == 3 and iv[-1]["backend"] == "uffd" and
+           st.get("leftovers_closed") == 1 and "closed 1 userfaultfd" in err,
+           "the next watch closes the leftover, says so, and tracks with uffd",
+           "rc=%d backend=%s stats=%r err=%r" % (rc, iv[-1]["backend"] if iv else None, st, err))
+        anon = [v for d in iv for v in d["vmas"] if v["kind"] in ("anon", "heap")]
+        ok(anon and all(v["tracked_by"] == "uffd" for v in anon),
+           "... its private areas are tracked by uffd, not hashed",
+           [(v["start"], v["tracked_by"], v["hash_reason"]) for v in anon][:5])
+        ok(uffd_fds(w.pid) == 0, "... and it leaves no userfaultfd behind",
+           "userfaultfds: %d" % uffd_fds(w.pid))
+
+        a = subprocess.Popen([pt, "watch", "--json", "--interval", "100ms", str(w.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env())
+        wait_lines(a, 1)
+        rc, out, err = run(pt, ["watch", "--count", "2", "--interval", "100ms", str(w.pid)])
+        ok(rc == 1 and one_line(err) and "already tracked by another pagetrack" in err,
+           "a second watch of the same process is refused: exit 1, one line",
+           "rc=%d %r" % (rc, err))
+        more = wait_lines(a, 2)
+        ok(len(more) == 2 and a.poll() is None, "... and the first watch goes on")
+        a.send_signal(signal.SIGTERM)
+        a.communicate(timeout=30)
+        ok(a.returncode == 0 and uffd_fds(w.pid) == 0,
+           "the first watch stops cleanly (exit 0), no userfaultfd left",
+           "rc=%s userfaultfds=%d" % (a.returncode, uffd_fds(w.pid)))
+    finally:
+        w.stop()
+
+
 def test_target_exit(pt, validator):
     w = Workload()
     p = subprocess.Popen([pt, "watch", "--json", "--interval", "100ms", str(w.pid)],
@@ -543,7 +610,7 @@ def test_cmd(pt, validator):
 def main():
     pt = pagetrack_binary(__file__)
     # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
-    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + 1 + 4)
+    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -557,6 +624,7 @@ def main():
     test_human(pt)
     test_sigint(pt, avail["uffd"] is None)
     test_sigkill(pt)
+    test_meet(pt, validator, avail["uffd"])
     test_target_exit(pt, validator)
     test_cmd(pt, validator)
     done()

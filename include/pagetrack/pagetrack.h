@@ -425,16 +425,20 @@ struct pt_tracker;
  * tracked range is armed; the first collect reports what was written
  * since.  Fails with NULL and errno: ESRCH, ENODATA (kernel thread),
  * EPERM/EACCES, EOPNOTSUPP (backend forced but not usable here, or
- * pages are not 4 KiB), EBUSY (target already traced),
- * EINVAL (bad @opts).
+ * pages are not 4 KiB), EBUSY (target already traced), EALREADY
+ * (uffd or auto: another pagetrack process tracks @pid with a
+ * userfaultfd; its pid is logged), EINVAL (bad @opts).
  * Side effects, for another process (see "Side effects" above):
  *  - uffd: runs one userfaultfd() inside the target by ptrace injection
  *    (doc/inject.md), from a forked helper process (in the caller itself
  *    when Yama forbids the helper to trace); the target then holds that
  *    fd until pt_tracker_free() closes it the same way (if the caller
  *    dies first it stays open in the target, its pages write-protected
- *    in async mode: writes still proceed).  The target's threads are
- *    also frozen while a new area is registered.
+ *    in async mode: writes still proceed; the next pagetrack that tracks
+ *    the target closes it, see pt_tracker_stats().leftovers_closed).
+ *    While tracking, a lock file /run/pagetrack/uffd-PID-START (or under
+ *    $PT_RUN_DIR) is held (doc/tracking.md, "Trackers that meet").  The
+ *    target's threads are also frozen while a new area is registered.
  *  - softdirty: freezes every thread of the target (ptrace) around each
  *    round, this first one included, and clears its soft-dirty bits
  *    (clear_refs), which other soft-dirty users (CRIU) would see.
@@ -446,11 +450,15 @@ struct pt_tracker;
  */
 PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
 /*
- * Disarm everything and leave the target as found.  Accepts NULL.
- * uffd on another process: one more injection (a close() in the target,
- * from a forked helper).
+ * Disarm everything, leave the target as found and free @tr.  Accepts
+ * NULL.  uffd on another process: one more injection (a close() in the
+ * target, from a forked helper), retried for up to a second while
+ * another process traces the target.  Returns 0, or -EBUSY when that
+ * close failed: the userfaultfd stays open inside the target (with no
+ * area registered: nothing is write-protected) until the next
+ * pagetrack tracking it closes it.  @tr is freed either way.
  */
-PT_API void pt_tracker_free(struct pt_tracker *tr);
+PT_API int pt_tracker_free(struct pt_tracker *tr);
 PT_API enum pt_track_backend pt_tracker_backend(const struct pt_tracker *tr);
 PT_API const char *pt_track_backend_name(enum pt_track_backend b);	/* "uffd", ... */
 
@@ -500,6 +508,11 @@ struct pt_tracker_stats {
 	uint64_t areas_fallback;	/* areas tracked by hashing instead of the backend */
 	uint64_t collect_ns;		/* duration of the last round */
 	uint64_t pause_ns_max;		/* longest pause imposed on the target so far */
+	uint64_t leftovers_closed;	/* userfaultfds that killed pagetracks had left
+					   in the target, closed there by create */
+	int32_t auto_uffd_err;		/* PT_TRACK_AUTO: errno that made it pass over
+					   uffd (0: uffd used, or not tried) */
+	int32_t auto_softdirty_err;	/* ... and over softdirty */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);

@@ -190,11 +190,12 @@ int pt__owner_record(struct pt_owner *o, int remote_fd)
 	return 0;
 }
 
-void pt__owner_release(struct pt_owner *o)
+void pt__owner_release(struct pt_owner *o, bool keep_record)
 {
 	if (o->fd < 0)
 		return;
-	unlink(o->path);	/* while still locked: nobody takes a dead file for ours */
+	if (!keep_record)
+		unlink(o->path);	/* while still locked: nobody takes a dead file for ours */
 	close(o->fd);
 	o->fd = -1;
 }

@@ -22,7 +22,12 @@ struct pt_owner {
 PT_HIDDEN int pt__owner_claim(pid_t pid, struct pt_owner *o, pid_t *holder, int *leftover_fd);
 /* Record the fd number our userfaultfd has inside the target (-1: none). */
 PT_HIDDEN int pt__owner_record(struct pt_owner *o, int remote_fd);
-/* Give the claim up (the fd was closed inside the target).  Accepts a released one. */
-PT_HIDDEN void pt__owner_release(struct pt_owner *o);
+/*
+ * Give the claim up.  @keep_record: our userfaultfd could not be closed
+ * inside the target, so the file stays (unlocked), naming it for the
+ * next tracker to close; else the file is removed.  Accepts a released
+ * claim.
+ */
+PT_HIDDEN void pt__owner_release(struct pt_owner *o, bool keep_record);
 
 #endif

@@ -179,18 +179,19 @@ static int sd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	return err;
 }
 
-static void sd_fini(struct pt_tracker *tr)
+static int sd_fini(struct pt_tracker *tr)
 {
 	struct sd_priv *s = tr->priv;
 
 	if (!s)
-		return;
+		return 0;
 	if (s->frozen)
 		pt__thaw(&s->fz);
 	if (s->clear_refs_fd >= 0)
 		close(s->clear_refs_fd);
 	free(s);
 	tr->priv = NULL;
+	return 0;
 }
 
 const struct pt_track_ops pt__track_softdirty_ops = {

@@ -31,6 +31,7 @@
 
 #include "process/freeze.h"
 #include "process/inject.h"
+#include "owner.h"
 #include "tracker.h"
 #include "uapi.h"
 
@@ -55,6 +56,7 @@ struct uffd_priv {
 	uint64_t reg_saves;
 	bool protected;		/* this round re-protected pages that hold data */
 	bool no_barrier;	/* pt__barrier() refused: said once */
+	struct pt_owner owner;	/* our claim on the target (lib/track/owner.c) */
 };
 
 #define VEC_LEN 4096
@@ -165,6 +167,9 @@ static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 	if (ret < 0)
 		return (int)ret;
 	u->remote_fd = (int)ret;	/* from here on, fini() closes it in the target */
+	if (u->owner.fd >= 0 && (err = pt__owner_record(&u->owner, u->remote_fd)))
+		pt__log(PT_LOG_INFO, "cannot record our userfaultfd in %s: %s", u->owner.path,
+			strerror(-err));
 	if ((err = pt__fault(PT_FAULT_UFFD_CREATE)) || (err = pt__fault(PT_FAULT_UFFD_GETFD)))
 		return err;
 	fd = (int)syscall(__NR_pidfd_getfd, u->pidfd, u->remote_fd, 0);
@@ -212,7 +217,7 @@ static bool remote_fd_ours(struct pt_tracker *tr, struct uffd_priv *u)
  * way on every path: the end of tracking and every failure after the
  * injected userfaultfd() (uffd_init's, or the first round's).
  */
-static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
+static int close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 {
 	long args[6] = { u->remote_fd, 0, 0, 0, 0, 0 };
 	struct pt_inject_stats st;
@@ -222,20 +227,20 @@ static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 	int err = 0;
 
 	if (u->remote_fd < 0)
-		return;
+		return 0;
 	if (!pt__target_mm_alive(tr->t)) {
 		/*
 		 * Exited, or exec'd: the fd was O_CLOEXEC and went with the old
 		 * program; its number may now belong to the new one.
 		 */
 		u->remote_fd = -1;
-		return;
+		return 0;
 	}
 	if (!remote_fd_ours(tr, u)) {
 		pt__log(PT_LOG_INFO, "pid %d closed the userfaultfd (fd %d) itself", (int)tr->pid,
 			u->remote_fd);
 		u->remote_fd = -1;
-		return;
+		return 0;
 	}
 	for (int i = 0; i < CLOSE_TRIES; i++) {
 		err = pt__fault(PT_FAULT_UFFD_CLOSE);
@@ -259,6 +264,43 @@ static void close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 			u->remote_fd, (int)tr->pid, strerror(-err));
 	}
 	u->remote_fd = -1;
+	return err == -ESRCH ? 0 : err;
+}
+
+/*
+ * Claim the target (lib/track/owner.c) before making a userfaultfd in it:
+ * -EALREADY when another pagetrack tracks it; a userfaultfd that a killed
+ * pagetrack left there is closed first (it would make every registration
+ * fail with EBUSY).  Without a run directory we may write (not root), the
+ * target is tracked unclaimed, as before.
+ */
+static int claim(struct pt_tracker *tr, struct uffd_priv *u)
+{
+	pid_t holder;
+	int left, err = pt__owner_claim(tr->pid, &u->owner, &holder, &left);
+
+	if (err == -EBUSY) {
+		pt__log(PT_LOG_WARN, "pid %d is already tracked with a userfaultfd by pagetrack "
+			"pid %d", (int)tr->pid, (int)holder);
+		return -EALREADY;
+	}
+	if (err == -ESRCH)
+		return err;
+	if (err) {
+		pt__log(PT_LOG_INFO, "cannot claim pid %d (%s): tracking it unclaimed", (int)tr->pid,
+			strerror(-err));
+		return 0;
+	}
+	if (left < 0)
+		return 0;
+	u->remote_fd = left;	/* u->uffd is -1: close_remote() checks the link */
+	err = close_remote(tr, u);
+	if (err)
+		return err;
+	tr->st.leftovers_closed++;
+	pt__log(PT_LOG_WARN, "closed the userfaultfd (fd %d) that a killed pagetrack (pid %d) "
+		"had left in pid %d", left, (int)holder, (int)tr->pid);
+	return 0;
 }
 
 static int uffd_init(struct pt_tracker *tr)
@@ -277,12 +319,14 @@ static int uffd_init(struct pt_tracker *tr)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	u->uffd = u->remote_fd = u->pidfd = -1;
+	u->uffd = u->remote_fd = u->pidfd = u->owner.fd = -1;
 	u->vec_len = VEC_LEN;
 	u->vec = malloc(VEC_LEN * sizeof(*u->vec));
 	tr->priv = u;
 	if (!u->vec)
 		return -ENOMEM;
+	if (!tr->self && (err = claim(tr, u)))
+		return err;
 	err = tr->self ? local_userfaultfd() : remote_userfaultfd(tr, u);
 	if (err < 0)
 		return err;
@@ -636,12 +680,13 @@ static void unregister_range(struct uffd_priv *u, uint64_t start, uint64_t end)
  * Undo everything: also called on a half-built tracker (uffd_init or the
  * first round failed at any step), so every field may still be unset.
  */
-static void uffd_fini(struct pt_tracker *tr)
+static int uffd_fini(struct pt_tracker *tr)
 {
 	struct uffd_priv *u = tr->priv;
+	int err;
 
 	if (!u)
-		return;
+		return 0;
 	if (u->uffd >= 0) {
 		/*
 		 * Unregistering removes the write protection of every page,
@@ -655,7 +700,9 @@ static void uffd_fini(struct pt_tracker *tr)
 		for (size_t i = 0; i < u->reg.n; i++)
 			unregister_range(u, u->reg.d[i].start, u->reg.d[i].end);
 	}
-	close_remote(tr, u);	/* checks the fd against ours: before closing ours */
+	err = close_remote(tr, u);	/* checks the fd against ours: before closing ours */
+	/* a userfaultfd left in the target stays on record for the next tracker */
+	pt__owner_release(&u->owner, err != 0);
 	if (u->uffd >= 0)
 		close(u->uffd);
 	if (u->pidfd >= 0)
@@ -664,6 +711,7 @@ static void uffd_fini(struct pt_tracker *tr)
 	free(u->vec);
 	free(u);
 	tr->priv = NULL;
+	return err ? -EBUSY : 0;
 }
 
 const struct pt_track_ops pt__track_uffd_ops = {

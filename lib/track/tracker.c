@@ -512,7 +512,7 @@ static enum pt_track_backend env_backend(void)
 static int backend_undo(struct pt_tracker *tr)
 {
 	if (tr->ops && tr->ops->fini)
-		tr->ops->fini(tr);
+		tr->ops->fini(tr);	/* a failure to undo is logged by the backend */
 	tr->ops = NULL;
 	tr->priv = NULL;	/* fini freed it; a backend without fini keeps none */
 	free(tr->areas);
@@ -600,9 +600,19 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 		 */
 		const enum pt_track_backend order[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
 
+		/*
+		 * Another pagetrack tracking the target (-EALREADY) is not a
+		 * reason to pick a lesser backend behind the user's back.  Why
+		 * each better backend was passed over is kept for the stats.
+		 */
 		err = -EOPNOTSUPP;
-		for (size_t i = 0; i < 3 && err && err != -ESRCH && tr->hs; i++)
+		for (size_t i = 0; i < 3 && err && err != -ESRCH && err != -EALREADY && tr->hs; i++) {
 			err = backend_start(tr, order[i]);
+			if (err && order[i] == PT_TRACK_UFFD)
+				tr->st.auto_uffd_err = -err;
+			else if (err && order[i] == PT_TRACK_SOFTDIRTY)
+				tr->st.auto_softdirty_err = -err;
+		}
 	} else {
 		err = backend_start(tr, want);
 	}
@@ -615,12 +625,14 @@ fail:
 	return NULL;
 }
 
-void pt_tracker_free(struct pt_tracker *tr)
+int pt_tracker_free(struct pt_tracker *tr)
 {
+	int err = 0;
+
 	if (!tr)
-		return;
+		return 0;
 	if (tr->ops && tr->ops->fini)
-		tr->ops->fini(tr);
+		err = tr->ops->fini(tr);
 	pt__hashstore_free(tr->hs);
 	pt__dirty_free(&tr->round);
 	pt__dirty_free(&tr->pop_prev);
@@ -630,6 +642,7 @@ void pt_tracker_free(struct pt_tracker *tr)
 	pt_vmas_free(tr->layout);
 	pt_target_free(tr->t);
 	free(tr);
+	return err;
 }
 
 enum pt_track_backend pt_tracker_backend(const struct pt_tracker *tr)

@@ -56,9 +56,10 @@ struct pt_track_ops {
 	/*
 	 * Undo everything done to the target and free tr->priv (then NULL);
 	 * also after a failed init() or a failed first round.  May be NULL
-	 * for a backend that keeps no state.
+	 * for a backend that keeps no state.  Returns 0, or -errno when
+	 * something could not be undone in the target (logged).
 	 */
-	void (*fini)(struct pt_tracker *tr);
+	int (*fini)(struct pt_tracker *tr);
 };
 
 /* Record [start,end) as holding data now (backends call this). */

@@ -528,6 +528,10 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "areas_fallback", w->st.areas_fallback);
 	json_uint(j, "collect_ns", w->st.collect_ns);
 	json_uint(j, "pause_ns_max", w->st.pause_ns_max);
+	json_uint(j, "leftovers_closed", w->st.leftovers_closed);
+	json_str(j, "auto_uffd_error", w->st.auto_uffd_err ? errno_name(w->st.auto_uffd_err) : NULL);
+	json_str(j, "auto_softdirty_error",
+		 w->st.auto_softdirty_err ? errno_name(w->st.auto_softdirty_err) : NULL);
 	json_obj_end(j);
 }
 
@@ -913,6 +917,9 @@ static void track_error(const struct watch *w, int err)
 	else if (err == EBUSY)
 		cli_error(w->o.json, err, "process %d is already traced by another process",
 			  (int)w->pid);
+	else if (err == EALREADY)
+		cli_error(w->o.json, err, "process %d is already tracked by another pagetrack "
+			  "(-v names its pid; --backend hash leaves the target alone)", (int)w->pid);
 	else
 		cli_error(w->o.json, err, "cannot track process %d: %s", (int)w->pid,
 			  strerror(err));
@@ -924,6 +931,26 @@ static bool target_gone(struct watch *w)
 	if (w->child > 0)
 		return reap_child(w, false);
 	return w->t ? pt_target_alive(w->t) == 0 : false;
+}
+
+/*
+ * Never choose silently: what the tracker found and chose at its start,
+ * on stderr (JSON consumers read the same from each interval's stats).
+ */
+static void say_start_notes(const struct watch *w)
+{
+	struct pt_tracker_stats st = { .sz = sizeof(st) };
+
+	if (pt_tracker_stats(w->tr, &st) < 0)
+		return;
+	if (st.leftovers_closed)
+		fprintf(stderr, "pagetrack: note: closed %llu userfaultfd%s that a killed pagetrack "
+			"had left in process %d\n", (unsigned long long)st.leftovers_closed,
+			st.leftovers_closed > 1 ? "s" : "", (int)w->pid);
+	if (st.auto_uffd_err)
+		fprintf(stderr, "pagetrack: note: backend %s: uffd cannot track process %d (%s)%s\n",
+			w->backend, (int)w->pid, strerror(st.auto_uffd_err),
+			st.auto_uffd_err == EBUSY ? ": another process traces it" : "");
 }
 
 /*
@@ -947,6 +974,7 @@ static int start(struct watch *w, enum stop_reason *why)
 	if (!w->tr)
 		goto fail;
 	w->backend = pt_track_backend_name(pt_tracker_backend(w->tr));
+	say_start_notes(w);
 	return 0;
 fail:
 	err = errno ? errno : EIO;
@@ -1018,7 +1046,7 @@ int cmd_watch(int argc, char **argv)
 	struct watch w = { .child = -1, .child_status = -1 };
 	enum stop_reason why = STOP_NONE;
 	sigset_t orig;
-	int ret = PT_EXIT_RUNTIME, err;
+	int ret = PT_EXIT_RUNTIME, err, free_err = 0;
 
 	err = parse_args(argc, argv, &w.o);
 	if (err)
@@ -1059,13 +1087,17 @@ int cmd_watch(int argc, char **argv)
 	if (why == STOP_NONE)
 		why = run(&w, &orig);
 	/* Disarm first: the summary must never delay leaving the target as found. */
-	pt_tracker_free(w.tr);
+	free_err = pt_tracker_free(w.tr);
 	w.tr = NULL;
 	if (why == STOP_SIGNAL && w.child > 0 && stop_forward) {
 		kill(w.child, stop_signal);
 		stop_forward = 0;
 	}
 	emit_summary(&w, why);
+	if (free_err)	/* the target runs on unharmed, but holds a file of ours */
+		cli_error(w.o.json, -free_err, "could not close the userfaultfd inside process %d "
+			  "(another process was tracing it): it stays open there, with nothing "
+			  "registered, until the next pagetrack watch of it closes it", (int)w.pid);
 	if (why == STOP_ERROR)
 		goto out;
 	ret = PT_EXIT_OK;
@@ -1073,6 +1105,8 @@ int cmd_watch(int argc, char **argv)
 		wait_child(&w, &orig);
 		ret = w.child_status;
 	}
+	if (free_err)
+		ret = PT_EXIT_RUNTIME;
 out:
 	pt_tracker_free(w.tr);
 	if (w.child > 0 && w.child_status < 0) {
