@@ -47,6 +47,13 @@ int fx_backends(enum pt_backend out[2])
 	return n;
 }
 
+bool fx_zero_page_forced(void)
+{
+	const char *e = getenv("PT_FORCE_NO_ZERO_PAGE");
+
+	return e && !strcmp(e, "1");
+}
+
 const char *fx_backend_name(enum pt_backend b)
 {
 	return pt_backend_name(b);

@@ -47,6 +47,13 @@ int fx_scan_pages(struct pt_target *t, uint64_t start, uint64_t end, uint32_t fl
 /* Count pages in @states equal to @state in [from, to) page indices. */
 size_t fx_count(const uint8_t *states, size_t from, size_t to, uint8_t state);
 
+/*
+ * True when PT_FORCE_NO_ZERO_PAGE=1 overrules the zero-page probe: the
+ * library then reports no zero page although the kernel may map it, so
+ * the kernel's own word (kpageflags, PFNs) need not agree with the probe.
+ */
+bool fx_zero_page_forced(void);
+
 /* String for a backend. */
 const char *fx_backend_name(enum pt_backend b);
 

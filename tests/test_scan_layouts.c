@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"
 #include "tap.h"
 #include "uapi.h"
 
@@ -187,29 +188,56 @@ out:
 	free(at);
 }
 
-static void test_zero_page(enum pt_backend b)
+/*
+ * Read-faulted pages, as the zero-page probe (pt__zero_page()) has it.
+ * Yes: they carry PT_ATTR_ZERO, written ones do not.  No (a kernel that
+ * never maps the zero page, or PT_FORCE_NO_ZERO_PAGE=1): the zero-page
+ * check is skipped with the probe's reason, and the read-faulted pages
+ * are plain present pages without PT_ATTR_ZERO; unless forced, they are
+ * real pages of their own (exclusive, like the written ones).
+ * PT_LIMIT_NO_ZERO is set exactly when the read backend cannot tell.
+ */
+static void test_zero_page(enum pt_backend b, const char *pass)
 {
-	const char *bn = pt_backend_name(b);
+	const char *bn = pt_backend_name(b), *why = NULL;
+	int zp = pt__zero_page(&why);
 	volatile char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[16];
 	uint32_t at[16];
 	int sum = 0;
+	bool limit, want_limit;
 
 	for (int i = 0; i < 8; i++)
-		sum += p[i * FX_PAGE];	/* read faults map the zero page */
+		sum += p[i * FX_PAGE];	/* read faults (the zero page?) */
 	for (int i = 8; i < 16; i++)
 		p[i * FX_PAGE] = 1;
-	tap_ok(sum == 0 && scan(b, (void *)p, 16, 0, st, at) == 0 &&
-		       fx_count(st, 0, 16, PT_STATE_PRESENT) == 16,
-	       "%s: read-faulted and written pages present", bn);
 	struct pt_target *t = open_self(b);
-	fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + 16 * FX_PAGE, 0, st, at);
-	if (pt_scan_limits(t) & PT_LIMIT_NO_ZERO)
-		tap_skip("zero page not visible without PFNs on this backend", "%s: zero page", bn);
-	else
+	int r = fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + 16 * FX_PAGE, 0, st, at);
+
+	tap_ok(sum == 0 && r == 0 && fx_count(st, 0, 16, PT_STATE_PRESENT) == 16,
+	       "%s%s: read-faulted and written pages present", pass, bn);
+	limit = pt_scan_limits(t) & PT_LIMIT_NO_ZERO;
+	want_limit = b == PT_BACKEND_PAGEMAP_READ && zp == PT_UNKNOWN;
+	if (limit || zp == PT_UNKNOWN) {
+		tap_ok(limit == want_limit, "%s%s: PT_LIMIT_NO_ZERO %s, the zero-page probe is unknown",
+		       pass, bn, limit ? "set" : "not set");
+		tap_skip(why, "%s%s: zero page", pass, bn);
+	} else if (zp == PT_YES) {
 		tap_ok(count_attr(at, 0, 8, PT_ATTR_ZERO) == 8 && count_attr(at, 8, 16, PT_ATTR_ZERO) == 0,
-		       "%s: read-faulted pages map the zero page, written ones do not", bn);
+		       "%s%s: read-faulted pages map the zero page, written ones do not", pass, bn);
+		tap_skip(why, "%s%s: no zero page: read-faulted pages are plain present pages", pass, bn);
+	} else {
+		bool forced = fx_zero_page_forced();
+		/* the kernel's word (exclusive real pages) holds unless the probe was overruled */
+		size_t excl = count_attr(at, 0, 16, PT_ATTR_EXCLUSIVE);
+
+		tap_skip(why, "%s%s: read-faulted pages map the zero page, written ones do not", pass, bn);
+		tap_ok(count_attr(at, 0, 16, PT_ATTR_ZERO) == 0 && !limit && (forced || excl == 16),
+		       "%s%s: no zero page: read-faulted pages are plain present pages (no PT_ATTR_ZERO, "
+		       "no PT_LIMIT_NO_ZERO%s; %zu/16 exclusive)", pass, bn,
+		       forced ? "; forced, the kernel maps it" : ", exclusive", excl);
+	}
 	pt_target_free(t);
 	munmap((void *)p, 16 * FX_PAGE);
 }
@@ -387,7 +415,7 @@ int main(void)
 		test_private_anon(b);
 		test_anon_swapped(b);
 		test_thp(b);
-		test_zero_page(b);
+		test_zero_page(b, "");
 		test_guard(b);
 		test_cow_fork(b);
 		test_private_file(b);
@@ -395,5 +423,17 @@ int main(void)
 	}
 	if (nbackends < 2)
 		tap_skip("PAGEMAP_SCAN not supported by this kernel", "pagemap_scan backend layouts");
+	/* both branches of the zero-page probe: force "no" where the kernel maps it */
+	if (pt__zero_page(NULL) == PT_YES) {
+		setenv("PT_FORCE_NO_ZERO_PAGE", "1", 1);
+		pt_features_reset();
+		for (int i = 0; i < nbackends; i++)
+			test_zero_page(backends[i], "forced no zero page: ");
+		unsetenv("PT_FORCE_NO_ZERO_PAGE");
+		pt_features_reset();
+	} else {
+		tap_diag("the probe says no zero page (%s): no forced pass", fx_zero_page_forced() ?
+			 "already forced" : "the kernel does not map it");
+	}
 	return tap_done();
 }
