@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "zram.h"
@@ -45,6 +47,95 @@ int fx_backends(enum pt_backend out[2])
 		out[n++] = PT_BACKEND_PAGEMAP_SCAN;
 	out[n++] = PT_BACKEND_PAGEMAP_READ;
 	return n;
+}
+
+static uint64_t fx_t0;
+
+uint64_t fx_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+__attribute__((constructor))
+static void fx_start_clock(void)
+{
+	fx_t0 = fx_now_ms();
+}
+
+unsigned fx_budget_s(void)
+{
+	const char *e = getenv("PT_TEST_TIMEOUT");
+	unsigned long s = e ? strtoul(e, NULL, 10) : 0;
+
+	return s ? (unsigned)s : 600;
+}
+
+uint64_t fx_deadline_ms(unsigned parts_left)
+{
+	uint64_t end = fx_t0 + (uint64_t)fx_budget_s() * 850, now = fx_now_ms();
+	uint64_t share = now < end ? (end - now) / (parts_left ? parts_left : 1) : 0;
+
+	return now + (share > 1000 ? share : 1000);
+}
+
+/* Number of threads of the calling process (1 if unreadable). */
+static int own_threads(void)
+{
+	char line[256];
+	int n = 1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* False with *why when probe @f does not say yes. */
+static bool feat_yes(enum pt_feature f, const char **why)
+{
+	const char *r = NULL;
+
+	if (pt_feature(f, &r) == PT_YES)
+		return true;
+	*why = r ? r : pt_feature_name(f);
+	return false;
+}
+
+bool fx_track_backend_usable(enum pt_track_backend b, bool other, const char **why)
+{
+	const char *dummy;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	switch (b) {
+	case PT_TRACK_HASH:
+		return true;
+	case PT_TRACK_UFFD:
+		if (!feat_yes(PT_FEAT_PAGEMAP_SCAN, why) || !feat_yes(PT_FEAT_UFFD_WP_ASYNC, why) ||
+		    !feat_yes(PT_FEAT_UFFD_WP_UNPOPULATED, why))
+			return false;
+		return !other || (feat_yes(PT_FEAT_PIDFD_GETFD, why) && feat_yes(PT_FEAT_PTRACE, why));
+	case PT_TRACK_SOFTDIRTY:
+		if (!feat_yes(PT_FEAT_SOFT_DIRTY, why))
+			return false;
+		if (other)
+			return feat_yes(PT_FEAT_PTRACE, why);
+		if (own_threads() > 1) {
+			*why = "soft-dirty cannot track the calling process while it has other threads";
+			return false;
+		}
+		return true;
+	default:
+		*why = "not a tracker backend";
+		return false;
+	}
 }
 
 bool fx_zero_page_forced(void)
