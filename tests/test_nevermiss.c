@@ -1070,12 +1070,15 @@ static void tracker_proc(pid_t target, struct pt_tracker_opts *o)
 	}
 }
 
-/* Writes per ms: the best of 4 windows of 100 ms (the machine is shared). */
-static double rate(void)
+/*
+ * Writes per ms: the best of @windows windows of 100 ms (the machine is
+ * shared), stopping early once @enough is reached.
+ */
+static double rate(int windows, double enough)
 {
 	double best = 0;
 
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < windows && !(enough > 0 && best >= enough); i++) {
 		uint64_t p0 = atomic_load(&ctl->progress), t0 = now_ms();
 		double r;
 
@@ -1100,7 +1103,7 @@ static void killed(struct pt_tracker_opts *o, const char *bk, bool during_create
 		kill_writer();
 	while (!atomic_load(&ctl->ready))
 		usleep(200);
-	before = rate();
+	before = rate(4, 0);
 	t = fork();
 	if (t == 0)
 		tracker_proc(w, o);
@@ -1127,7 +1130,12 @@ static void killed(struct pt_tracker_opts *o, const char *bk, bool during_create
 	       "SIGKILL (status 0x%x, %" PRIu64 " rounds done)", bk, when, st,
 	       (uint64_t)atomic_load(&ctl->rounds));
 	usleep(50000);	/* the first writes after the kill may fault once per page */
-	after = rate();
+	/*
+	 * A writer left blocked or slowed for good fails this; a passing
+	 * hiccup (TCG, a loaded machine, the dead tracker's teardown) does
+	 * not: up to 50 windows (5 s) to show the pace again.
+	 */
+	after = rate(50, 0.3 * before);
 	tap_ok(after >= 0.3 * before, "killed %s %s: writer keeps its pace (%.0f writes/ms before, "
 	       "%.0f after)", bk, when, before, after);
 	atomic_store(&ctl->stop, 1);
