@@ -44,6 +44,15 @@ int fx_pageout(void *addr, size_t len);
 int fx_scan_pages(struct pt_target *t, uint64_t start, uint64_t end, uint32_t flags,
 		  uint8_t *states, uint32_t *attrs);
 
+/*
+ * Oracle: the raw pagemap entries of @n pages at @addr of the calling
+ * process (one pread); 0 or -errno.  fx_pagemap_same() compares two such
+ * reads by location (present/swapped and PFN or swap entry), the bits
+ * that proactive reclaim changes, ignoring soft-dirty/exclusive/uffd-wp.
+ */
+int fx_pagemap(const void *addr, size_t n, uint64_t *e);
+bool fx_pagemap_same(const uint64_t *a, const uint64_t *b, size_t n);
+
 /* Count pages in @states equal to @state in [from, to) page indices. */
 size_t fx_count(const uint8_t *states, size_t from, size_t to, uint8_t state);
 
@@ -88,6 +97,20 @@ uint64_t fx_now_ms(void);
 uint64_t fx_deadline_ms(unsigned parts_left);
 /* The budget in seconds, for reports. */
 unsigned fx_budget_s(void);
+
+/*
+ * Simulated proactive reclaim (PT_TEST_RECLAIM=1): machines of this kind
+ * run DAMON pageout, which moves pages to swap at any moment while swap
+ * is active, shared memory too.  With the variable set, a thread started
+ * at program start pages out (MADV_PAGEOUT) a random range of 1-64 pages
+ * of a random mapping of the test process (big ones more often), or
+ * (process_madvise) of a child started by fx_child(), every 0.02-0.5 ms,
+ * until the program exits.
+ * Tests that hold with it hold against an oracle read beside the scan.
+ * (The thread makes the process multi-threaded: soft-dirty cannot then
+ * track the process itself, see fx_track_backend_usable().)
+ */
+bool fx_reclaim_active(void);
 
 /* String for a backend. */
 const char *fx_backend_name(enum pt_backend b);
