@@ -35,7 +35,12 @@ bool fx_swap(const char **why)
 {
 	if (!swap_state) {
 		int r = pt_zram_swap_on(2048, &swap_why);
-		if (r == 1)
+
+		/*
+		 * Every user, not only the creator: the last program still
+		 * using a pagetrack-made zram swap tears it down (zram.c).
+		 */
+		if (r >= 0)
 			atexit(swap_cleanup);
 		swap_state = r >= 0 ? 1 : -1;
 	}
