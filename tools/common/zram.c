@@ -28,6 +28,7 @@ static char zram_dev[64];
 #define MAKE_LOCK "/run/pagetrack-zram.make"
 
 static int use_fd = -1;
+static pid_t use_pid;	/* the process that took the lock: a forked child shares it */
 
 static int lock_open(const char *path)
 {
@@ -154,6 +155,7 @@ int pt_zram_swap_on(size_t disksize_mb, const char **why)
 		why = &dummy;
 	if (use_fd < 0 && geteuid() == 0) {
 		use_fd = lock_open(USE_LOCK);
+		use_pid = getpid();
 		if (use_fd >= 0)
 			flock_retry(use_fd, LOCK_SH);	/* held until pt_zram_swap_off() */
 	}
@@ -223,6 +225,8 @@ void pt_zram_swap_off(void)
 	char buf[1024], *line, *save = NULL;
 	ssize_t n;
 
+	if (use_fd >= 0 && getpid() != use_pid)
+		return;	/* a forked child exiting: the lock (one open file) is its parent's */
 	if (use_fd < 0) {
 		if (zram_dev[0])
 			zram_off(zram_dev);
