@@ -286,7 +286,6 @@ static void zp_set(int state, uint64_t pfn, const char *fmt, ...)
  */
 static void probe_zero_page(const uint64_t *e)
 {
-	const char *force = getenv("PT_FORCE_NO_ZERO_PAGE");
 	uint64_t pfn1 = e[1] & PT_PM_PFN_MASK, pfn2 = e[2] & PT_PM_PFN_MASK;
 
 	if (!(e[0] & PT_PM_PFN_MASK)) {
@@ -305,12 +304,18 @@ static void probe_zero_page(const uint64_t *e)
 			zp_set(PT_YES, pfn1, "read faults map the zero page (PFN %#" PRIx64 "%s)",
 			       pfn1, kz > 0 ? ", KPF_ZERO_PAGE" : "; kpageflags not readable");
 	}
-	if (force && !strcmp(force, "1")) {
-		char was[sizeof(zero_page.buf)];
+}
 
-		snprintf(was, sizeof(was), "%s", zero_page.reason);
-		zp_set(PT_NO, 0, "forced by PT_FORCE_NO_ZERO_PAGE=1 (probe: %.100s)", was);
-	}
+/* PT_FORCE_NO_ZERO_PAGE=1: "no", whatever probe_zero_page() found. */
+static void force_zero_page(void)
+{
+	const char *force = getenv("PT_FORCE_NO_ZERO_PAGE");
+	char was[sizeof(zero_page.buf)];
+
+	if (!force || strcmp(force, "1"))
+		return;
+	snprintf(was, sizeof(was), "%s", zero_page.reason ? zero_page.reason : "not probed");
+	zp_set(PT_NO, 0, "forced by PT_FORCE_NO_ZERO_PAGE=1 (probe: %.100s)", was);
 }
 
 static void probe_pagemap(struct probe_ctx *c)
@@ -810,6 +815,7 @@ static void probe_all(void)
 	probe_caps(&c);
 	probe_ptrace(&c);
 	probe_pagemap(&c);
+	force_zero_page();
 	probe_uffd();
 	probe_pidfd(&c);
 	probe_madvise(&c);
