@@ -111,8 +111,16 @@ PT_HIDDEN void pt__fault_reset(void);
  * with other pagetrack calls.
  */
 PT_HIDDEN void pt__features_reset(void);
-/* The PFN of the zero page as seen in pagemap, 0 when not visible. */
+/* The PFN of the zero page as seen in pagemap, 0 when not visible or not used. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
+/*
+ * Does a read fault on private anon memory map the zero page?  PT_YES
+ * (then pt__zero_pfn() is it), PT_NO (the kernel never maps it, or
+ * PT_FORCE_NO_ZERO_PAGE=1: then no page is reported PT_ATTR_ZERO), or
+ * PT_UNKNOWN (PFNs hidden); *reason (if not NULL) says why, valid until
+ * pt__features_reset().
+ */
+PT_HIDDEN int pt__zero_page(const char **reason);
 /* PAGE_IS_* category bits accepted by PAGEMAP_SCAN (0 if no ioctl). */
 PT_HIDDEN uint64_t pt__scan_categories(void);
 /* Number of active swap areas right now (not cached). */

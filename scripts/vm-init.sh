@@ -54,6 +54,8 @@ dmesg -c
 echo "=== DMESG-END boot"
 
 tmo=$(cat /etc/pt-timeout 2>/dev/null || echo 300)
+# the tests' time caps are shares of this budget (tests/fixture.h)
+export PT_TEST_TIMEOUT="$tmo"
 for t in $(cat /etc/pt-tests); do
 	echo "=== BEGIN $t"
 	(cd /tmp && timeout "$tmo" "/tests/$t" 2>&1)

@@ -129,27 +129,85 @@ static void test_args(void)
 	tap_ok(pt_kpageflags_read(&k, 1) == -EINVAL, "a PFN above 55 bits is -EINVAL");
 }
 
-static void test_zero_page(void)
+/*
+ * The zero page, as the probe (pt__zero_page()) has it.  Yes: two
+ * read-faulted pages share its PFN, which has KPF_ZERO_PAGE and is
+ * pt__zero_pfn().  No (a kernel that never maps it, or forced by
+ * PT_FORCE_NO_ZERO_PAGE=1): the zero-page checks are skipped with the
+ * probe's reason; pt__zero_pfn() is 0 and the read-faulted pages come out
+ * of pt__kflags_apply() as plain present pages without PT_ATTR_ZERO, with
+ * their raw kflags; unless forced, the kernel (oracle) agrees: two
+ * distinct anonymous pages without KPF_ZERO_PAGE.
+ */
+#define N_ZERO 2	/* test_zero_page() */
+#define N_APPLY 16	/* test_apply() */
+
+static void test_zero_page(const char *pass)
 {
-	volatile char *p = fx_map(FX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct pt_kpage k = { 0 };
-	uint64_t e;
+	volatile char *p = fx_map(2 * FX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const char *why = NULL;
+	int zp = pt__zero_page(&why);
+	uint64_t e[2], f[2], c[2], pfn[2];
 
 	(void)p[0];
-	pagemap((void *)p, 1, &e);
-	k.pfn = e & PT_PM_PFN_MASK;
-	if (!(e & PT_PM_PRESENT) || !k.pfn) {
-		tap_skip("read fault did not map a visible page", "zero page has KPF_ZERO_PAGE");
-		tap_skip("read fault did not map a visible page", "pt__zero_pfn() is the zero page");
-	} else {
+	(void)p[FX_PAGE];
+	pagemap((void *)p, 2, e);
+	for (int i = 0; i < 2; i++) {
+		pfn[i] = (e[i] & PT_PM_PRESENT) ? e[i] & PT_PM_PFN_MASK : 0;
+		oracle(pfn[i], &f[i], &c[i]);
+	}
+	tap_diag("%szero page probe: %s (%s)", pass, zp == PT_YES ? "yes" : zp == PT_NO ? "no" :
+		 "unknown", why);
+	if (zp == PT_UNKNOWN || !pfn[0] || !pfn[1]) {
+		why = zp == PT_UNKNOWN ? why : "read faults did not map visible pages";
+		tap_skip(why, "%sread-faulted pages map the zero page, KPF_ZERO_PAGE", pass);
+		tap_skip(why, "%spt__zero_pfn() is the zero page", pass);
+	} else if (zp == PT_YES) {
+		struct pt_kpage k = { .pfn = pfn[0] };
 		int r = pt_kpageflags_read(&k, 1);
 
-		tap_ok(r == 0 && (k.flags & KPF(ZERO_PAGE)),
-		       "zero page has KPF_ZERO_PAGE (flags %#" PRIx64 ")", k.flags);
-		tap_ok(pt__zero_pfn() == k.pfn, "pt__zero_pfn() %#" PRIx64 " is the zero page %#" PRIx64,
-		       pt__zero_pfn(), k.pfn);
+		tap_ok(r == 0 && pfn[0] == pfn[1] && (k.flags & KPF(ZERO_PAGE)),
+		       "%sread-faulted pages map the zero page, KPF_ZERO_PAGE (PFNs %#" PRIx64
+		       " %#" PRIx64 ", flags %#" PRIx64 ")", pass, pfn[0], pfn[1], k.flags);
+		tap_ok(pt__zero_pfn() == pfn[0], "%spt__zero_pfn() %#" PRIx64 " is the zero page %#"
+		       PRIx64, pass, pt__zero_pfn(), pfn[0]);
+	} else {
+		struct pt_region ib[2], ob[4];
+		struct pt_runbuf in = { .r = ib, .cap = 2 }, out = { .r = ob, .cap = 4 };
+		struct pt_target t;
+		struct pt_vma v;
+		uint64_t stopped = 0;
+		bool plain = true, forced = fx_zero_page_forced();
+
+		memset(&t, 0, sizeof(t));
+		memset(&v, 0, sizeof(v));
+		tap_skip(why, "%sread-faulted pages map the zero page, KPF_ZERO_PAGE", pass);
+		for (int i = 0; i < 2; i++) {
+			struct pt_region r = { .state = PT_STATE_PRESENT, .attrs = PT_ATTR_LOC,
+					       .loc = pfn[i] };
+
+			pt__run_append(&in, (uintptr_t)p + i * FX_PAGE, (uintptr_t)p + (i + 1) * FX_PAGE, &r);
+		}
+		plain = pt__kflags_apply(&t, &v, &in, true, &out, &stopped) == 0 && out.n >= 1 &&
+			out.r[0].start == (uintptr_t)p && out.r[out.n - 1].end == (uintptr_t)p + 2 * FX_PAGE;
+		for (size_t i = 0; plain && i < out.n; i++) {
+			size_t k = (out.r[i].start - (uintptr_t)p) / FX_PAGE;
+
+			plain = out.r[i].state == PT_STATE_PRESENT && !(out.r[i].attrs & PT_ATTR_ZERO) &&
+				(out.r[i].attrs & PT_ATTR_KFLAGS) && k < 2 &&
+				(out.r[i].kflags & STABLE_MASK) == (f[k] & STABLE_MASK);
+		}
+		/* the kernel's own word, unless the probe was overruled */
+		if (!forced)
+			plain = plain && pfn[0] != pfn[1] && !((f[0] | f[1]) & KPF(ZERO_PAGE)) &&
+				(f[0] & f[1] & KPF(ANON));
+		tap_ok(pt__zero_pfn() == 0 && plain,
+		       "%sno zero page: pt__zero_pfn() is 0, read-faulted pages are plain present "
+		       "pages%s (PFNs %#" PRIx64 " %#" PRIx64 ", kflags %#" PRIx64 " %#" PRIx64 ")",
+		       pass, forced ? " (forced; the kernel maps the zero page)" : ", distinct, anonymous",
+		       pfn[0], pfn[1], f[0], f[1]);
 	}
-	munmap((void *)p, FX_PAGE);
+	munmap((void *)p, 2 * FX_PAGE);
 }
 
 /* A touched, 2 MiB-aligned 4 MiB MADV_HUGEPAGE region, or NULL with *why. */
@@ -276,7 +334,7 @@ static bool expand(const struct pt_runbuf *rb, uint64_t start, size_t n, uint32_
 	return a == start + n * FX_PAGE;
 }
 
-static void test_apply(void)
+static void test_apply(const char *pass)
 {
 	const char *why = NULL;
 	void *base = NULL;
@@ -291,7 +349,9 @@ static void test_apply(void)
 	struct pt_vma v;
 	uint64_t stopped = 0;
 	bool thp[2] = { false, false };
-	size_t bad_kf = 0, bad_huge = 0, bad_loc = 0, no_kattr = 0, zero_ok = 0;
+	size_t bad_kf = 0, bad_huge = 0, bad_loc = 0, no_kattr = 0, zero_ok = 0, zero_bad = 0;
+	const char *zp_why = NULL;
+	int zp = pt__zero_page(&zp_why);
 	int r;
 
 	if (!e || !kf || !mc || !loc || !at || !ibuf || !obuf) {
@@ -314,7 +374,8 @@ static void test_apply(void)
 	q = mmap(p + 2 * HPAGE, 256 * FX_PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (q == MAP_FAILED) {
-		tap_skip_n(14, "cannot map the area after the THP region", "pt__kflags_apply");
+		tap_skip_n(N_APPLY, "cannot map the area after the THP region", "%spt__kflags_apply",
+			   pass);
 		goto out;
 	}
 	madvise(q, 256 * FX_PAGE, MADV_NOHUGEPAGE);
@@ -334,8 +395,8 @@ static void test_apply(void)
 	/* want_all = false: HUGE only, no kflags. */
 	r = pt__kflags_apply(&t, &v, &in, false, &out, &stopped);
 	tap_ok(r == 0 && stopped == (uintptr_t)p + n * FX_PAGE,
-	       "apply(want_all=false) returns 0 and stops at the end (%d)", r);
-	tap_ok(expand(&out, (uintptr_t)p, n, at, kf, mc, loc), "output runs cover the input exactly");
+	       "%sapply(want_all=false) returns 0 and stops at the end (%d)", pass, r);
+	tap_ok(expand(&out, (uintptr_t)p, n, at, kf, mc, loc), "%soutput runs cover the input exactly", pass);
 	for (size_t i = 0; i < n; i++) {
 		bool want_huge = i < 1024 && thp[i / 512];
 
@@ -346,17 +407,17 @@ static void test_apply(void)
 		if ((e[i] & PT_PM_PRESENT) && loc[i] != (e[i] & PT_PM_PFN_MASK))
 			bad_loc++;
 	}
-	tap_ok(bad_huge == 0, "HUGE set exactly on PMD-mapped THP blocks (%zu pages wrong)", bad_huge);
-	tap_ok(bad_kf == 0, "want_all=false leaves kflags/mapcount unset (%zu pages)", bad_kf);
-	tap_ok(bad_loc == 0, "locations preserved (%zu pages wrong)", bad_loc);
+	tap_ok(bad_huge == 0, "%sHUGE set exactly on PMD-mapped THP blocks (%zu pages wrong)", pass, bad_huge);
+	tap_ok(bad_kf == 0, "%swant_all=false leaves kflags/mapcount unset (%zu pages)", pass, bad_kf);
+	tap_ok(bad_loc == 0, "%slocations preserved (%zu pages wrong)", pass, bad_loc);
 
 	/* want_all = true: every present page gets its flags. */
 	out.n = 0;
 	bad_kf = bad_huge = bad_loc = 0;
 	r = pt__kflags_apply(&t, &v, &in, true, &out, &stopped);
 	tap_ok(r == 0 && stopped == (uintptr_t)p + n * FX_PAGE,
-	       "apply(want_all=true) returns 0 and stops at the end (%d)", r);
-	tap_ok(expand(&out, (uintptr_t)p, n, at, kf, mc, loc), "output runs cover the input exactly");
+	       "%sapply(want_all=true) returns 0 and stops at the end (%d)", pass, r);
+	tap_ok(expand(&out, (uintptr_t)p, n, at, kf, mc, loc), "%soutput runs cover the input exactly", pass);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t f, c;
 
@@ -374,15 +435,32 @@ static void test_apply(void)
 			bad_huge++;
 		if (loc[i] != (e[i] & PT_PM_PFN_MASK))
 			bad_loc++;
-		if (i >= 1024 && (i - 1024) % 4 == 3 &&
-		    !!(at[i] & PT_ATTR_ZERO) == !!(kf[i] & KPF(ZERO_PAGE)) && (kf[i] & KPF(ZERO_PAGE)))
-			zero_ok++;
+		if (i >= 1024 && (i - 1024) % 4 == 3) {
+			/* read-faulted: ZERO exactly when the probe says the zero page is used */
+			if (zp == PT_YES ? (at[i] & PT_ATTR_ZERO) && (kf[i] & KPF(ZERO_PAGE))
+					 : !(at[i] & PT_ATTR_ZERO))
+				zero_ok++;
+		} else if (at[i] & PT_ATTR_ZERO) {
+			zero_bad++;
+		}
 	}
-	tap_ok(no_kattr == 0, "every present page has PT_ATTR_KFLAGS (%zu lack it)", no_kattr);
-	tap_ok(bad_kf == 0, "kflags and mapcount equal per-PFN preads (%zu pages differ)", bad_kf);
-	tap_ok(bad_huge == 0 && bad_loc == 0, "HUGE and locations right with want_all (%zu, %zu)",
+	tap_ok(no_kattr == 0, "%severy present page has PT_ATTR_KFLAGS (%zu lack it)", pass, no_kattr);
+	tap_ok(bad_kf == 0, "%skflags and mapcount equal per-PFN preads (%zu pages differ)", pass, bad_kf);
+	tap_ok(bad_huge == 0 && bad_loc == 0, "%sHUGE and locations right with want_all (%zu, %zu)", pass,
 	       bad_huge, bad_loc);
-	tap_ok(zero_ok == 64, "zero-page pages carry KPF_ZERO_PAGE and PT_ATTR_ZERO (%zu/64)", zero_ok);
+	if (zp == PT_UNKNOWN) {
+		tap_skip(zp_why, "%szero-page pages carry KPF_ZERO_PAGE and PT_ATTR_ZERO", pass);
+		tap_skip(zp_why, "%sno zero page: read-faulted pages carry no PT_ATTR_ZERO", pass);
+	} else if (zp == PT_YES) {
+		tap_ok(zero_ok == 64, "%szero-page pages carry KPF_ZERO_PAGE and PT_ATTR_ZERO (%zu/64)",
+		       pass, zero_ok);
+		tap_skip(zp_why, "%sno zero page: read-faulted pages carry no PT_ATTR_ZERO", pass);
+	} else {
+		tap_skip(zp_why, "%szero-page pages carry KPF_ZERO_PAGE and PT_ATTR_ZERO", pass);
+		tap_ok(zero_ok == 64, "%sno zero page: read-faulted pages carry no PT_ATTR_ZERO (%zu/64)",
+		       pass, zero_ok);
+	}
+	tap_ok(zero_bad == 0, "%sno written or THP page carries PT_ATTR_ZERO (%zu do)", pass, zero_bad);
 
 	/* A full output buffer: stop at a run boundary, resume gives the rest. */
 	{
@@ -392,9 +470,9 @@ static void test_apply(void)
 
 		r = pt__kflags_apply(&t, &v, &in, true, &sb, &st2);
 		tap_ok(r == 0 && sb.n == 5 && st2 == small[4].end && st2 < (uintptr_t)p + n * FX_PAGE,
-		       "a full @out stops at the first address not written (%d, n=%zu)", r, sb.n);
+		       "%sa full @out stops at the first address not written (%d, n=%zu)", pass, r, sb.n);
 	}
-	tap_ok(!(t.limits & PT_LIMIT_NO_KFLAGS), "no PT_LIMIT_NO_KFLAGS when readable");
+	tap_ok(!(t.limits & PT_LIMIT_NO_KFLAGS), "%sno PT_LIMIT_NO_KFLAGS when readable", pass);
 
 	/* Unprivileged: runs copied unchanged, PT_LIMIT_NO_KFLAGS. */
 	{
@@ -419,10 +497,11 @@ static void test_apply(void)
 		}
 		waitpid(pid, &status, 0);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-			tap_skip("cannot drop privileges", "unreadable kpageflags: copy + PT_LIMIT_NO_KFLAGS");
+			tap_skip("cannot drop privileges", "%sunreadable kpageflags: copy + PT_LIMIT_NO_KFLAGS",
+				 pass);
 		else
 			tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			       "unreadable kpageflags: runs copied, PT_LIMIT_NO_KFLAGS set (status %#x)",
+			       "%sunreadable kpageflags: runs copied, PT_LIMIT_NO_KFLAGS set (status %#x)", pass,
 			       status);
 	}
 	munmap(q, 256 * FX_PAGE);
@@ -453,12 +532,30 @@ int main(void)
 	srand(12345);
 
 	/* per test_*(), in the order called below */
-	tap_plan(3 + 6 + 2 + 3 + 14);
+	tap_plan(3 + 6 + N_ZERO + 3 + N_APPLY + N_ZERO + N_APPLY);
 	test_args();
 	test_batch();
-	test_zero_page();
+	test_zero_page("");
 	test_thp();
-	test_apply();
+	test_apply("");
+
+	/*
+	 * Both branches of the zero-page probe stay tested: where the kernel
+	 * maps the zero page, run the zero-page checks again with the probe
+	 * forced to "no" (PT_FORCE_NO_ZERO_PAGE=1).
+	 */
+	if (pt__zero_page(NULL) == PT_YES) {
+		setenv("PT_FORCE_NO_ZERO_PAGE", "1", 1);
+		pt__features_reset();
+		test_zero_page("forced no zero page: ");
+		test_apply("forced no zero page: ");
+		unsetenv("PT_FORCE_NO_ZERO_PAGE");
+		pt__features_reset();
+	} else {
+		tap_skip_n(N_ZERO + N_APPLY, fx_zero_page_forced() ? "already forced" :
+			   "the probe says the kernel does not map the zero page",
+			   "forced no zero page: zero-page and kflags_apply checks");
+	}
 
 	close(kpf_fd);
 	close(kpc_fd);

@@ -222,14 +222,36 @@ static void report_miss(const char *mode, const char *bk, const struct want *x, 
 #define N_KILLED 3
 #define N_BACKEND (N_LOCKSTEP + N_CONCURRENT + 2 * N_KILLED)
 
-static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
+/*
+ * A mode's rounds ended by its time cap (fixture.h): skip the "rounds ran"
+ * subtest with the counts, so the cap is reported, never a pass or a kill.
+ */
+static void rounds_ran(const char *mode, const char *bk, unsigned done, unsigned rounds,
+		       uint64_t t0, bool capped, int err)
+{
+	char why[160];
+
+	if (capped && !err) {
+		snprintf(why, sizeof(why), "time cap hit: %u of %u rounds in %.1f s (budget %u s, "
+			 "PT_TEST_TIMEOUT)", done, rounds, (double)(fx_now_ms() - t0) / 1000.0,
+			 fx_budget_s());
+		tap_skip(why, "%s %s: %u rounds ran", mode, bk, rounds);
+	} else {
+		tap_ok(err == 0, "%s %s: %u rounds ran (%s)", mode, bk, rounds,
+		       err ? strerror(-err) : "ok");
+	}
+}
+
+static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds, uint64_t deadline)
 {
 	struct fork_res f;
 	struct pt_tracker *tr = NULL;
 	struct dvec v = { 0 };
 	struct wvec want = { 0 };
 	uint64_t miss = 0, checked = 0, reported = 0, hit = 0, reported_old = 0, hit_old = 0;
-	uint64_t op_checked[OP__COUNT] = { 0 }, pvw_val = 1ULL << 62;
+	uint64_t op_checked[OP__COUNT] = { 0 }, pvw_val = 1ULL << 62, t0 = fx_now_ms();
+	unsigned done = 0;
+	bool capped = false;
 	int err = 0;
 
 	if ((err = start_writer(false, &f))) {
@@ -246,6 +268,11 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 	for (uint64_t b = 1; b <= rounds && !err; b++) {
 		struct rec r;
 
+		if (fx_now_ms() >= deadline) {	/* safety net: report it, check what ran */
+			capped = true;
+			break;
+		}
+		done = (unsigned)b;
 		want.n = 0;
 		if (write(f.cmd_fd, &b, sizeof(b)) != sizeof(b)) {
 			err = -EPIPE;
@@ -396,7 +423,7 @@ static void lockstep(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
 				reported_old += n;
 		}
 	}
-	tap_ok(err == 0, "lockstep %s: %u rounds ran (%s)", bk, rounds, err ? strerror(-err) : "ok");
+	rounds_ran("lockstep", bk, done, rounds, t0, capped, err);
 	tap_ok(checked > 0 && miss * 1000 <= checked, "lockstep %s: at most 0.1%% of changed pages "
 	       "missed (%" PRIu64 " of %" PRIu64 ")", bk, miss, checked);
 	tap_ok(miss == 0, "lockstep %s: every changed page reported (%" PRIu64
@@ -808,7 +835,8 @@ static void take_rec(const struct rec *rec, struct wvec *queue, struct wvec *unm
 }
 
 /* Concurrent mode: the writer never waits; windows of epochs are checked. */
-static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned rounds)
+static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned rounds,
+		       uint64_t deadline)
 {
 	struct fork_res f;
 	struct pt_tracker *tr = NULL;
@@ -817,7 +845,8 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 	struct snap sn = { .pmfd = -1, .memfd = -1 };
 	uint64_t miss = 0, checked = 0, late = 0, seq = 0, done = 0;
 	size_t head = 0;
-	bool ended = false;
+	bool ended = false, capped = false;
+	uint64_t last = rounds + 1, t0 = fx_now_ms();	/* the round after the writer stops */
 	int err = 0;
 
 	memset(ring, 0, sizeof(ring));
@@ -844,10 +873,14 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		sn.memfd = open(pm, O_RDONLY | O_CLOEXEC);
 	}
 	for_each_page(f.pid, snap_one, &sn);	/* the writer waits for epoch 1 */
-	for (uint64_t r = 1; r <= rounds + 1 && !err; r++) {
+	for (uint64_t r = 1; r <= last && !err; r++) {
 		struct rec rec;
 
-		if (r == rounds + 1) {	/* last round: the writer has stopped */
+		if (r < last && fx_now_ms() >= deadline) {	/* safety net: end it here */
+			capped = true;
+			last = r;
+		}
+		if (r == last) {	/* last round: the writer has stopped */
 			atomic_store(&ctl->stop, 1);
 			fcntl(f.log_fd, F_SETFL, 0);
 			while (!ended && read_rec(f.log_fd, &rec)) {
@@ -921,8 +954,10 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 				hist_show(x->page, x->e2 + 3);
 		}
 	}
-	tap_ok(err == 0 && ended, "concurrent %s: %u rounds ran (%s)", bk, rounds,
-	       err ? strerror(-err) : ended ? "ok" : "writer did not end");
+	if (!err && !ended)
+		tap_ok(0, "concurrent %s: %u rounds ran (writer did not end)", bk, rounds);
+	else
+		rounds_ran("concurrent", bk, (unsigned)(last - 1), rounds, t0, capped, err);
 	tap_ok(late == 0, "concurrent %s: no record outside the kept rounds (%" PRIu64 ")", bk, late);
 	tap_ok(checked > 0 && miss * 1000 <= checked, "concurrent %s: at most 0.1%% of changes "
 	       "missed (%" PRIu64 " of %" PRIu64 ")", bk, miss, checked);
@@ -932,7 +967,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		/* the writer is in pause() now: one more round, then compare */
 		usleep(50 * 1000);
 		err = collect_round(tr, &ring[0]);
-		hist_round = rounds + 2;
+		hist_round = last + 1;
 		for (size_t i = 0; !err && i < ring[0].n; i++)
 			hist_add(H_REPORT, ring[0].d[i].start, ring[0].d[i].end, ring[0].d[i].flags, 0);
 		if (!err)
@@ -993,6 +1028,7 @@ out:
 /* ---- tracker killed mid-run ---- */
 
 #define KPAGES 512
+#define KILL_WAIT_MS 60000	/* cap of the waits for the tracker's rounds, the writer's check */
 
 /* The writer of the kill test: stamps pages, keeps its own copy, verifies. */
 static void kill_writer(void)
@@ -1046,12 +1082,15 @@ static void tracker_proc(pid_t target, struct pt_tracker_opts *o)
 	}
 }
 
-/* Writes per ms: the best of 4 windows of 100 ms (the machine is shared). */
-static double rate(void)
+/*
+ * Writes per ms: the best of @windows windows of 100 ms (the machine is
+ * shared), stopping early once @enough is reached.
+ */
+static double rate(int windows, double enough)
 {
 	double best = 0;
 
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < windows && !(enough > 0 && best >= enough); i++) {
 		uint64_t p0 = atomic_load(&ctl->progress), t0 = now_ms();
 		double r;
 
@@ -1076,7 +1115,7 @@ static void killed(struct pt_tracker_opts *o, const char *bk, bool during_create
 		kill_writer();
 	while (!atomic_load(&ctl->ready))
 		usleep(200);
-	before = rate();
+	before = rate(4, 0);
 	t = fork();
 	if (t == 0)
 		tracker_proc(w, o);
@@ -1085,12 +1124,17 @@ static void killed(struct pt_tracker_opts *o, const char *bk, bool during_create
 
 		usleep((useconds_t)(rnd(&r) % 3000));
 	} else {
+		/* generous caps (a slow machine's rounds are slow); said if hit */
 		uint64_t t0 = now_ms();
 
-		while (atomic_load(&ctl->rounds) < 5 && now_ms() - t0 < 5000)
+		while (atomic_load(&ctl->rounds) < 5 && now_ms() - t0 < KILL_WAIT_MS)
 			usleep(100);
-		while (!atomic_load(&ctl->in_collect) && now_ms() - t0 < 5000)
+		while (!atomic_load(&ctl->in_collect) && now_ms() - t0 < KILL_WAIT_MS)
 			;
+		if (atomic_load(&ctl->rounds) < 5 || !atomic_load(&ctl->in_collect))
+			tap_diag("killed %s %s: cap of %d s hit before 5 rounds and a collect "
+				 "in progress (%" PRIu64 " rounds)", bk, when, KILL_WAIT_MS / 1000,
+				 (uint64_t)atomic_load(&ctl->rounds));
 	}
 	kill(t, SIGKILL);
 	waitpid(t, &st, 0);
@@ -1098,14 +1142,19 @@ static void killed(struct pt_tracker_opts *o, const char *bk, bool during_create
 	       "SIGKILL (status 0x%x, %" PRIu64 " rounds done)", bk, when, st,
 	       (uint64_t)atomic_load(&ctl->rounds));
 	usleep(50000);	/* the first writes after the kill may fault once per page */
-	after = rate();
+	/*
+	 * A writer left blocked or slowed for good fails this; a passing
+	 * hiccup (TCG, a loaded machine, the dead tracker's teardown) does
+	 * not: up to 50 windows (5 s) to show the pace again.
+	 */
+	after = rate(50, 0.3 * before);
 	tap_ok(after >= 0.3 * before, "killed %s %s: writer keeps its pace (%.0f writes/ms before, "
 	       "%.0f after)", bk, when, before, after);
 	atomic_store(&ctl->stop, 1);
 	{
 		uint64_t t0 = now_ms();
 
-		while (!atomic_load(&ctl->verified) && now_ms() - t0 < 5000)
+		while (!atomic_load(&ctl->verified) && now_ms() - t0 < KILL_WAIT_MS)
 			usleep(1000);
 	}
 	tap_ok(atomic_load(&ctl->verified) && atomic_load(&ctl->verify_bad) == 0,
@@ -1144,14 +1193,11 @@ static void find_odirect_dir(void)
 
 int main(void)
 {
-	static const struct {
-		enum pt_track_backend b;
-		enum pt_feature f;
-	} bks[] = {
-		{ PT_TRACK_UFFD, PT_FEAT_UFFD_WP_ASYNC },
-		{ PT_TRACK_SOFTDIRTY, PT_FEAT_SOFT_DIRTY },
-		{ PT_TRACK_HASH, PT_FEAT__COUNT },
-	};
+	static const enum pt_track_backend bks[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY,
+						     PT_TRACK_HASH };
+	const char *why[3] = { NULL, NULL, NULL };
+	bool usable[3];
+	unsigned parts = 0;	/* modes with rounds still to run: they share the time budget */
 	const char *env = getenv("PT_NEVERMISS_ROUNDS");
 	unsigned rounds = env ? (unsigned)strtoul(env, NULL, 10) : 300;
 
@@ -1166,29 +1212,29 @@ int main(void)
 		tap_diag("no O_DIRECT-capable disk filesystem (/var/tmp is tmpfs or refuses): "
 			 "the o_direct-read op is skipped");
 	tap_plan((int)(sizeof(bks) / sizeof(bks[0])) * N_BACKEND);
-	for (size_t i = 0; i < sizeof(bks) / sizeof(bks[0]); i++) {
-		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = bks[i].b };
-		const char *bk = pt_track_backend_name(bks[i].b);
-		struct pt_tracker *probe = pt_tracker_create(0, &o);
-		uint64_t t0 = now_ms();
+	/* the probes decide; then every tracker creation below must succeed */
+	for (size_t i = 0; i < 3; i++) {
 		const char *only = getenv("PT_NEVERMISS_BACKEND");
 
-		if (only && strcmp(only, bk)) {
-			pt_tracker_free(probe);
-			tap_skip_n(N_BACKEND, "PT_NEVERMISS_BACKEND is set", "%s: never misses a write", bk);
-			continue;
+		if (only && strcmp(only, pt_track_backend_name(bks[i]))) {
+			usable[i] = false;
+			why[i] = "PT_NEVERMISS_BACKEND is set";
+		} else {
+			usable[i] = fx_track_backend_usable(bks[i], true, &why[i]);
 		}
-		if (!probe && errno == EOPNOTSUPP) {
-			const char *why = "not usable here";
+		parts += usable[i] ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(bks) / sizeof(bks[0]); i++) {
+		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = bks[i] };
+		const char *bk = pt_track_backend_name(bks[i]);
+		uint64_t t0 = now_ms();
 
-			if (bks[i].f != PT_FEAT__COUNT)
-				pt_feature(bks[i].f, &why);
-			tap_skip_n(N_BACKEND, why, "%s: never misses a write", bk);
+		if (!usable[i]) {
+			tap_skip_n(N_BACKEND, why[i], "%s: never misses a write", bk);
 			continue;
 		}
-		pt_tracker_free(probe);
-		lockstep(&o, bk, rounds);
-		concurrent(&o, bk, rounds + rounds / 2);
+		lockstep(&o, bk, rounds, fx_deadline_ms(parts--));
+		concurrent(&o, bk, rounds + rounds / 2, fx_deadline_ms(parts--));
 		killed(&o, bk, false);
 		killed(&o, bk, true);
 		tap_diag("%s: %.1f s", bk, (double)(now_ms() - t0) / 1000.0);

@@ -19,13 +19,15 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "pt_internal.h"
 #include "tap.h"
 #include "uapi.h"
 
 #define NP 64
 
 /* subtests of one backend's test_*() calls in main(), skips included */
-#define N_PER_BACKEND (4 + 2 + 2 + 2 + 1 + 2 + 3 + 5)
+#define N_ZERO 3	/* test_zero_page() */
+#define N_PER_BACKEND (4 + 2 + 2 + N_ZERO + 1 + 2 + 3 + 5)
 
 static enum pt_scan_backend backends[2];
 static int nbackends;
@@ -179,11 +181,43 @@ static void test_thp(enum pt_scan_backend b)
 		tap_ok(pt_scan_limits(t) & PT_LIMIT_NO_HUGE, "%s: scan says huge is not visible", bn);
 		pt_target_free(t);
 	} else {
-		tap_ok(scan(b, p, np, 0, st, at) == 0 && fx_count(st, 0, np, PT_STATE_PRESENT) == np,
-		       "%s: THP region present", bn);
+		/*
+		 * Proactive reclaim (DAMON pageout) may swap pages out at
+		 * any moment: the oracle is pagemap and smaps read right
+		 * before and after the scan, the scan retried (at most 5
+		 * times) until both reads agree.
+		 */
+		uint64_t *e0 = calloc(np, 8), *e1 = calloc(np, 8);
+		size_t bad = 0, present = 0;
+		bool stable = false;
+		int r = -1, tries = 0;
+
+		if (!e0 || !e1) {
+			printf("Bail out! out of memory\n");
+			exit(1);
+		}
+		for (; tries < 5 && !stable; tries++) {
+			kb = smaps_anon_huge_kb(p);
+			fx_pagemap(p, np, e0);
+			r = scan(b, p, np, 0, st, at);
+			stable = fx_pagemap(p, np, e1) == 0 && fx_pagemap_same(e0, e1, np) &&
+				 smaps_anon_huge_kb(p) == kb;
+		}
+		for (size_t i = 0; i < np; i++) {
+			present += !!(e0[i] & PT_PM_PRESENT);
+			bad += st[i] != ((e0[i] & PT_PM_PRESENT) ? PT_STATE_PRESENT :
+					 (e0[i] & PT_PM_SWAP) ? PT_STATE_SWAPPED : PT_STATE_ABSENT);
+		}
+		if (present < np || tries > 1)
+			tap_diag("%s: THP region: %zu of %zu pages present by pagemap, %d scan%s (reclaim?)",
+				 bn, present, np, tries, tries > 1 ? "s" : "");
+		tap_ok(r == 0 && stable && bad == 0, "%s: THP region: states equal pagemap read beside "
+		       "the scan (%zu of %zu present, %zu differ)", bn, present, np, bad);
 		tap_ok(count_attr(at, 0, np, PT_ATTR_HUGE) * 4 == (size_t)kb,
 		       "%s: huge pages match smaps AnonHugePages (%zu vs %ld kB)", bn,
 		       count_attr(at, 0, np, PT_ATTR_HUGE) * 4, kb);
+		free(e0);
+		free(e1);
 	}
 	munmap(raw, len + (2UL << 20));
 out:
@@ -191,29 +225,56 @@ out:
 	free(at);
 }
 
-static void test_zero_page(enum pt_scan_backend b)
+/*
+ * Read-faulted pages, as the zero-page probe (pt__zero_page()) has it.
+ * Yes: they carry PT_ATTR_ZERO, written ones do not.  No (a kernel that
+ * never maps the zero page, or PT_FORCE_NO_ZERO_PAGE=1): the zero-page
+ * check is skipped with the probe's reason, and the read-faulted pages
+ * are plain present pages without PT_ATTR_ZERO; unless forced, they are
+ * real pages of their own (exclusive, like the written ones).
+ * PT_LIMIT_NO_ZERO is set exactly when the read backend cannot tell.
+ */
+static void test_zero_page(enum pt_scan_backend b, const char *pass)
 {
-	const char *bn = pt_scan_backend_name(b);
+	const char *bn = pt_scan_backend_name(b), *why = NULL;
+	int zp = pt__zero_page(&why);
 	volatile char *p = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t st[16];
 	uint32_t at[16];
 	int sum = 0;
+	bool limit, want_limit;
 
 	for (int i = 0; i < 8; i++)
-		sum += p[i * FX_PAGE];	/* read faults map the zero page */
+		sum += p[i * FX_PAGE];	/* read faults (the zero page?) */
 	for (int i = 8; i < 16; i++)
 		p[i * FX_PAGE] = 1;
-	tap_ok(sum == 0 && scan(b, (void *)p, 16, 0, st, at) == 0 &&
-		       fx_count(st, 0, 16, PT_STATE_PRESENT) == 16,
-	       "%s: read-faulted and written pages present", bn);
 	struct pt_target *t = open_self(b);
-	fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + 16 * FX_PAGE, 0, st, at);
-	if (pt_scan_limits(t) & PT_LIMIT_NO_ZERO)
-		tap_skip("zero page not visible without PFNs on this backend", "%s: zero page", bn);
-	else
+	int r = fx_scan_pages(t, (uintptr_t)p, (uintptr_t)p + 16 * FX_PAGE, 0, st, at);
+
+	tap_ok(sum == 0 && r == 0 && fx_count(st, 0, 16, PT_STATE_PRESENT) == 16,
+	       "%s%s: read-faulted and written pages present", pass, bn);
+	limit = pt_scan_limits(t) & PT_LIMIT_NO_ZERO;
+	want_limit = b == PT_SCAN_BACKEND_PAGEMAP_READ && zp == PT_UNKNOWN;
+	if (limit || zp == PT_UNKNOWN) {
+		tap_ok(limit == want_limit, "%s%s: PT_LIMIT_NO_ZERO %s, the zero-page probe is unknown",
+		       pass, bn, limit ? "set" : "not set");
+		tap_skip(why, "%s%s: zero page", pass, bn);
+	} else if (zp == PT_YES) {
 		tap_ok(count_attr(at, 0, 8, PT_ATTR_ZERO) == 8 && count_attr(at, 8, 16, PT_ATTR_ZERO) == 0,
-		       "%s: read-faulted pages map the zero page, written ones do not", bn);
+		       "%s%s: read-faulted pages map the zero page, written ones do not", pass, bn);
+		tap_skip(why, "%s%s: no zero page: read-faulted pages are plain present pages", pass, bn);
+	} else {
+		bool forced = fx_zero_page_forced();
+		/* the kernel's word (exclusive real pages) holds unless the probe was overruled */
+		size_t excl = count_attr(at, 0, 16, PT_ATTR_EXCLUSIVE);
+
+		tap_skip(why, "%s%s: read-faulted pages map the zero page, written ones do not", pass, bn);
+		tap_ok(count_attr(at, 0, 16, PT_ATTR_ZERO) == 0 && !limit && (forced || excl == 16),
+		       "%s%s: no zero page: read-faulted pages are plain present pages (no PT_ATTR_ZERO, "
+		       "no PT_LIMIT_NO_ZERO%s; %zu/16 exclusive)", pass, bn,
+		       forced ? "; forced, the kernel maps it" : ", exclusive", excl);
+	}
 	pt_target_free(t);
 	munmap((void *)p, 16 * FX_PAGE);
 }
@@ -387,14 +448,14 @@ int main(void)
 	nbackends = fx_backends(backends);
 	if (pt_feature(PT_FEAT_PAGEMAP_SCAN, NULL) != PT_YES)
 		tap_diag("PAGEMAP_SCAN not available: only the read backend is tested");
-	tap_plan(2 * N_PER_BACKEND);
+	tap_plan(2 * N_PER_BACKEND + 2 * N_ZERO);
 	for (int i = 0; i < nbackends; i++) {
 		enum pt_scan_backend b = backends[i];
 
 		test_private_anon(b);
 		test_anon_swapped(b);
 		test_thp(b);
-		test_zero_page(b);
+		test_zero_page(b, "");
 		test_guard(b);
 		test_cow_fork(b);
 		test_private_file(b);
@@ -403,5 +464,21 @@ int main(void)
 	if (nbackends < 2)
 		tap_skip_n(N_PER_BACKEND, "PAGEMAP_SCAN not supported by this kernel",
 			   "pagemap_scan backend layouts");
+	/* both branches of the zero-page probe: force "no" where the kernel maps it */
+	if (pt__zero_page(NULL) == PT_YES) {
+		setenv("PT_FORCE_NO_ZERO_PAGE", "1", 1);
+		pt__features_reset();
+		for (int i = 0; i < nbackends; i++)
+			test_zero_page(backends[i], "forced no zero page: ");
+		if (nbackends < 2)
+			tap_skip_n(N_ZERO, "PAGEMAP_SCAN not supported by this kernel",
+				   "forced no zero page: pagemap_scan backend");
+		unsetenv("PT_FORCE_NO_ZERO_PAGE");
+		pt__features_reset();
+	} else {
+		tap_skip_n(2 * N_ZERO, fx_zero_page_forced() ? "already forced" :
+			   "the probe says the kernel does not map the zero page",
+			   "forced no zero page: zero-page checks");
+	}
 	return tap_done();
 }

@@ -429,19 +429,17 @@ static void scenario(enum pt_track_backend b)
 		return;
 	}
 	int fds_before = count_uffd_fds(pid);
+	const char *why = NULL;
+
+	if (!fx_track_backend_usable(b, true, &why)) {
+		tap_skip_n(N_SCENARIO, why, "%s: tracker scenarios (backend not usable here)", bn);
+		fx_child_kill(pid);
+		return;
+	}
 	tr = pt_tracker_create(pid, &o);
 	if (!tr) {
-		const char *why = strerror(errno);
-		if (errno == EOPNOTSUPP) {
-			if (b == PT_TRACK_SOFTDIRTY)
-				pt_feature(PT_FEAT_SOFT_DIRTY, &why);
-			else if (b == PT_TRACK_UFFD)
-				pt_feature(PT_FEAT_UFFD_WP_ASYNC, &why);
-			tap_skip_n(N_SCENARIO, why, "%s: tracker scenarios (backend not usable here)", bn);
-		} else {
-			tap_ok(0, "%s: create tracker: %s", bn, why);
-			tap_skip_n(N_SCENARIO - 1, "no tracker", "%s: tracker scenarios", bn);
-		}
+		tap_ok(0, "%s: create tracker (the probes say it is usable): %s", bn, strerror(errno));
+		tap_skip_n(N_SCENARIO - 1, "no tracker", "%s: tracker scenarios", bn);
 		fx_child_kill(pid);
 		return;
 	}
@@ -599,7 +597,6 @@ static void scenario(enum pt_track_backend b)
 	tap_ok(!err && covered(d, n, sh->sparse + (1ULL << 36) + 2 * FX_PAGE, FX_PAGE),
 	       "%s: write in a sparse 128 GiB reservation reported", bn);
 
-	const char *why;
 	if (fx_swap(&why)) {
 		n = collect(tr, d, 65536, &err);	/* quiet round */
 		run_cmd(10);
@@ -675,22 +672,22 @@ static void self_note_copy(enum pt_track_backend b, bool shared)
 			 (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
 	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
 				     .end = (uintptr_t)p + 4 * FX_PAGE };
-	const char *what = shared ? "shared" : "private";
+	const char *what = shared ? "shared" : "private", *why = NULL;
 	int checks = N_NOTE_COPY(b, shared);
 	struct pt_tracker *tr;
 	bool more;
 	int n;
 
 	memset(p, 'A', 4 * FX_PAGE);
+	if (!fx_track_backend_usable(b, false, &why)) {
+		tap_skip_n(checks, why, "%s: note_copy on %s memory", bn, what);
+		munmap(p, 4 * FX_PAGE);
+		return;
+	}
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP) {
-			tap_skip_n(checks, "backend not usable here", "%s: note_copy on %s memory",
-				   bn, what);
-		} else {
-			tap_ok(0, "%s: create tracker: %s", bn, strerror(errno));
-			tap_skip_n(checks - 1, "no tracker", "%s: note_copy on %s memory", bn, what);
-		}
+		tap_ok(0, "%s: create tracker (the probes say it is usable): %s", bn, strerror(errno));
+		tap_skip_n(checks - 1, "no tracker", "%s: note_copy on %s memory", bn, what);
 		munmap(p, 4 * FX_PAGE);
 		return;
 	}
@@ -735,21 +732,25 @@ static void self_regrow(enum pt_track_backend b, bool note)
 	char *p = fx_map(8 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
 				     .end = (uintptr_t)p + 8 * FX_PAGE };
-	const char *how = note ? "noted" : "not noted";
+	const char *how = note ? "noted" : "not noted", *why = NULL;
 	struct pt_tracker *tr;
 	bool more;
 	int n;
 
 	memset(p, 'A', 8 * FX_PAGE);
+	if (!fx_track_backend_usable(b, false, &why)) {
+		tap_skip_n(N_REGROW(note), why, "%s: a copied page unmapped and mapped again is "
+			   "reported (copy %s)", bn, how);
+		munmap(p, 8 * FX_PAGE);
+		return;
+	}
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (!N_REGROW(note))
-			tap_diag("%s: copy not noted: no tracker: %s", bn, strerror(errno));
-		else if (errno == EOPNOTSUPP)
-			tap_skip("backend not usable here", "%s: a copied page unmapped and mapped "
-				 "again is reported (copy %s)", bn, how);
+		if (N_REGROW(note))
+			tap_ok(0, "%s: create tracker (the probes say it is usable): %s", bn,
+			       strerror(errno));
 		else
-			tap_ok(0, "%s: create tracker: %s", bn, strerror(errno));
+			tap_diag("%s: copy not noted: no tracker: %s", bn, strerror(errno));
 		munmap(p, 8 * FX_PAGE);
 		return;
 	}
@@ -861,6 +862,7 @@ static void self_layout(enum pt_track_backend b)
 	struct pt_track_area ta = { .sz = sizeof(ta) };
 	struct pt_vma *v = NULL, *v2 = NULL;
 	size_t nv = 0, nv2 = 0, n;
+	const char *why = NULL;
 	uint64_t outside;
 	struct pt_tracker *tr;
 	bool more, stable = true;
@@ -873,15 +875,15 @@ static void self_layout(enum pt_track_backend b)
 	x += FX_PAGE;
 	memset(x, 1, 8 * FX_PAGE);
 	memset(s, 1, 4 * FX_PAGE);
+	if (!fx_track_backend_usable(b, false, &why)) {
+		tap_skip_n(N_SELF_LAYOUT, why, "%s: layout of the last round", bn);
+		goto unmap;
+	}
 	tr = pt_tracker_create(0, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP) {
-			tap_skip_n(N_SELF_LAYOUT, "backend not usable here", "%s: layout of the last round",
-				   bn);
-		} else {
-			tap_ok(0, "%s: create tracker for the layout tests: %s", bn, strerror(errno));
-			tap_skip_n(N_SELF_LAYOUT - 1, "no tracker", "%s: layout of the last round", bn);
-		}
+		tap_ok(0, "%s: create tracker for the layout tests (the probes say it is usable): %s",
+		       bn, strerror(errno));
+		tap_skip_n(N_SELF_LAYOUT - 1, "no tracker", "%s: layout of the last round", bn);
 		goto unmap;
 	}
 	err = pt_tracker_vmas(tr, &v, &nv);
@@ -1067,6 +1069,7 @@ static void churn_layout(enum pt_track_backend b)
 				     .flags = PT_TRACK_NO_BARRIER };
 	uint64_t outside = 0, pages = 0, out1;
 	int rounds = 0, bad = 0, err = 0;
+	const char *why = NULL;
 	struct pt_tracker *tr;
 	pid_t pid;
 
@@ -1076,12 +1079,15 @@ static void churn_layout(enum pt_track_backend b)
 		return;
 	}
 	usleep(20000);
+	if (!fx_track_backend_usable(b, true, &why)) {
+		tap_skip(why, "%s: layout under a churning target", bn);
+		fx_child_kill(pid);
+		return;
+	}
 	tr = pt_tracker_create(pid, &o);
 	if (!tr) {
-		if (errno == EOPNOTSUPP)
-			tap_skip("backend not usable here", "%s: layout under a churning target", bn);
-		else
-			tap_ok(0, "%s: create tracker on the churning child: %s", bn, strerror(errno));
+		tap_ok(0, "%s: create tracker on the churning child (the probes say it is usable): %s",
+		       bn, strerror(errno));
 		fx_child_kill(pid);
 		return;
 	}

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -75,6 +76,7 @@ static atomic_bool probed;
 static atomic_bool sd_probed;	/* PT_FEAT_SOFT_DIRTY, probed on its own */
 static struct feat_res res[PT_FEAT__COUNT];
 static uint64_t zero_pfn;
+static struct feat_res zero_page;	/* does a read fault map the zero page? */
 static uint64_t scan_cats;
 static size_t page_size;
 
@@ -236,19 +238,86 @@ static void probe_scan(struct probe_ctx *c, void *map, size_t pages)
 		    "PAGEMAP_SCAN rejects PAGE_IS_GUARD with EINVAL (kernel < 6.16)");
 }
 
-/* True when kpageflags is readable and says @pfn is not the zero page. */
-static bool kpf_says_not_zero(uint64_t pfn)
+/* KPF_ZERO_PAGE of @pfn: 1 set, 0 clear, -1 kpageflags not readable. */
+static int kpf_zero_page(uint64_t pfn)
 {
 	uint64_t flags;
-	bool not_zero = false;
+	int r = -1;
 	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return false;
+		return -1;
 	if (pread(fd, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags))) == sizeof(flags))
-		not_zero = !(flags & (1ULL << PT_KPF_ZERO_PAGE));
+		r = !!(flags & (1ULL << PT_KPF_ZERO_PAGE));
 	close(fd);
-	return not_zero;
+	return r;
+}
+
+static void zp_set(int state, uint64_t pfn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void zp_set(int state, uint64_t pfn, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(zero_page.buf, sizeof(zero_page.buf), fmt, ap);
+	va_end(ap);
+	zero_page.state = state;
+	zero_page.reason = zero_page.buf;
+	zero_pfn = pfn;
+}
+
+/*
+ * Does a read fault on private anonymous memory map the shared zero page?
+ * Some kernels never map it (e.g. booted with pvm_no_zero_page=1): a read
+ * fault allocates a real page.  The signal: two read-faulted pages share
+ * one PFN (a real page each would differ), confirmed by KPF_ZERO_PAGE when
+ * kpageflags is readable.  Needs visible PFNs, else unknown.
+ *
+ * PT_FORCE_NO_ZERO_PAGE=1 makes the answer "no" whatever the kernel does,
+ * so tests can exercise the no-zero-page path on any machine.  The
+ * library then reports what it would on such a kernel: no page carries
+ * PT_ATTR_ZERO (not from the PFN, not from PAGE_IS_PFNZERO, not from
+ * KPF_ZERO_PAGE), and no PT_LIMIT_NO_ZERO either, since the probe's word
+ * is that the attribute can never apply.  That is safe to report: the
+ * attribute is a hint that a page holds no data, and every consumer
+ * (hash store, soft-dirty tracker, CLI) treats a present page without it
+ * as data and reads it, which gives the same zeros.  Raw kernel words
+ * the caller asked for (kflags, locations) stay untouched.
+ */
+static void probe_zero_page(const uint64_t *e)
+{
+	uint64_t pfn1 = e[1] & PT_PM_PFN_MASK, pfn2 = e[2] & PT_PM_PFN_MASK;
+
+	if (!(e[0] & PT_PM_PFN_MASK)) {
+		zp_set(PT_UNKNOWN, 0, "PFNs hidden: cannot tell whether read faults map the zero page");
+	} else if (!(e[1] & PT_PM_PRESENT) || !(e[2] & PT_PM_PRESENT) || !pfn1 || !pfn2) {
+		zp_set(PT_UNKNOWN, 0, "read-faulted pages not present in pagemap");
+	} else if (pfn1 != pfn2) {
+		zp_set(PT_NO, 0, "read faults allocate a page each (kernel does not map the zero page)");
+	} else {
+		int kz = kpf_zero_page(pfn1);
+
+		if (kz == 0)
+			zp_set(PT_UNKNOWN, 0, "read-faulted pages share PFN %#" PRIx64
+			       " without KPF_ZERO_PAGE", pfn1);
+		else
+			zp_set(PT_YES, pfn1, "read faults map the zero page (PFN %#" PRIx64 "%s)",
+			       pfn1, kz > 0 ? ", KPF_ZERO_PAGE" : "; kpageflags not readable");
+	}
+}
+
+/* PT_FORCE_NO_ZERO_PAGE=1: "no", whatever probe_zero_page() found. */
+static void force_zero_page(void)
+{
+	const char *force = getenv("PT_FORCE_NO_ZERO_PAGE");
+	char was[sizeof(zero_page.buf)];
+
+	if (!force || strcmp(force, "1"))
+		return;
+	snprintf(was, sizeof(was), "%s", zero_page.reason ? zero_page.reason : "not probed");
+	zp_set(PT_NO, 0, "forced by PT_FORCE_NO_ZERO_PAGE=1 (probe: %.100s)", was);
 }
 
 static void probe_pagemap(struct probe_ctx *c)
@@ -264,27 +333,28 @@ static void probe_pagemap(struct probe_ctx *c)
 		setf(PT_FEAT_PAGEMAP_SCAN, PT_UNKNOWN, "scratch mmap failed with %s", ename(r));
 		set(PT_FEAT_SCAN_SOFT_DIRTY, PT_UNKNOWN, "scratch mmap failed");
 		set(PT_FEAT_SCAN_GUARD, PT_UNKNOWN, "scratch mmap failed");
+		zp_set(PT_UNKNOWN, 0, "scratch mmap failed with %s", ename(r));
 		return;
 	}
 	map[0] = 1;			/* page 0: a real anonymous page */
-	(void)map[PT_PAGE_SIZE];	/* page 1: read fault maps the zero page */
+	(void)map[PT_PAGE_SIZE];	/* pages 1, 2: read faults (the zero page?) */
+	(void)map[2 * PT_PAGE_SIZE];
 
 	if (c->pagemap_fd < 0) {
 		set_err(PT_FEAT_PAGEMAP_PFN, c->pagemap_err, "open /proc/self/pagemap");
+		zp_set(PT_UNKNOWN, 0, "pagemap not readable");
 	} else if ((r = pm_read(c->pagemap_fd, (void *)map, e, pages)) < 0) {
 		set_err(PT_FEAT_PAGEMAP_PFN, -r, "pread /proc/self/pagemap");
+		zp_set(PT_UNKNOWN, 0, "pagemap not readable");
 	} else if (!(e[0] & PT_PM_PRESENT)) {
 		set(PT_FEAT_PAGEMAP_PFN, PT_UNKNOWN, "a written page is not present in pagemap");
-	} else if (!(e[0] & PT_PM_PFN_MASK)) {
-		set(PT_FEAT_PAGEMAP_PFN, PT_NO, "PFNs read as 0 in pagemap (needs CAP_SYS_ADMIN)");
+		zp_set(PT_UNKNOWN, 0, "a written page is not present in pagemap");
 	} else {
-		set(PT_FEAT_PAGEMAP_PFN, PT_YES, "PFNs visible in pagemap (CAP_SYS_ADMIN)");
-		if ((e[1] & PT_PM_PRESENT) && (e[1] & PT_PM_PFN_MASK) != (e[0] & PT_PM_PFN_MASK)) {
-			uint64_t pfn = e[1] & PT_PM_PFN_MASK;
-
-			/* Where the zero page is not used, a read fault allocates. */
-			zero_pfn = kpf_says_not_zero(pfn) ? 0 : pfn;
-		}
+		if (!(e[0] & PT_PM_PFN_MASK))
+			set(PT_FEAT_PAGEMAP_PFN, PT_NO, "PFNs read as 0 in pagemap (needs CAP_SYS_ADMIN)");
+		else
+			set(PT_FEAT_PAGEMAP_PFN, PT_YES, "PFNs visible in pagemap (CAP_SYS_ADMIN)");
+		probe_zero_page(e);
 	}
 	probe_scan(c, (void *)map, pages);
 	munmap((void *)map, pages * PT_PAGE_SIZE);
@@ -786,6 +856,7 @@ static void probe_all(void)
 	struct probe_ctx c = { .pagemap_fd = -1, .pidfd = -1 };
 
 	memset(res, 0, sizeof(res));
+	memset(&zero_page, 0, sizeof(zero_page));
 	zero_pfn = 0;
 	scan_cats = 0;
 	probe_page_size();
@@ -796,6 +867,7 @@ static void probe_all(void)
 	probe_caps(&c);
 	probe_ptrace(&c);
 	probe_pagemap(&c);
+	force_zero_page();
 	probe_uffd();
 	probe_pidfd(&c);
 	probe_madvise(&c);
@@ -811,6 +883,10 @@ static void probe_all(void)
 			res[f].state == PT_YES ? "yes" : res[f].state == PT_NO ? "no" : "unknown",
 			res[f].reason);
 	}
+	if (!zero_page.reason)
+		zp_set(PT_UNKNOWN, 0, "not probed");
+	pt__log(PT_LOG_DEBUG, "zero page: %s (%s)", zero_page.state == PT_YES ? "yes" :
+		zero_page.state == PT_NO ? "no" : "unknown", zero_page.reason);
 	if (c.pidfd >= 0)
 		close(c.pidfd);
 	if (c.pagemap_fd >= 0)
@@ -892,6 +968,14 @@ uint64_t pt__zero_pfn(void)
 {
 	ensure_probed();
 	return zero_pfn;
+}
+
+int pt__zero_page(const char **reason)
+{
+	ensure_probed();
+	if (reason)
+		*reason = zero_page.reason;
+	return zero_page.state;
 }
 
 uint64_t pt__scan_categories(void)

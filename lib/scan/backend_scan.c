@@ -33,7 +33,8 @@ static int emit_region(struct pt_target *t, const struct pt_vma *v, const struct
 
 	if (cat & PAGE_IS_HUGE)
 		extra |= PT_ATTR_HUGE;
-	if (cat & PAGE_IS_PFNZERO)
+	/* not where the probe says no page is the zero page (forced: see features.c) */
+	if ((cat & PAGE_IS_PFNZERO) && pt__zero_page(NULL) != PT_NO)
 		extra |= PT_ATTR_ZERO;
 	/*
 	 * Swap-type entries need the raw entry (marker or swap?); present

@@ -433,7 +433,8 @@ int pt__kflags_apply(struct pt_target *t, const struct pt_vma *v,
 				p.kflags = flags[k0];
 				p.mapcount = counts[k0];
 				p.attrs |= PT_ATTR_KFLAGS;
-				if (flags[k0] & KPF(ZERO_PAGE))
+				/* the attribute follows the probe (features.c); kflags stay raw */
+				if ((flags[k0] & KPF(ZERO_PAGE)) && pt__zero_page(NULL) != PT_NO)
 					p.attrs |= PT_ATTR_ZERO;
 			} else {
 				p.kflags = 0;

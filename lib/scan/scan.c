@@ -174,7 +174,8 @@ static int scan_window(struct pt_target *t, const struct pt_vma *v, uint64_t add
 		if (need_huge && (t->limits & PT_LIMIT_NO_KFLAGS))
 			t->limits |= PT_LIMIT_NO_HUGE;
 	}
-	if (read && pt__zero_pfn() == 0)
+	/* where the kernel maps no zero page, nothing is hidden: no limit */
+	if (read && pt__zero_page(NULL) == PT_UNKNOWN)
 		t->limits |= PT_LIMIT_NO_ZERO;
 	if (!read && !(pt__scan_categories() & PAGE_IS_GUARD) &&
 	    pt_feature(PT_FEAT_MADV_GUARD_INSTALL, NULL) == PT_YES)

@@ -203,7 +203,8 @@ static void *reader(void *arg)
 				bad += dst[i] != cs_file_byte(cs->salt, off + i);
 		}
 		cs->read_bad[t->idx] += bad;
-		cs->reads[t->idx]++;
+		/* one writer per counter; the main thread reads it while running */
+		__atomic_store_n(&cs->reads[t->idx], cs->reads[t->idx] + 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -236,7 +237,7 @@ static void *writer(void *arg)
 				w[i] = v;
 			}
 			last[p] = v;
-			cs->writes[t->idx]++;
+			__atomic_store_n(&cs->writes[t->idx], cs->writes[t->idx] + 1, __ATOMIC_RELAXED);
 		}
 	}
 	return NULL;
@@ -261,7 +262,7 @@ static void *collector(void *arg)
 			for (int i = 0; i < n; i++)
 				cs->pages += (d[i].end - d[i].start) / CS_PAGE;
 		}
-		cs->rounds++;
+		__atomic_store_n(&cs->rounds, cs->rounds + 1, __ATOMIC_RELAXED);
 		if (cs->o->pageout) {
 			unsigned p = (unsigned)(cs_rand(&rng) % (CS_PAGES - 3));
 
@@ -281,6 +282,50 @@ static void sleep_ms(unsigned ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+static uint64_t cs_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool work_done(const struct cs *cs, const struct pt_cowstress_opts *o)
+{
+	uint64_t reads = 0, writes = 0;
+
+	for (unsigned i = 0; i < CS_MAXTHR; i++) {
+		reads += __atomic_load_n(&cs->reads[i], __ATOMIC_RELAXED);
+		writes += __atomic_load_n(&cs->writes[i], __ATOMIC_RELAXED);
+	}
+	return reads >= o->min_reads && writes >= o->min_writes &&
+	       __atomic_load_n(&cs->rounds, __ATOMIC_RELAXED) >= o->min_rounds;
+}
+
+/*
+ * Let the stress run: until the work targets are reached, checked every
+ * few ms, with o->ms as the cap; without targets, for o->ms.  The work
+ * keeps a slow machine (expensive page faults, TCG) from failing a
+ * fixed-duration run, and a fast one from stopping early.  True when the
+ * cap ended it before the targets.
+ */
+static bool run_for(const struct cs *cs, const struct pt_cowstress_opts *o)
+{
+	uint64_t t0 = cs_now_ms();
+
+	if (!o->min_reads && !o->min_writes && !o->min_rounds) {
+		sleep_ms(o->ms);
+		return false;
+	}
+	for (;;) {
+		if (work_done(cs, o))
+			return false;
+		if (cs_now_ms() - t0 >= o->ms)
+			return true;
+		sleep_ms(5);
+	}
 }
 
 /*
@@ -346,6 +391,7 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 	bool thr_is_collector = false;	/* thr[nthr - 1] is the collector */
 	char dir[4096];
 	const char *why = NULL;
+	uint64_t t0;
 	int err = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -425,7 +471,9 @@ int pt_cowstress_run(const struct pt_cowstress_opts *o, struct pt_cowstress_resu
 	}
 	nthr++;
 	thr_is_collector = true;
-	sleep_ms(o->ms);
+	t0 = cs_now_ms();
+	r->capped = run_for(cs, o);
+	r->elapsed_ms = cs_now_ms() - t0;
 stop:
 	/* the collector first: a workload child must outlive its last round */
 	atomic_store(&cs->cstop, true);

@@ -23,11 +23,17 @@
 
 struct pt_cowstress_opts {
 	enum pt_track_backend backend;	/* forced (PT_TRACK_AUTO: best) */
-	unsigned ms;			/* duration */
+	unsigned ms;			/* duration; with work targets, the time cap */
 	const char *dir;		/* for the O_DIRECT file; NULL: pt_cowstress_dir() */
 	unsigned readers, writers;	/* threads; 0: 2 each */
 	bool pageout;			/* also MADV_PAGEOUT the buffer (needs swap) */
 	uint64_t seed;
+	/*
+	 * Work targets: when any is set, run until all are reached (O_DIRECT
+	 * reads checked, writer passes, collect rounds), or until @ms passed
+	 * (then r->capped).  All 0: run for @ms (pagetrack check --hazards).
+	 */
+	uint64_t min_reads, min_writes, min_rounds;
 };
 
 struct pt_cowstress_result {
@@ -39,6 +45,8 @@ struct pt_cowstress_result {
 	uint64_t pages_reported;	/* pages the tracker reported in all rounds */
 	uint64_t pageouts;		/* MADV_PAGEOUT calls that succeeded */
 	int collect_err;		/* first collect error (-errno), 0 if none */
+	bool capped;			/* the time cap ended it before the work targets */
+	uint64_t elapsed_ms;		/* how long the stress ran */
 	char why[192];			/* why it could not run (return < 0) */
 };
 
@@ -50,7 +58,8 @@ struct pt_cowstress_result {
 int pt_cowstress_dir(char *buf, size_t len, const char **why);
 
 /*
- * Run the stress for o->ms milliseconds.  Returns 0 when it ran (then
+ * Run the stress until the work targets are reached (or for o->ms
+ * milliseconds without targets; o->ms caps it).  Returns 0 when it ran (then
  * r->read_bad + r->write_bad is the number of corrupted bytes), or
  * -errno with r->why set: -EOPNOTSUPP when the backend or O_DIRECT is
  * not available here, other values for set-up failures.

@@ -6,12 +6,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static char zram_dev[64];
+
+/*
+ * Several programs (parallel test runs, the demo, benches) may share one
+ * zram swap: the one that created it must not swap it off under another
+ * that still uses it.  Every user holds a shared flock on USE_LOCK from
+ * pt_zram_swap_on() to pt_zram_swap_off(); only a caller that then gets
+ * it exclusive (no other user left) tears down, and it tears down every
+ * device a pagetrack program created (listed in the file), whoever made
+ * it.  Creation is serialised by an exclusive flock on MAKE_LOCK, taken
+ * while the shared one is held, so teardown cannot slip in between.
+ */
+#define USE_LOCK "/run/pagetrack-zram.use"
+#define MAKE_LOCK "/run/pagetrack-zram.make"
+
+static int use_fd = -1;
+static pid_t use_pid;	/* the process that took the lock: a forked child shares it */
+
+static int lock_open(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0 && errno == ENOENT) {	/* no /run: /tmp */
+		char alt[128];
+
+		snprintf(alt, sizeof(alt), "/tmp/%s", strrchr(path, '/') + 1);
+		fd = open(alt, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	}
+	return fd;
+}
+
+static void flock_retry(int fd, int op)
+{
+	while (flock(fd, op) < 0 && errno == EINTR)
+		;
+}
 
 int pt_swap_active(void)
 {
@@ -38,6 +74,17 @@ static int write_str(const char *path, const char *s)
 	int err = w == len ? 0 : (w < 0 ? -errno : -EIO);
 	close(fd);
 	return err;
+}
+
+/* swapoff and reset zram device @name (e.g. "zram0"). */
+static void zram_off(const char *name)
+{
+	char path[128], dev[80];
+
+	snprintf(dev, sizeof(dev), "/dev/%s", name);
+	swapoff(dev);
+	snprintf(path, sizeof(path), "/sys/block/%s/reset", name);
+	write_str(path, "1");
 }
 
 static int run_quiet(const char *prog, const char *arg)
@@ -97,14 +144,36 @@ static int pick_zram(char *name, size_t len)
 	return -ENODEV;
 }
 
+static int swap_on_locked(size_t disksize_mb, const char **why);
+
 int pt_zram_swap_on(size_t disksize_mb, const char **why)
 {
-	char path[128], val[32], dev[80];
 	const char *dummy;
 	int err;
 
 	if (!why)
 		why = &dummy;
+	if (use_fd < 0 && geteuid() == 0) {
+		use_fd = lock_open(USE_LOCK);
+		use_pid = getpid();
+		if (use_fd >= 0)
+			flock_retry(use_fd, LOCK_SH);	/* held until pt_zram_swap_off() */
+	}
+	int make_fd = use_fd >= 0 ? lock_open(MAKE_LOCK) : -1;
+
+	if (make_fd >= 0)
+		flock_retry(make_fd, LOCK_EX);
+	err = swap_on_locked(disksize_mb, why);
+	if (make_fd >= 0)
+		close(make_fd);
+	return err;
+}
+
+static int swap_on_locked(size_t disksize_mb, const char **why)
+{
+	char path[128], val[32], dev[80];
+	int err;
+
 	if (pt_swap_active())
 		return 0;
 	if (geteuid() != 0) {
@@ -126,27 +195,54 @@ int pt_zram_swap_on(size_t disksize_mb, const char **why)
 	snprintf(dev, sizeof(dev), "/dev/%s", zram_dev);
 	if (run_quiet("mkswap", dev) != 0) {
 		*why = "mkswap on the zram device failed";
-		pt_zram_swap_off();
+		zram_off(zram_dev);
+		zram_dev[0] = 0;
 		return -EIO;
 	}
 	if (swapon(dev, 0) != 0) {
 		err = -errno;
 		*why = "swapon of the zram device failed";
-		pt_zram_swap_off();
+		zram_off(zram_dev);
+		zram_dev[0] = 0;
 		return err;
+	}
+	if (use_fd >= 0) {	/* for whichever user is last */
+		char line[80];
+		int n = snprintf(line, sizeof(line), "%s\n", zram_dev);
+
+		if (lseek(use_fd, 0, SEEK_END) < 0 || write(use_fd, line, (size_t)n) != n)
+			*why = "cannot record the zram device in " USE_LOCK;
 	}
 	return 1;
 }
 
+/*
+ * Tear down: only when no other program uses the swap (exclusive flock),
+ * every device recorded (or, without the lock file, our own).
+ */
 void pt_zram_swap_off(void)
 {
-	char path[128], dev[80];
+	char buf[1024], *line, *save = NULL;
+	ssize_t n;
 
-	if (!zram_dev[0])
+	if (use_fd >= 0 && getpid() != use_pid)
+		return;	/* a forked child exiting: the lock (one open file) is its parent's */
+	if (use_fd < 0) {
+		if (zram_dev[0])
+			zram_off(zram_dev);
+		zram_dev[0] = 0;
 		return;
-	snprintf(dev, sizeof(dev), "/dev/%s", zram_dev);
-	swapoff(dev);
-	snprintf(path, sizeof(path), "/sys/block/%s/reset", zram_dev);
-	write_str(path, "1");
+	}
+	if (flock(use_fd, LOCK_EX | LOCK_NB) == 0) {
+		n = pread(use_fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = 0;
+		for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			if (!strncmp(line, "zram", 4) && strlen(line) < 16)
+				zram_off(line);
+		/* on failure a stale name stays: harmless, its device was reset */
+		(void)!ftruncate(use_fd, 0);
+	}
+	close(use_fd);	/* drops the lock */
+	use_fd = -1;
 	zram_dev[0] = 0;
 }

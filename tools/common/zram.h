@@ -13,7 +13,12 @@
  * static one-line reason on failure.
  */
 int pt_zram_swap_on(size_t disksize_mb, const char **why);
-/* Deactivate and reset the zram device set up by pt_zram_swap_on(). */
+/*
+ * Stop using the swap: deactivate and reset the zram device(s) made by
+ * pt_zram_swap_on() only when no other program still uses them (a shared
+ * flock on /run/pagetrack-zram.use, held from pt_zram_swap_on()); call
+ * it whenever pt_zram_swap_on() returned >= 0.
+ */
 void pt_zram_swap_off(void);
 /* 1 if any swap device is active. */
 int pt_swap_active(void);
