@@ -381,8 +381,11 @@ static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uin
 	if (frozen) {
 		uint64_t dt = pt__thaw(&fz);
 
+		/* every thread was held from the first stop to the thaw */
 		if (dt > tr->st.pause_ns_max)
 			tr->st.pause_ns_max = dt;
+		if (dt > tr->st.pause_total_ns_max)
+			tr->st.pause_total_ns_max = dt;
 	}
 	free(vmas);
 	return err;
@@ -491,7 +494,8 @@ static int uffd_round_begin(struct pt_tracker *tr)
  * reported) takes the DMA's bytes without a fault.  If the caller copied
  * it before they landed, the copy would keep the old bytes and no later
  * round would say so.  So before the round is handed out every thread of
- * the target passes a ptrace stop (microseconds each, one at a time): a
+ * the target that is running or in disk sleep passes a ptrace stop (all
+ * interrupted at once, each resumed as soon as it stopped): a
  * thread stops only outside system calls, so every synchronous O_DIRECT
  * read in flight has landed.  Asynchronous I/O (io_uring, AIO) cannot be
  * waited for this way (doc/tracking.md).
@@ -499,14 +503,16 @@ static int uffd_round_begin(struct pt_tracker *tr)
 static void uffd_round_end(struct pt_tracker *tr)
 {
 	struct uffd_priv *u = tr->priv;
-	uint64_t pause = 0;
+	uint64_t pause = 0, total = 0;
 	int err;
 
 	if (tr->self || !u->protected || (tr->flags & PT_TRACK_NO_BARRIER))
 		return;
-	err = pt__barrier(tr->pid, &pause);
+	err = pt__barrier(tr->pid, &pause, &total);
 	if (pause > tr->st.pause_ns_max)
 		tr->st.pause_ns_max = pause;
+	if (total > tr->st.pause_total_ns_max)
+		tr->st.pause_total_ns_max = total;
 	if (err && err != -ESRCH && !u->no_barrier) {
 		u->no_barrier = true;
 		pt__log(PT_LOG_INFO, "pid %d: cannot wait for its system calls after a harvest (%s): "
