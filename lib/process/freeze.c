@@ -124,6 +124,39 @@ static bool our_child(pid_t pid)
 }
 
 /*
+ * Resume a stopped thread, handing back the signal it stopped for.  If
+ * it was killed meanwhile (SIGKILL wakes a tracee; then PTRACE_DETACH
+ * fails with ESRCH), its exit is reported to us, its tracer, and it
+ * stays a zombie until we wait for it: its process could never be
+ * reaped by its parent.  So wait for that exit (a killed thread exits at
+ * once; at most ~1 s) and reap it, unless it is the leader of our own
+ * child (@keep_exit), whose status belongs to our caller.
+ */
+static void detach_or_reap(pid_t tid, int sig, bool keep_exit)
+{
+	struct timespec ts = { 0, 1000000 };
+
+	if (ptrace(PTRACE_DETACH, tid, 0, sig) == 0 || errno != ESRCH)
+		return;
+	for (int i = 0; i < 1000; i++) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)tid, &si, WEXITED | __WALL | WNOWAIT | WNOHANG) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;	/* ECHILD: not ours to wait for any more */
+		}
+		if (si.si_pid) {
+			if (!keep_exit)
+				waitpid(tid, NULL, __WALL | WNOHANG);
+			return;
+		}
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
  * Seize @tid and ask it to stop; the stop is collected by collect().
  * 0, 1 if it vanished, -EBUSY when it is traced by someone else or not
  * ours, or -errno (then it is not in the set).
@@ -306,6 +339,8 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 	fz->tids = s.tid;
 	fz->sigs = s.sig;
 	fz->cap = s.cap;
+	fz->pid = pid;
+	fz->child = s.child;
 	free(s.st);
 	free(s.seen);
 	if (!err && !fz->n)
@@ -320,7 +355,7 @@ uint64_t pt__thaw(struct pt_freeze *fz)
 	uint64_t dt = fz->n ? now_ns() - fz->since_ns : 0;
 
 	for (size_t i = 0; i < fz->n; i++)
-		ptrace(PTRACE_DETACH, fz->tids[i], 0, fz->sigs[i]);
+		detach_or_reap(fz->tids[i], fz->sigs[i], fz->child && fz->tids[i] == fz->pid);
 	free(fz->tids);
 	free(fz->sigs);
 	memset(fz, 0, sizeof(*fz));
@@ -360,7 +395,7 @@ static void release(struct stopset *s, size_t i, void *arg)
 	struct barrier_acc *a = arg;
 	uint64_t t;
 
-	ptrace(PTRACE_DETACH, s->tid[i], 0, s->sig[i]);
+	detach_or_reap(s->tid[i], s->sig[i], s->child && s->tid[i] == s->pid);
 	t = now_ns();
 	if (t - s->seen[i] > a->max)
 		a->max = t - s->seen[i];

@@ -3,6 +3,7 @@
 #ifndef PT_FREEZE_H
 #define PT_FREEZE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -12,6 +13,8 @@ struct pt_freeze {
 	int *sigs;		/* signal consumed by a signal-delivery-stop, re-injected on thaw */
 	size_t n, cap;
 	uint64_t since_ns;	/* when the first thread was asked to stop */
+	pid_t pid;		/* the process */
+	bool child;		/* it is our child: its leader's exit is never reaped */
 };
 
 /*
