@@ -293,6 +293,54 @@ out:
 	free(d);
 }
 
+/*
+ * The target is killed while the tracker is being created on it (its
+ * threads frozen, or being stopped): its parent, us, must still be able
+ * to reap it.  A thread killed while traced stays a zombie until its
+ * tracer waits for it, and the process with it.  Delays spread the kill
+ * over the set-up; each wait is bounded (5 s) so a hang fails clearly.
+ */
+static void killed_in_setup(enum pt_track_backend b)
+{
+	static const int delays_ms[] = { 1, 5, 20, 50, 100 };
+	const char *bn = pt_track_backend_name(b), *why = usable(b);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b };
+	int reaped = 0, n = (int)(sizeof(delays_ms) / sizeof(delays_ms[0]));
+
+	if (why) {
+		tap_skip(why, "%s: target killed during set-up (backend not usable here)", bn);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fx_child(setup_threads, NULL), k;
+		struct pt_tracker *tr;
+		int status = 0;
+
+		if (pid < 0)
+			break;
+		k = fork();
+		if (k == 0) {
+			usleep((useconds_t)delays_ms[i] * 1000);
+			kill(pid, SIGKILL);
+			_exit(0);
+		}
+		tr = pt_tracker_create(pid, &o);
+		waitpid(k, NULL, 0);
+		pt_tracker_free(tr);
+		for (int t = 0; t < 500; t++) {
+			pid_t r = waitpid(pid, &status, WNOHANG);
+
+			if (r == pid) {
+				reaped += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+				break;
+			}
+			usleep(10000);
+		}
+	}
+	tap_ok(reaped == n, "%s: target killed during set-up (%d delays): reaped by its parent %d times",
+	       bn, n, reaped);
+}
+
 /* ---- many areas ---- */
 
 static long map_count_raised;
@@ -414,6 +462,7 @@ int main(void)
 	sh = fx_map(sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	for (size_t i = 0; i < sizeof(bs) / sizeof(bs[0]); i++) {
 		busy_threads(bs[i]);
+		killed_in_setup(bs[i]);
 		many_areas(bs[i], 4000);
 		many_areas(bs[i], 32000);
 	}
