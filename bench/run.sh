@@ -5,11 +5,12 @@
 # is non-zero only if a measurement failed, never a judgement on speed.
 # Usage: bench/run.sh BUILD_DIR [bench_scan options: -n REPS -s SIZE_MiB -x scan|shared]
 # bench_track options go in PT_BENCH_TRACK_ARGS (-n REPS -s SIZE_MiB -w WRITER_MiB
-# -p CREATES -x fault|pause|collect|hash).
+# -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
+# (-c CAP_S -x areas|threads).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track; do
+for b in bench_scan bench_track bench_scale; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -23,4 +24,6 @@ rc=0
 "$build/bench/bench_scan" "$@" || rc=$?
 # shellcheck disable=SC2086 # word splitting of the options is wanted
 "$build/bench/bench_track" ${PT_BENCH_TRACK_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_scale" ${PT_BENCH_SCALE_ARGS:-} || rc=$?
 exit $rc

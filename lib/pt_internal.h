@@ -91,8 +91,8 @@ enum pt_fault {
 	PT_FAULT_UFFD_HARVEST,	/* after harvesting (and re-protecting) one area */
 	PT_FAULT_UFFD_CLOSE,	/* the injected close() of the remote userfaultfd */
 	PT_FAULT_ROUND,		/* a round, after every area was harvested or armed */
-	PT_FAULT_FREEZE,	/* pt__freeze(), after a thread stopped */
-	PT_FAULT_BARRIER,	/* pt__barrier(), after a thread stopped */
+	PT_FAULT_FREEZE,	/* pt__freeze(), once its threads have stopped */
+	PT_FAULT_BARRIER,	/* pt__barrier(), once every thread passed its stop */
 	PT_FAULT_INJECT,	/* pt__inject_syscall(), after the thread stopped */
 	PT_FAULT__COUNT
 };

@@ -360,7 +360,6 @@ static const struct fcase {
 	{ "uffd-protect:3", -ENOMEM, FAILS },
 	{ "round:1", -ENOMEM, FAILS },		/* after every area was armed */
 	{ "freeze", -EIO, FAILS },
-	{ "freeze:3", -EIO, FAILS },		/* two areas registered before */
 	{ "inject", -EIO, FAILS },
 	{ "barrier", 0, WORKS },		/* logged, not an error */
 	{ "uffd-close:1", 0, WORKS },		/* retried */

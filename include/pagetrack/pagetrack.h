@@ -507,7 +507,10 @@ struct pt_tracker_stats {
 	uint64_t pages_hashed;		/* pages hashed in the last round */
 	uint64_t areas_fallback;	/* areas tracked by hashing instead of the backend */
 	uint64_t collect_ns;		/* duration of the last round */
-	uint64_t pause_ns_max;		/* longest pause imposed on the target so far */
+	uint64_t pause_ns_max;		/* longest time one thread of the target was held
+					   stopped, so far */
+	uint64_t pause_total_ns_max;	/* longest time from the first thread stopped to
+					   the last one resumed, in one stop, so far */
 	uint64_t leftovers_closed;	/* userfaultfds that killed pagetracks had left
 					   in the target, closed there by create */
 	int32_t auto_uffd_err;		/* PT_TRACK_AUTO: errno that made it pass over

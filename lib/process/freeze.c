@@ -2,14 +2,23 @@
 /*
  * Freezing a process: PTRACE_SEIZE + PTRACE_INTERRUPT of every thread.
  * Used where a harvest and its re-arm are two steps (soft-dirty: read
- * bits, then clear_refs) so no write falls between them.  A thread that
- * was about to take a signal stops in signal-delivery-stop instead; that
- * signal is handed back on detach so nothing is lost.  The barrier
- * (pt__barrier) stops the threads one at a time instead of all at once.
+ * bits, then clear_refs) or where the layout must hold still (uffd
+ * registration), so no write or mapping change falls between them.  A
+ * thread that was about to take a signal stops in signal-delivery-stop
+ * instead; that signal is handed back on detach so nothing is lost.
+ *
+ * Every thread is interrupted first and the stops are collected after:
+ * a stop arrives only when its thread gets a CPU, and with many busy
+ * threads on few CPUs, stopping them one at a time cost a reschedule
+ * each (30-80 ms a thread measured with 64 busy threads on 2 CPUs).
+ * The stops are collected by polling each thread with WNOHANG: a
+ * blocking wait for "any tracee" (P_ALL) would also see, and could
+ * reap, the caller's own children.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +30,33 @@
 #include "freeze.h"
 #include "pt_internal.h"
 
+/*
+ * How long the stops are polled for before a warning; polling then goes
+ * on (1 ms apart) without a limit.  A seized thread that has not stopped
+ * yet cannot be released (PTRACE_DETACH needs a stopped tracee): leaving
+ * would let it stop later and stay stopped.  It is in a system call
+ * that has not returned (disk sleep).  Never a blocking wait: a killed
+ * thread group's leader reports its exit only once every other thread
+ * is reaped, and those we hold stopped are reaped by us (reap_killed()).
+ */
+#define POLL_CAP_NS (10ull * 1000000000ull)
+#define SPIN_NS 50000ull	/* sweep without sleeping this long after progress */
+#define MAX_ROUNDS 64		/* pt__freeze: re-reads of the thread list */
+#define MAX_THREADS 1000000	/* more than the kernel's threads-max default allows */
+
+enum { TS_PENDING, TS_STOPPED, TS_GONE };
+
+/* Threads seized and interrupted, and what became of them. */
+struct stopset {
+	pid_t *tid;
+	int *sig;		/* consumed by a signal-delivery-stop: re-injected on detach */
+	uint8_t *st;
+	uint64_t *seen;		/* last time it was seen not stopped yet */
+	size_t n, cap, pending;
+	bool child;		/* the leader is our child: never reap its exit */
+	pid_t pid;
+};
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -29,32 +65,43 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static bool have(const struct pt_freeze *fz, pid_t tid)
+static void set_free(struct stopset *s)
 {
-	for (size_t i = 0; i < fz->n; i++)
-		if (fz->tids[i] == tid)
+	free(s->tid);
+	free(s->sig);
+	free(s->st);
+	free(s->seen);
+	memset(s, 0, sizeof(*s));
+}
+
+static bool set_has(const struct stopset *s, pid_t tid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->tid[i] == tid)
 			return true;
 	return false;
 }
 
-static int push(struct pt_freeze *fz, pid_t tid, int sig)
+static int set_grow(struct stopset *s)
 {
-	if (fz->n == fz->cap) {
-		size_t ncap = fz->cap ? fz->cap * 2 : 16;
-		pid_t *t = realloc(fz->tids, ncap * sizeof(*t));
-		int *s;
+	size_t ncap = s->cap ? s->cap * 2 : 16;
+	void *p;
 
-		if (!t)
-			return -ENOMEM;
-		fz->tids = t;
-		s = realloc(fz->sigs, ncap * sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		fz->sigs = s;
-		fz->cap = ncap;
-	}
-	fz->tids[fz->n] = tid;
-	fz->sigs[fz->n++] = sig;
+	if (s->n >= MAX_THREADS)
+		return -E2BIG;
+#define GROW(f)                                              \
+	do {                                                 \
+		p = realloc(s->f, ncap * sizeof(*s->f));     \
+		if (!p)                                      \
+			return -ENOMEM;                      \
+		s->f = p;                                    \
+	} while (0)
+	GROW(tid);
+	GROW(sig);
+	GROW(st);
+	GROW(seen);
+#undef GROW
+	s->cap = ncap;
 	return 0;
 }
 
@@ -79,75 +126,217 @@ static bool our_child(pid_t pid)
 }
 
 /*
- * Seize and stop one thread.  Returns 0, 1 if it vanished, -EBUSY when it
- * is traced by someone else or not ours, or -errno.  On failure the
- * thread is not left traced: once seized, every error path detaches it
- * (with the signal its stop consumed, if any).
- * An exit is only looked at (WNOWAIT), never reaped when @child: the
- * caller may be the target's parent (`pagetrack watch -- CMD`), and a
- * command ending while it is frozen must keep its exit status.
- * @fault: the caller's fault point (lib/fault.c), checked once the
- * thread is stopped.
+ * Resume a stopped thread, handing back the signal it stopped for.  If
+ * it was killed meanwhile (SIGKILL wakes a tracee; then PTRACE_DETACH
+ * fails with ESRCH), its exit is reported to us, its tracer, and it
+ * stays a zombie until we wait for it: its process could never be
+ * reaped by its parent.  So wait for that exit (a killed thread exits at
+ * once; at most ~1 s) and reap it, unless it is the leader of our own
+ * child (@keep_exit), whose status belongs to our caller.
  */
-static int stop_one(pid_t tid, bool child, int *sig, enum pt_fault fault)
+static void detach_or_reap(pid_t tid, int sig, bool keep_exit)
 {
-	int status, err;
+	struct timespec ts = { 0, 1000000 };
 
-	*sig = 0;
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)	/* EPERM: traced by another, or not ours */
-		return errno == ESRCH ? 1 : errno == EPERM ? -EBUSY : -errno;
-	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH) {
-		err = -errno;
-		goto fail;
-	}
-	for (;;) {
+	if (ptrace(PTRACE_DETACH, tid, 0, sig) == 0 || errno != ESRCH)
+		return;
+	for (int i = 0; i < 1000; i++) {
 		siginfo_t si;
 
 		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | WEXITED | __WALL | WNOWAIT) < 0) {
+		if (waitid(P_PID, (id_t)tid, &si, WEXITED | __WALL | WNOWAIT | WNOHANG) < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == ECHILD)
-				return 1;
-			err = -errno;
-			goto fail;
+			return;	/* ECHILD: not ours to wait for any more */
 		}
-		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
-			if (!child)	/* as its tracer only: let its parent see it */
+		if (si.si_pid) {
+			if (!keep_exit)
 				waitpid(tid, NULL, __WALL | WNOHANG);
-			return 1;
+			return;
 		}
-		if (waitpid(tid, &status, __WALL) < 0) {	/* the stop just seen */
-			if (errno == ECHILD)
-				return 1;
-			err = -errno;
-			goto fail;
-		}
-		if (!WIFSTOPPED(status))
-			continue;
-		/* signal-delivery-stop: keep the signal for later, stay stopped */
-		if ((status >> 16) != PTRACE_EVENT_STOP)
-			*sig = WSTOPSIG(status);
-		err = pt__fault(fault);
-		if (err)
-			goto fail;
-		return 0;
+		nanosleep(&ts, NULL);
 	}
-fail:
-	ptrace(PTRACE_DETACH, tid, 0, *sig);
-	*sig = 0;
+}
+
+/*
+ * Seize @tid and ask it to stop; the stop is collected by collect().
+ * 0, 1 if it vanished, -EBUSY when it is traced by someone else or not
+ * ours, or -errno (then it is not in the set).
+ */
+static int seize(struct stopset *s, pid_t tid)
+{
+	int err;
+
+	if (s->n == s->cap && (err = set_grow(s)))
+		return err;
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)	/* EPERM: traced by another, or not ours */
+		return errno == ESRCH ? 1 : errno == EPERM ? -EBUSY : -errno;
+	s->tid[s->n] = tid;
+	s->sig[s->n] = 0;
+	s->st[s->n] = TS_PENDING;
+	s->seen[s->n] = now_ns();
+	s->n++;
+	s->pending++;
+	/* ESRCH: it is exiting; collect() sees the exit */
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
+		return -errno;	/* seized: collect() still waits for it */
+	return 0;
+}
+
+/*
+ * Has thread @i stopped?  0: not yet; 1: stopped (its signal kept in
+ * sig[i] when it stopped to take one); 2: gone; -errno.  Never blocks.
+ * An exit is only looked at (WNOWAIT), never reaped when it is the
+ * leader of our child: the caller may be the target's parent
+ * (`pagetrack watch -- CMD`), and a command ending while it is frozen
+ * must keep its exit status.
+ */
+static int poll_one(struct stopset *s, size_t i)
+{
+	pid_t tid = s->tid[i];
+	bool child = s->child && tid == s->pid;	/* only the leader's exit reaches the parent */
+	int status, f = WSTOPPED | WEXITED | __WALL | WNOWAIT | WNOHANG;
+	siginfo_t si;
+	pid_t r;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)tid, &si, f) < 0)
+		return errno == EINTR ? 0 : errno == ECHILD ? 2 : -errno;
+	if (si.si_pid == 0)
+		return 0;
+	if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
+		if (!child)	/* as its tracer only: let its parent see it */
+			waitpid(tid, NULL, __WALL | WNOHANG);
+		return 2;
+	}
+	r = waitpid(tid, &status, __WALL | WNOHANG);	/* the stop just seen */
+	if (r < 0)
+		return errno == ECHILD ? 2 : errno == EINTR ? 0 : -errno;
+	if (r == 0 || !WIFSTOPPED(status))
+		return 0;
+	/* signal-delivery-stop: keep the signal for later, stay stopped */
+	s->sig[i] = (status >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(status);
+	return 1;
+}
+
+/*
+ * Give the CPU to the target between sweeps: a thread stops only when it
+ * runs.  Sleep, not sched_yield(): a yielding task goes behind every
+ * runnable thread (with 64 busy ones on 2 CPUs, tens of ms before the
+ * next sweep), while one waking from a short sleep is run again at once.
+ * 10 us at first, longer each empty sweep, up to 0.5 ms.  collect()
+ * sleeps only after 50 us without a stop: a sleep costs ~60 us here
+ * (timer slack), more than most stops take to arrive.
+ */
+static void backoff(unsigned idle)
+{
+	struct timespec ts = { 0, idle / 2 < 6 ? 10000L << (idle / 2) : 500000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Threads already stopped that a SIGKILL woke: they exit as our tracees
+ * and stay zombies until we reap them, and until then their leader's
+ * exit is not reported, so a pending leader would never be seen gone.
+ * Reap them (not the leader of our child: its status is our caller's).
+ */
+static void reap_killed(struct stopset *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		siginfo_t si;
+
+		if (s->st[i] != TS_STOPPED)
+			continue;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)s->tid[i], &si, WEXITED | __WALL | WNOWAIT | WNOHANG) < 0 ||
+		    !si.si_pid)
+			continue;
+		if (!(s->child && s->tid[i] == s->pid))
+			waitpid(s->tid[i], NULL, __WALL | WNOHANG);
+		s->st[i] = TS_GONE;
+	}
+}
+
+/*
+ * Collect the stops of every pending thread of @s.  @on_stop (may be
+ * NULL) is called for each thread as soon as its stop is seen.  Returns
+ * 0 or the first -errno; every seized thread is stopped or gone on
+ * return, whatever the result.
+ */
+static int collect(struct stopset *s, void (*on_stop)(struct stopset *, size_t, void *), void *arg)
+{
+	uint64_t cap = now_ns() + POLL_CAP_NS, busy_until = now_ns() + SPIN_NS;
+	unsigned idle = 0;
+	bool warned = false;
+	int err = 0;
+
+	while (s->pending) {
+		bool late = now_ns() > cap, progress = false;
+
+		if (late && !warned) {
+			pt__log(PT_LOG_WARN, "pid %d: %zu thread(s) not stopped after %llu s "
+				"(in disk sleep?): waiting for them", (int)s->pid, s->pending,
+				POLL_CAP_NS / 1000000000ull);
+			warned = true;
+		}
+		for (size_t i = 0; i < s->n && s->pending; i++) {
+			uint64_t t;
+			int r;
+
+			if (s->st[i] != TS_PENDING)
+				continue;
+			t = now_ns();
+			r = poll_one(s, i);
+			if (r == 0) {
+				s->seen[i] = t;
+				continue;
+			}
+			if (r < 0) {
+				/*
+				 * Cannot wait for it (should not happen): it is not
+				 * ours to release either; count it as gone.
+				 */
+				if (!err)
+					err = r;
+				r = 2;
+			}
+			s->st[i] = r == 1 ? TS_STOPPED : TS_GONE;
+			s->pending--;
+			progress = true;
+			if (r == 1 && on_stop)
+				on_stop(s, i, arg);
+		}
+		if (progress) {
+			idle = 0;
+			busy_until = now_ns() + SPIN_NS;
+		}
+		/* a stop often follows within microseconds: sweep again at once, briefly */
+		if (s->pending && !progress && now_ns() > busy_until) {
+			reap_killed(s);
+			if (late) {
+				struct timespec ts = { 0, 1000000 };
+
+				nanosleep(&ts, NULL);
+			} else {
+				backoff(idle++);
+			}
+		}
+	}
 	return err;
 }
 
 int pt__freeze(pid_t pid, struct pt_freeze *fz)
 {
+	struct stopset s = { .pid = pid, .child = our_child(pid) };
 	char path[64];
-	bool added, child = our_child(pid);
-	int err = 0;
+	bool added = true;
+	int err = 0, round;
 
 	memset(fz, 0, sizeof(*fz));
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	do {
+	/* threads may be born until their creator stops: read the list again */
+	for (round = 0; round < MAX_ROUNDS && added && !err; round++) {
 		DIR *d = opendir(path);
 		struct dirent *de;
 
@@ -158,29 +347,44 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 		added = false;
 		while ((de = readdir(d))) {
 			pid_t tid = (pid_t)atoi(de->d_name);
-			int sig, r;
+			int r;
 
-			if (tid <= 0 || have(fz, tid))
+			if (tid <= 0 || set_has(&s, tid))
 				continue;
-			/* only the leader's exit is reported to the parent */
-			r = stop_one(tid, child && tid == pid, &sig, PT_FAULT_FREEZE);
+			r = seize(&s, tid);
 			if (r < 0) {
 				err = r;
 				break;
 			}
-			if (r == 1)
-				continue;
-			if (!fz->n)
-				fz->since_ns = now_ns();
-			err = push(fz, tid, sig);
-			if (err) {
-				ptrace(PTRACE_DETACH, tid, 0, sig);
-				break;
-			}
-			added = true;
+			if (r == 0 && !fz->since_ns)
+				fz->since_ns = s.seen[s.n - 1];
+			added |= r == 0;
 		}
 		closedir(d);
-	} while (!err && added);	/* threads may have been born meanwhile */
+		int e = collect(&s, NULL, NULL);	/* also after an error: every seized thread */
+
+		if (!err)
+			err = e;
+		/* a failure with threads stopped: they must all be released (lib/fault.c) */
+		if (!err && round == 0)
+			err = pt__fault(PT_FAULT_FREEZE);
+	}
+	if (!err && added)
+		err = -EAGAIN;	/* still new threads after MAX_ROUNDS reads */
+	/* hand the stopped ones to pt__thaw() */
+	for (size_t i = 0; i < s.n; i++) {
+		if (s.st[i] != TS_STOPPED)
+			continue;
+		s.tid[fz->n] = s.tid[i];
+		s.sig[fz->n++] = s.sig[i];
+	}
+	fz->tids = s.tid;
+	fz->sigs = s.sig;
+	fz->cap = s.cap;
+	fz->pid = pid;
+	fz->child = s.child;
+	free(s.st);
+	free(s.seen);
 	if (!err && !fz->n)
 		err = -ESRCH;
 	if (err)
@@ -193,7 +397,7 @@ uint64_t pt__thaw(struct pt_freeze *fz)
 	uint64_t dt = fz->n ? now_ns() - fz->since_ns : 0;
 
 	for (size_t i = 0; i < fz->n; i++)
-		ptrace(PTRACE_DETACH, fz->tids[i], 0, fz->sigs[i]);
+		detach_or_reap(fz->tids[i], fz->sigs[i], fz->child && fz->tids[i] == fz->pid);
 	free(fz->tids);
 	free(fz->sigs);
 	memset(fz, 0, sizeof(*fz));
@@ -220,15 +424,37 @@ static char thread_state(pid_t pid, pid_t tid)
 	return p && p[1] == ' ' ? p[2] : 0;
 }
 
-int pt__barrier(pid_t pid, uint64_t *pause_ns)
+struct barrier_acc {
+	uint64_t max, last;
+};
+
+/*
+ * Resume a thread as soon as its stop is seen.  It stopped after it was
+ * last seen running: the time since then bounds how long it was held.
+ */
+static void release(struct stopset *s, size_t i, void *arg)
 {
+	struct barrier_acc *a = arg;
+	uint64_t t;
+
+	detach_or_reap(s->tid[i], s->sig[i], s->child && s->tid[i] == s->pid);
+	t = now_ns();
+	if (t - s->seen[i] > a->max)
+		a->max = t - s->seen[i];
+	a->last = t;
+}
+
+int pt__barrier(pid_t pid, uint64_t *pause_ns, uint64_t *total_ns)
+{
+	struct stopset s = { .pid = pid, .child = our_child(pid) };
+	struct barrier_acc acc = { 0, 0 };
+	uint64_t t0 = 0;
 	char path[64];
-	bool child = our_child(pid);
 	DIR *d;
 	struct dirent *de;
-	int err = 0;
+	int err = 0, e;
 
-	*pause_ns = 0;
+	*pause_ns = *total_ns = 0;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)
@@ -236,10 +462,8 @@ int pt__barrier(pid_t pid, uint64_t *pause_ns)
 	/* threads born meanwhile start in user space: nothing of theirs is in flight */
 	while ((de = readdir(d))) {
 		pid_t tid = (pid_t)atoi(de->d_name);
-		uint64_t t0, t1, t2;
-		bool busy;
 		char st;
-		int sig, r;
+		int r;
 
 		if (tid <= 0)
 			continue;
@@ -248,31 +472,29 @@ int pt__barrier(pid_t pid, uint64_t *pause_ns)
 		 * interruptibly, stopped or dead is not inside a system call
 		 * that writes into pinned pages (a FUSE direct read is the
 		 * exception, doc/tracking.md), and waking it would make some
-		 * calls return EINTR (epoll_wait, signal(7)).
+		 * calls return EINTR (epoll_wait, signal(7)).  A thread in disk
+		 * sleep stops only once its system call has returned.
 		 */
 		st = thread_state(pid, tid);
 		if (st != 'R' && st != 'D' && st != 0)
 			continue;
-		busy = st == 'D';
-		t0 = now_ns();
-		r = stop_one(tid, child && tid == pid, &sig, PT_FAULT_BARRIER);
+		r = seize(&s, tid);
 		if (r < 0) {
 			err = r;
 			break;
 		}
-		if (r == 1)
-			continue;
-		t1 = now_ns();
-		ptrace(PTRACE_DETACH, tid, 0, sig);
-		t2 = now_ns();
-		/*
-		 * Held stopped from the moment it stopped: at once for a thread
-		 * running or sleeping interruptibly, but a thread in disk sleep
-		 * ran its system call to the end first, not paused meanwhile.
-		 */
-		if (t2 - (busy ? t1 : t0) > *pause_ns)
-			*pause_ns = t2 - (busy ? t1 : t0);
+		if (r == 0 && !t0)
+			t0 = s.seen[s.n - 1];
 	}
 	closedir(d);
+	/* all of them at once; each resumed as soon as it has stopped */
+	e = collect(&s, release, &acc);
+	if (!err)
+		err = e;
+	if (!err)
+		err = pt__fault(PT_FAULT_BARRIER);
+	*pause_ns = acc.max;
+	*total_ns = acc.last > t0 && t0 ? acc.last - t0 : 0;
+	set_free(&s);
 	return err;
 }

@@ -107,6 +107,8 @@ static void sd_round_end(struct pt_tracker *tr)
 
 		if (dt > tr->st.pause_ns_max)
 			tr->st.pause_ns_max = dt;
+		if (dt > tr->st.pause_total_ns_max)
+			tr->st.pause_total_ns_max = dt;
 		s->frozen = false;
 	}
 }

@@ -443,14 +443,39 @@ static bool wp_async_armed(struct pt_tracker *tr, uint64_t addr)
 	return ioctl(tr->t->pagemap_fd, PAGEMAP_SCAN, &a) >= 0;
 }
 
+static void note_pause(struct pt_tracker *tr, uint64_t one, uint64_t all)
+{
+	if (one > tr->st.pause_ns_max)
+		tr->st.pause_ns_max = one;
+	if (all > tr->st.pause_total_ns_max)
+		tr->st.pause_total_ns_max = all;
+}
+
+/* Index of the VMA of @v (sorted, @n) containing @addr, or -1. */
+static ssize_t vma_at(const struct pt_vma *v, int n, uint64_t addr)
+{
+	size_t lo = 0, hi = n > 0 ? (size_t)n : 0;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < (size_t)(n > 0 ? n : 0) && v[lo].start <= addr ? (ssize_t)lo : -1;
+}
+
 /*
- * Register the area containing @addr with its bounds as they are now.
- * Registering a stale range would split a VMA, and on 6.17+ a target's
- * mremap() across the two halves fails with EFAULT after moving the
- * first one (measured on 6.18): the target's memory would be torn.  So
- * another process is frozen (microseconds) while its layout is re-read
- * and the whole current VMA is registered; without ptrace the window
- * between the two steps stays open (documented).
+ * Register the VMA containing @addr with its bounds in @vmas, the layout
+ * read while the target is frozen.  Registering a stale range would split
+ * a VMA, and on 6.17+ a target's mremap() across the two halves fails
+ * with EFAULT after moving the first one (measured on 6.18): the
+ * target's memory would be torn.  So another process is frozen
+ * (microseconds) while its layout is re-read and the whole current VMA
+ * is registered; without ptrace the window between the two steps stays
+ * open (documented).
  *
  * The current VMA can be larger than the part being armed, and its other
  * pages cannot be trusted when it was not registered: an mremap() that
@@ -462,65 +487,83 @@ static bool wp_async_armed(struct pt_tracker *tr, uint64_t addr)
  * registered, its whole range is returned in [*rs, *re) to be reported
  * and protected as new; otherwise [*rs, *re) is empty.
  */
-static int uffd_register(struct pt_tracker *tr, uint64_t addr, uint64_t *rs, uint64_t *re)
+static int register_at(struct pt_tracker *tr, const struct pt_vma *vmas, int n, uint64_t addr,
+		       uint64_t *rs, uint64_t *re)
 {
 	struct uffd_priv *u = tr->priv;
-	struct pt_freeze fz;
-	struct pt_vma *vmas = NULL;
-	bool frozen = false;
-	char path[64];
-	int fd, n, err = -ENOENT;
+	ssize_t i = vma_at(vmas, n, addr);
 
 	*rs = *re = 0;
+	if (n < 0)
+		return n;
+	if (i < 0)
+		return -ENOENT;	/* no area there any more */
+	uint64_t s = vmas[i].start > tr->start ? vmas[i].start : tr->start;
+	uint64_t e = vmas[i].end < tr->end ? vmas[i].end : tr->end;
+	struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
+	bool armed = wp_async_armed(tr, s);
+	int err = pt__fault(PT_FAULT_UFFD_REGISTER);
+
+	if (err)
+		return err;
+	if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0) {
+		/* fini unregisters what is recorded; what cannot be, is undone now */
+		err = pt__dirty_add(&u->reg, s, e, 0);
+		if (err)
+			ioctl(u->uffd, UFFDIO_UNREGISTER, &reg.range);
+		else if (!armed) {
+			*rs = s;
+			*re = e;
+		}
+		return err;
+	}
+	/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
+	if (errno == EINVAL || errno == EPERM || errno == EBUSY)
+		return -EOPNOTSUPP;
+	return pt__target_errno(tr->t, errno);
+}
+
+/*
+ * Freeze another process (unless it cannot be: -EBUSY, traced by
+ * someone else, and then the window stays open) and read its layout
+ * into *@vmas (*@n VMAs, or -errno when the read failed).  Returns 0, or
+ * -errno when the freeze failed (nothing to undo then); otherwise undo
+ * with end_frozen().
+ */
+static int begin_frozen(struct pt_tracker *tr, struct pt_freeze *fz, bool *frozen,
+			struct pt_vma **vmas, int *n)
+{
+	char path[64];
+	int fd;
+
+	*frozen = false;
+	*vmas = NULL;
 	if (!tr->self) {
-		err = pt__freeze(tr->pid, &fz);
+		int err = pt__freeze(tr->pid, fz);
+
 		if (err == 0)
-			frozen = true;
+			*frozen = true;
 		else if (err != -EBUSY)
 			return err;
 	}
 	snprintf(path, sizeof(path), "%s/maps", tr->t->procdir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd < 0 ? -errno : pt__maps_parse_fd(fd, &vmas);
+	*n = fd < 0 ? -errno : pt__maps_parse_fd(fd, vmas);
 	if (fd >= 0)
 		close(fd);
-	err = n < 0 ? n : -ENOENT;	/* no area there any more */
-	for (int i = 0; i < n; i++) {
-		uint64_t s = vmas[i].start > tr->start ? vmas[i].start : tr->start;
-		uint64_t e = vmas[i].end < tr->end ? vmas[i].end : tr->end;
-		struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
-		bool armed;
+	return 0;
+}
 
-		if (addr < vmas[i].start || addr >= vmas[i].end)
-			continue;
-		armed = wp_async_armed(tr, s);
-		if ((err = pt__fault(PT_FAULT_UFFD_REGISTER)))
-			break;
-		if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) == 0) {
-			/* fini unregisters what is recorded; what cannot be, is undone now */
-			err = pt__dirty_add(&u->reg, s, e, 0);
-			if (err) {
-				ioctl(u->uffd, UFFDIO_UNREGISTER, &reg.range);
-			} else if (!armed) {
-				*rs = s;
-				*re = e;
-			}
-		}
-		/* EPERM: not writable ever; EBUSY: the target uses userfaultfd there */
-		else if (errno == EINVAL || errno == EPERM || errno == EBUSY)
-			err = -EOPNOTSUPP;
-		else
-			err = pt__target_errno(tr->t, errno);
-		break;
-	}
+static void end_frozen(struct pt_tracker *tr, struct pt_freeze *fz, bool frozen,
+		       struct pt_vma *vmas)
+{
 	if (frozen) {
-		uint64_t dt = pt__thaw(&fz);
+		uint64_t dt = pt__thaw(fz);
 
-		if (dt > tr->st.pause_ns_max)
-			tr->st.pause_ns_max = dt;
+		/* every thread was held from the first stop to the thaw */
+		note_pause(tr, dt, dt);
 	}
 	free(vmas);
-	return err;
 }
 
 /*
@@ -537,14 +580,16 @@ static int pop_unknown(struct pt_tracker *tr, uint64_t start, uint64_t end)
 	return err ? err : -ENOENT;
 }
 
-static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
-		    struct pt_dirtylist *out)
+/*
+ * The rest of arming [start,end) once its VMA is registered (@err: the
+ * registration's result, [rs,re): the VMA when it was not registered).
+ * Runs with the target running: only the registration needs the freeze.
+ */
+static int arm_registered(struct pt_tracker *tr, uint64_t start, uint64_t end, int err,
+			  uint64_t rs, uint64_t re, struct pt_dirtylist *out)
 {
 	struct uffd_priv *u = tr->priv;
-	uint64_t rs, re;
-	int err = uffd_register(tr, start, &rs, &re);
 
-	(void)v;
 	if (err)	/* -ENOENT: nothing there when re-read; see the end */
 		return err == -ENOENT ? pop_unknown(tr, start, end) : err;
 	if (rs < re) {
@@ -587,6 +632,54 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 		err = pt__fault(PT_FAULT_UFFD_PROTECT);
 	/* -ENOENT: the walk met an area that is not registered and stopped part-way */
 	return err == -ENOENT ? pop_unknown(tr, start, end) : err;
+}
+
+/*
+ * Arm every new part of a round: one freeze and one read of the layout
+ * for all of them (each registration used to freeze the target and
+ * re-read all of /proc/PID/maps: quadratic in the number of areas), the
+ * registrations under it, the protect passes after the thaw.  Parts of
+ * one VMA are registered in address order: the first finds the VMA as
+ * it was and reports and protects all of it when it was not registered.
+ */
+static int uffd_arm_batch(struct pt_tracker *tr, struct pt_parts *parts, struct pt_dirtylist *out)
+{
+	struct pt_freeze fz;
+	struct pt_vma *vmas;
+	bool frozen;
+	int n, err = 0;
+
+	if (!parts->n)
+		return 0;
+	err = begin_frozen(tr, &fz, &frozen, &vmas, &n);
+	if (err)
+		return err;	/* could not freeze: nothing was registered */
+	for (size_t i = 0; i < parts->n; i++) {
+		struct pt_part *p = &parts->p[i];
+
+		p->err = register_at(tr, vmas, n, p->start, &p->rs, &p->re);
+	}
+	end_frozen(tr, &fz, frozen, vmas);
+	for (size_t i = 0; i < parts->n && !err; i++) {
+		struct pt_part *p = &parts->p[i];
+
+		p->err = arm_registered(tr, p->start, p->end, p->err, p->rs, p->re, out);
+		/* -ENOENT and -EOPNOTSUPP are the caller's to handle, per part */
+		if (p->err && p->err != -ENOENT && p->err != -EOPNOTSUPP)
+			err = p->err;
+	}
+	return err;
+}
+
+static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
+		    struct pt_dirtylist *out)
+{
+	struct pt_parts one = { .p = &(struct pt_part){ .start = start, .end = end }, .n = 1 };
+	int err;
+
+	(void)v;
+	err = uffd_arm_batch(tr, &one, out);
+	return err ? err : one.p[0].err;
 }
 
 static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
@@ -637,7 +730,8 @@ static int uffd_round_begin(struct pt_tracker *tr)
  * reported) takes the DMA's bytes without a fault.  If the caller copied
  * it before they landed, the copy would keep the old bytes and no later
  * round would say so.  So before the round is handed out every thread of
- * the target passes a ptrace stop (microseconds each, one at a time): a
+ * the target that is running or in disk sleep passes a ptrace stop (all
+ * interrupted at once, each resumed as soon as it stopped): a
  * thread stops only outside system calls, so every synchronous O_DIRECT
  * read in flight has landed.  Asynchronous I/O (io_uring, AIO) cannot be
  * waited for this way (doc/tracking.md).
@@ -645,14 +739,13 @@ static int uffd_round_begin(struct pt_tracker *tr)
 static void uffd_round_end(struct pt_tracker *tr)
 {
 	struct uffd_priv *u = tr->priv;
-	uint64_t pause = 0;
+	uint64_t pause = 0, total = 0;
 	int err;
 
 	if (tr->self || !u->protected || (tr->flags & PT_TRACK_NO_BARRIER))
 		return;
-	err = pt__barrier(tr->pid, &pause);
-	if (pause > tr->st.pause_ns_max)
-		tr->st.pause_ns_max = pause;
+	err = pt__barrier(tr->pid, &pause, &total);
+	note_pause(tr, pause, total);
 	if (err && err != -ESRCH && !u->no_barrier) {
 		u->no_barrier = true;
 		pt__log(PT_LOG_INFO, "pid %d: cannot wait for its system calls after a harvest (%s): "
@@ -719,6 +812,7 @@ const struct pt_track_ops pt__track_uffd_ops = {
 	.init = uffd_init,
 	.can_track = uffd_can_track,
 	.arm = uffd_arm,
+	.arm_batch = uffd_arm_batch,
 	.harvest = uffd_harvest,
 	.round_begin = uffd_round_begin,
 	.round_end = uffd_round_end,

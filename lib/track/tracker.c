@@ -215,6 +215,21 @@ static int for_each_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t
 	return 0;
 }
 
+static int add_part(struct pt_parts *ps, const struct pt_vma *v, uint64_t start, uint64_t end)
+{
+	if (ps->n == ps->cap) {
+		size_t ncap = ps->cap ? ps->cap * 2 : 64;
+		struct pt_part *p = realloc(ps->p, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		ps->p = p;
+		ps->cap = ncap;
+	}
+	ps->p[ps->n++] = (struct pt_part){ .v = v, .start = start, .end = end };
+	return 0;
+}
+
 static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
 		      bool is_new, enum pt_method m, struct pt_dirtylist *out)
 {
@@ -236,6 +251,8 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	if (m == PT_METHOD_HASH)
 		return pt__hash_area(tr->hs, tr->t, v, start, end, true, out,
 				     &tr->st.pages_hashed);
+	if (tr->defer)	/* armed with the others after the harvests: run_round() */
+		return add_part(tr->defer, v, start, end);
 	err = tr->ops->arm(tr, v, start, end, out);
 	/*
 	 * -ENOENT: the area changed or vanished while being armed.  It is
@@ -378,10 +395,44 @@ static void clip_to_layout(struct pt_tracker *tr)
 	tr->round = out;
 }
 
+/*
+ * Arm the new parts deferred by this round's walk (in address order).  A
+ * part the backend refused has its whole area hashed instead, as in
+ * run_round().
+ */
+static int arm_parts(struct pt_tracker *tr, const struct pt_vma *vmas, uint8_t *methods,
+		     uint8_t *reasons, struct pt_parts *parts)
+{
+	int err = tr->ops->arm_batch(tr, parts, &tr->round);
+
+	for (size_t k = 0; k < parts->n && !err; k++) {
+		const struct pt_part *p = &parts->p[k];
+		size_t i = (size_t)(p->v - vmas);
+		uint64_t s = p->v->start > tr->start ? p->v->start : tr->start;
+		uint64_t e = p->v->end < tr->end ? p->v->end : tr->end;
+
+		/* -ENOENT: changed or vanished while armed, reported whole (track_part) */
+		if (!p->err || p->err == -ENOENT)
+			continue;
+		if (p->err != -EOPNOTSUPP) {
+			err = p->err;
+			break;
+		}
+		if (methods[i] != PT_METHOD_BACKEND)
+			continue;	/* another part of it fell back already */
+		methods[i] = PT_METHOD_HASH;
+		reasons[i] = PT_AREA_REASON_REFUSED;
+		tr->st.areas_fallback++;
+		err = for_each_part(tr, p->v, s, e, methods[i], track_part, &tr->round);
+	}
+	return err;
+}
+
 /* One full round: every area harvested (or armed when new). */
 static int run_round(struct pt_tracker *tr, bool first)
 {
 	struct pt_vma *vmas = NULL;
+	struct pt_parts parts = { 0 };
 	uint8_t *methods = NULL, *reasons;
 	size_t n = 0;
 	uint64_t t0 = now_ns();
@@ -415,6 +466,12 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (tr->ops->round_begin && (err = tr->ops->round_begin(tr)))
 		goto out;
 	tr->st.areas_fallback = 0;
+	/*
+	 * Known parts are harvested first; new ones, with a backend that
+	 * can, are armed together afterwards (one freeze of the target for
+	 * all of them, not one per area).
+	 */
+	tr->defer = tr->ops->arm_batch ? &parts : NULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct pt_vma *v = &vmas[i];
 		uint64_t s = v->start > tr->start ? v->start : tr->start;
@@ -442,6 +499,9 @@ static int run_round(struct pt_tracker *tr, bool first)
 		if (err)
 			break;
 	}
+	tr->defer = NULL;
+	if (!err && parts.n)
+		err = arm_parts(tr, vmas, methods, reasons, &parts);
 	if (tr->ops->round_end)
 		tr->ops->round_end(tr);
 	if (!err)
@@ -469,6 +529,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 		tr->st.rounds++;
 	tr->st.collect_ns = now_ns() - t0;
 out:
+	free(parts.p);
 	free(methods);
 	pt_vmas_free(vmas);
 	return err;

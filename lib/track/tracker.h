@@ -24,6 +24,19 @@ struct pt_area {
 
 struct pt_tracker;
 
+/* A new part of an area to arm, for arm_batch(). */
+struct pt_part {
+	const struct pt_vma *v;	/* its area in the round's layout */
+	uint64_t start, end;
+	int err;		/* what arm() would have returned for it */
+	uint64_t rs, re;	/* the backend's own use */
+};
+
+struct pt_parts {
+	struct pt_part *p;
+	size_t n, cap;
+};
+
 struct pt_track_ops {
 	const char *name;
 	/*
@@ -42,6 +55,13 @@ struct pt_track_ops {
 	 */
 	int (*arm)(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
 		   struct pt_dirtylist *out);
+	/*
+	 * Optional: arm every new part of a round at once, after the
+	 * harvests, as arm() would each (in address order), e.g. under one
+	 * freeze of the target.  Sets each part's err to arm()'s result;
+	 * returns 0, or -errno when the round must fail.
+	 */
+	int (*arm_batch)(struct pt_tracker *tr, struct pt_parts *parts, struct pt_dirtylist *out);
 	/*
 	 * Add to @out the pages of [start,end) of @v written since it was
 	 * last armed or harvested, and re-arm them atomically.  Returns
@@ -104,6 +124,8 @@ struct pt_tracker {
 	size_t pop_prev_sorted;		/* entries of pop_prev in order; those after were
 					   appended by pt_tracker_note_copy() */
 	struct pt_dirtylist pinned;	/* pt__pinned_ranges() of this round */
+
+	struct pt_parts *defer;		/* during a round: new parts for arm_batch() */
 
 	struct pt_hashstore *hs;
 	void *priv;			/* backend state */

@@ -528,6 +528,7 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "areas_fallback", w->st.areas_fallback);
 	json_uint(j, "collect_ns", w->st.collect_ns);
 	json_uint(j, "pause_ns_max", w->st.pause_ns_max);
+	json_uint(j, "pause_total_ns_max", w->st.pause_total_ns_max);
 	json_uint(j, "leftovers_closed", w->st.leftovers_closed);
 	json_str(j, "auto_uffd_error", w->st.auto_uffd_err ? errno_name(w->st.auto_uffd_err) : NULL);
 	json_str(j, "auto_softdirty_error",
