@@ -13,6 +13,7 @@ Every JSON line is validated against doc/watch.schema.json.
 """
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -607,10 +608,193 @@ def test_cmd(pt, validator):
        "rc=%d %r %r" % (rc, out, err))
 
 
+# ---------------------------------------------------------------- exec
+
+EXEC_WRITER = r"""
+import mmap, sys, time
+m = mmap.mmap(-1, 64 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+t, n = time.time(), 0
+while time.time() - t < float(sys.argv[1]):
+    n += 1
+    for i in range(64):
+        m[i * mmap.PAGESIZE] = n & 255 or 1
+    time.sleep(0.02)
+"""
+
+N_EXEC = 8    # subtests of test_exec()
+
+
+def exec_writes_after(docs, pages):
+    """Intervals after the exec event, the first (areas reported whole) left out."""
+    k = [i for i, d in enumerate(docs) if d and d.get("event") == "exec"]
+    if not k:
+        return False, "no exec event"
+    iv = [d for d in docs[k[-1] + 1:] if d and "interval" in d][1:]
+    return any(d["pages_written"] >= pages for d in iv), [d["pages_written"] for d in iv]
+
+
+def test_exec(pt, validator):
+    """Commands that exec (env, nice, sh's exec, a shim) and a PID that execs are followed."""
+    for cmd in (["env", "sleep", "2"], ["nice", "-n", "0", "sleep", "2"],
+                ["sh", "-c", "x=1; exec sleep 2"]):
+        rc, out, err = run(pt, ["watch", "--json", "--interval", "200ms", "--"] + cmd, timeout=30)
+        docs = parse_lines(out)
+        iv = [d for d in docs if d and "interval" in d]
+        last = docs[-1] if docs else None
+        ok(rc == 0 and last and "summary" in last and last["summary"]["exit_status"] == 0 and
+           last["summary"]["reason"] == "target_exited" and len(iv) >= 5 and
+           not schema_errors(validator, docs),
+           "-- %s: followed to its end (exit 0, >= 5 intervals of 200ms), lines match the "
+           "schema" % " ".join(cmd), "rc=%d intervals=%d %r %r" % (rc, len(iv), err, out[-300:]))
+
+    d = tempfile.mkdtemp(prefix="pt-shim-")
+    try:
+        shim = os.path.join(d, "python3")
+        with open(shim, "w") as f:
+            # a version manager's shim: some work of its own, then exec
+            f.write("#!/bin/sh\nsleep 0.5\nexec %s \"$@\"\n" % sys.executable)
+        os.chmod(shim, 0o755)
+        rc, out, err = run(pt, ["watch", "--json", "--interval", "200ms", "--", shim, "-c",
+                                EXEC_WRITER, "1.5"], timeout=30)
+        docs = parse_lines(out)
+        ev = [x for x in docs if x and x.get("event") == "exec"]
+        last = docs[-1] if docs else None
+        ok(rc == 0 and last and last.get("summary", {}).get("exit_status") == 0 and
+           not schema_errors(validator, docs),
+           "-- shim that execs python3: exit 0, lines match the schema",
+           "rc=%d %r" % (rc, err))
+        ok(len(ev) == 1 and ev[0]["comm"].startswith("python") and
+           ev[0]["pid"] == (last or {}).get("summary", {}).get("pid"),
+           "-- shim: one exec event naming the new program", ev)
+        good, why = exec_writes_after(docs, 64)
+        ok(good, "-- shim: the writer's 64 pages per interval are reported after the exec", why)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+    p = subprocess.Popen(["sh", "-c", 'sleep 0.6; exec "$0" -c "$1" 4', sys.executable,
+                          EXEC_WRITER])
+    try:
+        rc, out, err = run(pt, ["watch", "--json", "--interval", "200ms", "--count", "10",
+                                str(p.pid)], timeout=30)
+        docs = parse_lines(out)
+        ev = [x for x in docs if x and x.get("event") == "exec"]
+        last = docs[-1] if docs else None
+        ok(rc == 0 and len(ev) == 1 and last and last.get("summary", {}).get("reason") == "count"
+           and not schema_errors(validator, docs),
+           "PID that execs: followed (exec event, reason count, not target_exited)",
+           "rc=%d events=%d %r %r" % (rc, len(ev), err, out[-300:]))
+        good, why = exec_writes_after(docs, 64)
+        ok(good and p.poll() is None and uffd_fds(p.pid) == 0,
+           "PID that execs: the new program's writes are reported; it runs on, no userfaultfd left",
+           why)
+    finally:
+        p.kill()
+        p.wait()
+
+
+# ------------------------------------------------- signals during set-up
+
+SETUP_TARGET = r"""
+import ctypes, os, struct, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+PS, N = os.sysconf("SC_PAGE_SIZE"), int(sys.argv[1])
+base = libc.mmap(None, 2 * N * PS, 3, 0x22, -1, 0)
+for i in range(N):                       # N areas: a written page, then a fence
+    ctypes.memset(base + 2 * i * PS, 1, PS)
+    libc.mprotect(base + (2 * i + 1) * PS, PS, 0)
+fd = os.open(sys.argv[2], os.O_WRONLY)
+def spin(k):
+    x = 0
+    while True:
+        x += 1
+        ctypes.memset(base + 2 * (x % N) * PS, x & 255, 8)
+for k in range(3):
+    threading.Thread(target=spin, args=(k,), daemon=True).start()
+print("ready", flush=True)
+tick = 0
+while True:
+    tick += 1
+    os.pwrite(fd, struct.pack("Q", tick), 0)
+    time.sleep(0.01)
+"""
+
+N_SETUP_SIG = 10
+
+
+def threads_clean(pid):
+    """No thread stopped or traced."""
+    bad = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                st = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue
+        state, tracer = st["State"].split()[0], int(st["TracerPid"])
+        if state in ("t", "T") or tracer:
+            bad.append((tid, state, tracer))
+    return bad
+
+
+def test_setup_signals(pt):
+    """SIGTERM/SIGINT at random moments of set-up: fast exit, target as found."""
+    import random
+    fd, prog = tempfile.mkstemp(prefix="pt-setup-")
+    os.write(fd, b"\0" * 8)
+    os.close(fd)
+    t = subprocess.Popen([sys.executable, "-c", SETUP_TARGET, "2000", prog],
+                         stdout=subprocess.PIPE, text=True)
+    ticks = lambda: struct.unpack("Q", open(prog, "rb").read(8))[0]
+    try:
+        t.stdout.readline()
+        rnd = random.Random(os.getpid())
+        for i in range(N_SETUP_SIG):
+            sig = (signal.SIGTERM, signal.SIGINT)[i % 2]
+            delay = rnd.uniform(0, 0.3)
+            p = subprocess.Popen([pt, "watch", "--json", "--interval", "100ms", str(t.pid)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env())
+            time.sleep(delay)
+            t0 = time.time()
+            p.send_signal(sig)
+            try:
+                out, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            dt = time.time() - t0
+            docs = parse_lines(out)
+            last = docs[-1] if docs else None
+            # Exit 0 with a summary (reason signal); or, signalled before its
+            # handlers were even installed, killed by it with no output.
+            status = (p.returncode == 0 and last and
+                      last.get("summary", {}).get("reason") == "signal") or \
+                     (p.returncode == -sig and out == "")
+            n0 = ticks()
+            time.sleep(0.05)
+            bad, fds, alive = threads_clean(t.pid), uffd_fds(t.pid), t.poll() is None
+            ok(dt < 1.0 and status and not bad and fds == 0 and alive and ticks() > n0,
+               "%s %.0f ms after start: exit in %.2fs (status %s), no userfaultfd, no thread "
+               "stopped or traced, target runs" % (signal.Signals(sig).name, delay * 1000, dt,
+                                                   p.returncode),
+               "rc=%s out=%r err=%r bad=%s fds=%d alive=%s" % (p.returncode, out[-200:],
+                                                             err[-300:], bad, fds, alive))
+    finally:
+        t.kill()
+        t.wait()
+        os.unlink(prog)
+
+
 def main():
     pt = pagetrack_binary(__file__)
     # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
-    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4)
+    # ... exec, signals during set-up
+    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4 + N_EXEC +
+         N_SETUP_SIG)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -627,6 +811,8 @@ def main():
     test_meet(pt, validator, avail["uffd"])
     test_target_exit(pt, validator)
     test_cmd(pt, validator)
+    test_exec(pt, validator)
+    test_setup_signals(pt)
     done()
 
 

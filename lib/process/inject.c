@@ -216,6 +216,7 @@ struct inj {
 	bool our_child;		/* leader of a child of ours: never reap it */
 	uint64_t insn;
 	struct pt_inject_stats *st;
+	int mm_fd;		/* pagemap fd of the mm the call is meant for, or -1 */
 	/* user signals intercepted during the call, to re-deliver */
 	siginfo_t kept[MAX_KEPT];
 	unsigned nkept;
@@ -448,6 +449,22 @@ static int verify_insn(const struct inj *c)
 }
 
 /*
+ * Is the stopped thread still in the address space c->mm_fd was opened
+ * on?  A pagemap fd is bound to one mm and reads empty once it is gone
+ * (exec, exit).  Checked while the thread is held stopped: it cannot exec
+ * then, and another thread's exec kills it first, so a call never runs in
+ * a program that replaced the one the caller meant.
+ */
+static int verify_mm(const struct inj *c)
+{
+	uint64_t e;
+
+	if (c->mm_fd < 0)
+		return 0;
+	return pread(c->mm_fd, &e, sizeof(e), 0) == (ssize_t)sizeof(e) ? 0 : -ESRCH;
+}
+
+/*
  * Wait for the next stop of c->tid without consuming it (WNOWAIT).
  * Returns 0, or -ESRCH when the thread exited (reaped unless it is the
  * caller's own child, whose status the caller will collect).
@@ -564,6 +581,12 @@ static void detach(struct inj *c, bool at_sig_stop, uint64_t t0)
 int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 		       struct pt_inject_stats *st)
 {
+	return pt__inject_syscall_mm(pid, -1, nr, args, ret, st);
+}
+
+int pt__inject_syscall_mm(pid_t pid, int mm_fd, long nr, const long args[6], long *ret,
+			  struct pt_inject_stats *st)
+{
 	static const long zero[6];
 	struct pt_inject_stats local;
 	struct arch_state as;
@@ -580,6 +603,7 @@ int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 	memset(st, 0, sizeof(*st));
 	memset(&c, 0, sizeof(c));
 	c.st = st;
+	c.mm_fd = mm_fd;
 	if (!ARCH_SUPPORTED)
 		return -EOPNOTSUPP;
 	if (pid <= 0 || !ret)
@@ -647,6 +671,8 @@ int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 	r = arch_save(c.tid, &as);
 	if (!r && ptrace(PTRACE_GETSIGMASK, c.tid, (void *)sizeof(mask), &mask))
 		r = -errno;
+	if (!r)
+		r = verify_mm(&c);
 	if (!r)
 		r = verify_insn(&c);
 	if (!r)

@@ -48,5 +48,12 @@ struct pt_inject_stats {
  */
 PT_HIDDEN int pt__inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 				 struct pt_inject_stats *st);
+/*
+ * The same, for the address space @mm_fd (an open /proc/PID/pagemap, or
+ * -1: any) only: once the thread is stopped, -ESRCH without running
+ * anything when that mm is gone (the target exec'd or exited since).
+ */
+PT_HIDDEN int pt__inject_syscall_mm(pid_t pid, int mm_fd, long nr, const long args[6],
+				    long *ret, struct pt_inject_stats *st);
 
 #endif /* PT_INJECT_H */

@@ -94,9 +94,15 @@ static int local_userfaultfd(void)
  * registers and restoring them would leave the target running on them,
  * or with the single step's SIGTRAP pending, which kills it.  With Yama
  * ptrace_scope 1 a sibling may not trace what we may; then inject here.
+ * The call runs only in the address space tr->t was opened on: after an
+ * exec the fd numbers belong to the new program (-ESRCH then).
  */
-static int inject(pid_t pid, long nr, const long args[6], long *ret, struct pt_inject_stats *st)
+static int inject(struct pt_tracker *tr, long nr, const long args[6], long *ret,
+		  struct pt_inject_stats *st)
 {
+	pid_t pid = tr->pid;
+	int mm_fd = tr->t->pagemap_fd;
+	sigset_t all;
 	struct {
 		int err;
 		long ret;
@@ -112,11 +118,18 @@ static int inject(pid_t pid, long nr, const long args[6], long *ret, struct pt_i
 	if (c < 0) {
 		close(p[0]);
 		close(p[1]);
-		return pt__inject_syscall(pid, nr, args, ret, st);
+		return pt__inject_syscall_mm(pid, mm_fd, nr, args, ret, st);
 	}
 	if (c == 0) {
+		/*
+		 * Only SIGKILL may end the helper mid-call: a tty's Ctrl-C
+		 * reaches the whole process group, and a caller's default
+		 * disposition would kill it with the target's registers set.
+		 */
+		sigfillset(&all);
+		sigprocmask(SIG_BLOCK, &all, NULL);
 		signal(SIGPIPE, SIG_IGN);	/* the parent may be gone */
-		res.err = pt__inject_syscall(pid, nr, args, &res.ret, &res.st);
+		res.err = pt__inject_syscall_mm(pid, mm_fd, nr, args, &res.ret, &res.st);
 		if (write(p[1], &res, sizeof(res)) < 0)
 			_exit(1);
 		_exit(0);
@@ -137,7 +150,7 @@ static int inject(pid_t pid, long nr, const long args[6], long *ret, struct pt_i
 	if (got != sizeof(res))
 		return -EIO;
 	if (res.err == -EPERM)
-		return pt__inject_syscall(pid, nr, args, ret, st);
+		return pt__inject_syscall_mm(pid, mm_fd, nr, args, ret, st);
 	*ret = res.ret;
 	*st = res.st;
 	return res.err;
@@ -154,11 +167,11 @@ static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 	u->pidfd = (int)syscall(__NR_pidfd_open, tr->pid, 0);
 	if (u->pidfd < 0)
 		return -errno;
-	err = inject(tr->pid, __NR_userfaultfd, args, &ret, &st);
+	err = inject(tr, __NR_userfaultfd, args, &ret, &st);
 	if (!err && ret == -EPERM) {
 		/* vm.unprivileged_userfaultfd=0 and an unprivileged target */
 		args[0] |= UFFD_USER_MODE_ONLY;
-		err = inject(tr->pid, __NR_userfaultfd, args, &ret, &st);
+		err = inject(tr, __NR_userfaultfd, args, &ret, &st);
 	}
 	if (err)
 		return err;
@@ -245,7 +258,7 @@ static int close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 	for (int i = 0; i < CLOSE_TRIES; i++) {
 		err = pt__fault(PT_FAULT_UFFD_CLOSE);
 		if (!err)
-			err = inject(tr->pid, __NR_close, args, &ret, &st);
+			err = inject(tr, __NR_close, args, &ret, &st);
 		if (err != -EBUSY && err != -EAGAIN)
 			break;
 		if (now_ns() - t0 + backoff * 1000ull > CLOSE_MAX_NS)

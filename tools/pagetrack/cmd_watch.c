@@ -13,7 +13,13 @@
  * control: SIGINT, SIGTERM, SIGPIPE (stdout closed), the end of --count,
  * errors.  SIGINT/SIGTERM/SIGCHLD stay blocked except while we sleep in
  * ppoll(), so a signal can never land between a check and the sleep, and
- * no library call is ever interrupted half way.
+ * while pt_tracker_create() runs (SIGINT/SIGTERM only: set-up can take a
+ * fraction of a second, and a stop must not wait for it to end; the
+ * library retries what a signal interrupts).
+ *
+ * A target that execs keeps its pid but gets a new address space: the
+ * tracker of the old one fails with -ESRCH.  watch then tracks the new
+ * program with a new tracker (follow_exec()).
  *
  * The JSON output (one object per line) is a stable interface:
  * doc/watch-json.md, doc/watch.schema.json.
@@ -102,6 +108,8 @@ struct watch {
 	uint64_t t0, prev;		/* CLOCK_MONOTONIC ns: start, previous collect */
 	uint64_t intervals, total_pages;
 	struct pt_tracker_stats st;	/* after the last round */
+	bool layout_new;		/* the target exec'd: the next round's areas are new */
+	uint64_t execs;			/* execs followed */
 };
 
 /* ---- signals ---- */
@@ -490,7 +498,22 @@ static int collect_round(struct watch *w)
 		if (n == 0)
 			break;	/* a round that says "more" but gives nothing: don't spin */
 	}
+	if (w->layout_new) {
+		/*
+		 * The first round on a program that exec'd: what it wrote
+		 * before the new tracker was armed is unknown, so all of its
+		 * areas are reported as new, whole.
+		 */
+		if (rangeset_reserve(&w->cur, w->cur.n + w->nvmas) < 0)
+			return -ENOMEM;
+		for (size_t i = 0; i < w->nvmas; i++)
+			w->cur.r[w->cur.n++] = (struct range){ w->vmas[i].start, w->vmas[i].end };
+	}
 	w->cur_pages = rangeset_normalize(&w->cur, w->page_size);
+	if (w->layout_new) {
+		w->f_new = w->cur_pages;
+		w->layout_new = false;
+	}
 	attribute(w);
 	rank(w);
 	wss = rangeset_union(&w->wss, &w->cur, &w->tmp, w->page_size);
@@ -954,11 +977,27 @@ static void say_start_notes(const struct watch *w)
 			st.auto_uffd_err == EBUSY ? ": another process traces it" : "");
 }
 
+/* Is @pid a live process (not a zombie)?  Asked on a fresh target. */
+static bool process_runs(pid_t pid)
+{
+	struct pt_target *t = pt_target_create(pid, NULL);
+	bool runs = t && pt_target_alive(t) == 1;
+
+	pt_target_free(t);
+	return runs;
+}
+
 /*
- * Open the target and arm the tracker.  Returns 0 (with *@why = STOP_EXITED
- * when the command ended before it could be tracked) or -errno.
+ * Create the tracker (and w->t, opened first: its address space is never
+ * newer than the tracker's, so a scan of it tells whether the tracker's
+ * is gone).  SIGINT/SIGTERM are let in meanwhile: a stop signal frees
+ * the new tracker at once (*@why = STOP_SIGNAL).  A target that execs
+ * during set-up makes it fail with ESRCH while the process runs on: then
+ * set-up starts over on the new program, at most ARM_TRIES times.
+ * Returns 0 or -errno.
  */
-static int start(struct watch *w, enum stop_reason *why)
+#define ARM_TRIES	20
+static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
 {
 	PT_OPTS(pt_tracker_opts, to,
 		.backend = w->o.backend,
@@ -966,19 +1005,52 @@ static int start(struct watch *w, enum stop_reason *why)
 		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER,
 	);
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
-	int err;
+	sigset_t blocked;
+	int err = 0;
 
-	w->t = pt_target_create(pid, NULL);
-	if (!w->t)
-		goto fail;
-	w->tr = pt_tracker_create(pid, &to);
-	if (!w->tr)
-		goto fail;
-	w->backend = pt_track_backend_name(pt_tracker_backend(w->tr));
-	say_start_notes(w);
-	return 0;
-fail:
-	err = errno ? errno : EIO;
+	for (int i = 0; i < ARM_TRIES; i++) {
+		if (i) {
+			struct timespec ts = { 0, 1000000L << (i < 6 ? i : 6) };
+
+			nanosleep(&ts, NULL);	/* an exec in a loop: let it get on */
+		}
+		pt_target_free(w->t);
+		w->t = pt_target_create(pid, NULL);
+		if (!w->t)
+			return -(errno ? errno : EIO);
+		sigprocmask(SIG_SETMASK, setupmask, &blocked);
+		w->tr = pt_tracker_create(pid, &to);
+		err = w->tr ? 0 : (errno ? errno : EIO);
+		sigprocmask(SIG_SETMASK, &blocked, NULL);
+		if (w->tr)
+			w->backend = pt_track_backend_name(pt_tracker_backend(w->tr));
+		if (stop_signal) {
+			/* the caller frees the tracker at once: that leaves the target as found */
+			*why = STOP_SIGNAL;
+			return 0;
+		}
+		if (w->tr)
+			return 0;
+		if (err != ESRCH || (w->child > 0 && reap_child(w, false)) || !process_runs(pid))
+			break;
+	}
+	return -err;
+}
+
+/*
+ * Open the target and arm the tracker.  Returns 0 (with *@why =
+ * STOP_EXITED when the command ended before it could be tracked,
+ * STOP_SIGNAL when a stop signal came during set-up) or -errno.
+ */
+static int start(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
+{
+	int err = arm(w, setupmask, why);
+
+	if (!err) {
+		if (*why == STOP_NONE)
+			say_start_notes(w);
+		return 0;
+	}
 	/* A short command may be over before tracking could start: not an error. */
 	if (w->child > 0) {
 		for (int i = 0; i < 50 && !reap_child(w, false); i++)
@@ -988,10 +1060,104 @@ fail:
 			return 0;
 		}
 	}
-	return -err;
+	return err;
 }
 
-static enum stop_reason run(struct watch *w, const sigset_t *waitmask)
+/*
+ * Did the target exec?  The tracker failed with -ESRCH; it did when the
+ * process runs on (a fresh target of its pid is alive) while the address
+ * space w->t was opened on is gone (a scan of it fails with -ESRCH): a
+ * mere failure of the tracker is not taken for an exec.
+ */
+static bool execd(struct watch *w)
+{
+	struct pt_scan_opts so = { .sz = sizeof(so), .flags = PT_SCAN_NO_SHARED };
+	struct pt_region r;
+	uint64_t cur = 0;
+
+	if (w->child > 0 && reap_child(w, false))
+		return false;
+	if (!process_runs(w->pid))
+		return false;
+	/* (the end must stay page-aligned when rounded up) */
+	return pt_scan(w->t, &cur, UINT64_MAX - pt_page_size() + 1, &r, 1, &so) == -ESRCH;
+}
+
+/* The target's command name, for humans: control characters replaced. */
+static void read_comm(pid_t pid, char *out, size_t len)
+{
+	char path[64];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, out, len - 1);
+		close(fd);
+	}
+	if (n < 0)
+		n = 0;
+	while (n > 0 && out[n - 1] == '\n')
+		n--;
+	out[n] = '\0';
+}
+
+static void emit_exec(const struct watch *w)
+{
+	double t = (double)(now_ns() - w->t0) / 1e9;
+	char comm[64];
+
+	read_comm(w->pid, comm, sizeof(comm));
+	if (w->o.json) {
+		struct json *j = json_new(stdout, false);
+
+		if (!j)
+			return;
+		json_obj_begin(j, NULL);
+		json_str(j, "event", "exec");
+		json_double(j, "time", t);
+		json_int(j, "pid", w->pid);
+		json_str(j, "comm", comm);
+		json_str(j, "backend", w->backend);
+		json_obj_end(j);
+		json_free(j);
+		return;
+	}
+	for (char *c = comm; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	printf("exec: pid %d now runs %s (tracking restarted)\n", (int)w->pid, comm);
+}
+
+/*
+ * The target exec'd: the old tracker's address space is gone (freeing it
+ * injects nothing: the library checks the mm before any injection, and
+ * the O_CLOEXEC userfaultfd went with the old program).  Track the new
+ * program from here; its areas are reported as new at the next round and
+ * the working set starts again (the old program's pages are gone).
+ * Returns 0 (*@why set when set-up was stopped or the command ended) or
+ * -errno.
+ */
+static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
+{
+	int err;
+
+	pt_tracker_free(w->tr);
+	w->tr = NULL;
+	w->execs++;
+	err = start(w, setupmask, why);
+	if (err < 0 || *why != STOP_NONE)
+		return err;
+	w->layout_new = true;
+	w->wss.n = 0;
+	w->wss_pages = 0;
+	emit_exec(w);
+	return 0;
+}
+
+static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
+			    const sigset_t *setupmask)
 {
 	uint64_t deadline = w->t0 + w->o.interval_ns;
 
@@ -1018,6 +1184,21 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask)
 		}
 		tstart = now_ns();
 		err = collect_round(w);
+		if (err == -ESRCH && execd(w)) {
+			enum stop_reason why = STOP_NONE;
+
+			/* no interval line: the next one covers the time since the last */
+			err = follow_exec(w, setupmask, &why);
+			if (err < 0) {
+				track_error(w, -err);
+				return STOP_ERROR;
+			}
+			if (why != STOP_NONE)
+				return why;
+			if (fflush(stdout) == EOF || ferror(stdout))
+				return STOP_OUTPUT;
+			goto next;
+		}
 		if (err < 0) {
 			if (err == -ESRCH || target_gone(w))
 				return STOP_EXITED;
@@ -1035,6 +1216,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask)
 			return STOP_OUTPUT;
 		if (w->o.count && w->intervals >= w->o.count)
 			return STOP_COUNT;
+next:
 		/* The next tick on the grid; ticks missed by a slow collect are skipped. */
 		deadline += w->o.interval_ns;
 		if (deadline <= now_ns())
@@ -1046,7 +1228,7 @@ int cmd_watch(int argc, char **argv)
 {
 	struct watch w = { .child = -1, .child_status = -1 };
 	enum stop_reason why = STOP_NONE;
-	sigset_t orig;
+	sigset_t orig, setup;
 	int ret = PT_EXIT_RUNTIME, err, free_err = 0;
 
 	err = parse_args(argc, argv, &w.o);
@@ -1079,14 +1261,19 @@ int cmd_watch(int argc, char **argv)
 		w.pid = w.o.pid ? w.o.pid : getpid();
 	}
 
-	err = start(&w, &why);
+	/* set-up lets SIGINT/SIGTERM in (arm()) */
+	setup = orig;
+	sigaddset(&setup, SIGCHLD);
+	sigdelset(&setup, SIGINT);
+	sigdelset(&setup, SIGTERM);
+	err = start(&w, &setup, &why);
 	if (err < 0) {
 		track_error(&w, -err);
 		goto out;
 	}
 	w.t0 = w.prev = now_ns();
 	if (why == STOP_NONE)
-		why = run(&w, &orig);
+		why = run(&w, &orig, &setup);
 	/* Disarm first: the summary must never delay leaving the target as found. */
 	free_err = pt_tracker_free(w.tr);
 	w.tr = NULL;
