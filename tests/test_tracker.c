@@ -7,6 +7,7 @@
  * reservation, and leaving the target exactly as found.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -789,6 +790,133 @@ out:
 	munmap(p, 8 * FX_PAGE);
 }
 
+/* ---- holes of new areas (PT_DIRTY_HOLE) ---- */
+
+#define N_HOLES 6
+#define HOLE_A 64	/* pages: a PROT_NONE reservation */
+#define HOLE_B 64	/* pages: calloc-like, never touched but 4 pages */
+
+/* Flags of the region of @d[0..nd) holding @a, or -1 when not reported. */
+static long flags_at(const struct pt_dirty *d, size_t nd, uint64_t a)
+{
+	for (size_t i = 0; i < nd; i++)
+		if (d[i].start <= a && a < d[i].end)
+			return (long)d[i].flags;
+	return -1;
+}
+
+/*
+ * Pages of [a, a + np pages) reported with PT_DIRTY_NEW; of those, how many
+ * carry PT_DIRTY_HOLE (*@holes).
+ */
+static uint64_t new_in(const struct pt_dirty *d, size_t nd, uint64_t a, uint64_t np,
+		       uint64_t *holes)
+{
+	uint64_t n = 0;
+
+	*holes = 0;
+	for (uint64_t i = 0; i < np; i++) {
+		long f = flags_at(d, nd, a + i * FX_PAGE);
+
+		if (f >= 0 && (f & PT_DIRTY_NEW)) {
+			n++;
+			*holes += (f & PT_DIRTY_HOLE) != 0;
+		}
+	}
+	return n;
+}
+
+/*
+ * Areas that appear while tracked: a PROT_NONE reservation (a glibc
+ * arena), a never-touched read-write area of which 4 pages are written
+ * (calloc), a private file mapping.  The first round reports them whole
+ * (PT_DIRTY_NEW), the pages without data as PT_DIRTY_HOLE, the written
+ * ones and the file's never (a file page that is not resident reads the
+ * file, not zeros).  A write into a hole afterwards is reported by the
+ * next round like any other.  The calling process, so it can write.
+ */
+static void self_holes(enum pt_track_backend b)
+{
+	static struct pt_dirty d[4096];
+	const char *bn = pt_track_backend_name(b), *why = NULL;
+	size_t span = (HOLE_A + 1 + HOLE_B + 1 + 4) * FX_PAGE;
+	char *base = fx_map(span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)base,
+				     .end = (uintptr_t)base + span };
+	struct pt_tracker_stats st = { .sz = sizeof(st) };
+	char *a = base, *bb = base + (HOLE_A + 1) * FX_PAGE, *f = bb + (HOLE_B + 1) * FX_PAGE;
+	uint64_t holes, n_new, bad = 0;
+	struct pt_tracker *tr;
+	int err, fd;
+	size_t n;
+
+	if (!fx_track_backend_usable(b, false, &why)) {
+		tap_skip_n(N_HOLES, why, "%s: holes of new areas (backend not usable here)", bn);
+		munmap(base, span);
+		return;
+	}
+	munmap(base, span);	/* the range is tracked empty; the areas come after arming */
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		tap_ok(0, "%s: create tracker (the probes say it is usable): %s", bn, strerror(errno));
+		tap_skip_n(N_HOLES - 1, "no tracker", "%s: holes of new areas", bn);
+		return;
+	}
+	tap_ok(1, "%s: tracker on an empty range", bn);
+	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (mmap(a, HOLE_A * FX_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0) != a ||
+	    mmap(bb, HOLE_B * FX_PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != bb ||
+	    fd < 0 || mmap(f, 4 * FX_PAGE, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0) != f)
+		tap_bail("%s: cannot map the new areas: %s", bn, strerror(errno));
+	close(fd);
+	bb[3 * FX_PAGE] = 1;
+	memset(bb + 10 * FX_PAGE, 2, 3 * FX_PAGE);
+	if (f[FX_PAGE] == 0x7f)	/* read: the file's page is resident, still not a hole */
+		tap_diag("%s: the executable's page 1 starts with 0x7f", bn);
+
+	n = collect(tr, d, 4096, &err);
+	n_new = new_in(d, n, (uintptr_t)a, HOLE_A, &holes);
+	tap_ok(!err && n_new == HOLE_A && holes == HOLE_A,
+	       "%s: a new PROT_NONE area is reported whole, every page as a hole (%" PRIu64
+	       " new, %" PRIu64 " holes of %d)", bn, n_new, holes, HOLE_A);
+	n_new = new_in(d, n, (uintptr_t)bb, HOLE_B, &holes);
+	for (int i = 0; i < HOLE_B; i++) {
+		long fl = flags_at(d, n, (uintptr_t)bb + (uint64_t)i * FX_PAGE);
+		bool data = i == 3 || (i >= 10 && i < 13);
+
+		bad += fl < 0 || (data == ((fl & PT_DIRTY_HOLE) != 0));
+	}
+	tap_ok(!err && n_new == HOLE_B && holes == HOLE_B - 4 && !bad,
+	       "%s: a never-touched new area: its untouched pages are holes, the 4 written ones "
+	       "are not (%" PRIu64 " new, %" PRIu64 " holes, %" PRIu64 " pages wrong)", bn, n_new,
+	       holes, bad);
+	n_new = new_in(d, n, (uintptr_t)f, 4, &holes);
+	tap_ok(!err && n_new == 4 && holes == 0,
+	       "%s: a new private file mapping is reported whole, without holes (%" PRIu64
+	       " new, %" PRIu64 " holes)", bn, n_new, holes);
+	int sterr = pt_tracker_stats(tr, &st);	/* before the arguments below are read */
+
+	tap_ok(sterr == 0 && st.pages_hole == HOLE_A + HOLE_B - 4,
+	       "%s: stats: pages_hole %" PRIu64 " (want %d), pages_new %" PRIu64, bn,
+	       st.pages_hole, HOLE_A + HOLE_B - 4, st.pages_new);
+
+	/* writes into holes after the collect that reported them */
+	bb[40 * FX_PAGE] = 3;
+	mprotect(a, HOLE_A * FX_PAGE, PROT_READ | PROT_WRITE);
+	a[7 * FX_PAGE] = 4;
+	n = collect(tr, d, 4096, &err);
+	long f1 = flags_at(d, n, (uintptr_t)bb + 40 * FX_PAGE);
+	long f2 = flags_at(d, n, (uintptr_t)a + 7 * FX_PAGE);
+
+	tap_ok(!err && f1 >= 0 && f2 >= 0 && !(f1 & PT_DIRTY_HOLE) && !(f2 & PT_DIRTY_HOLE),
+	       "%s: writes into holes after the round are reported by the next one, as data "
+	       "(flags %#lx, %#lx)", bn, f1, f2);
+	pt_tracker_free(tr);
+	munmap(base, span);
+}
+
 /* ---- the layout a round tracked (pt_tracker_vmas, pt_tracker_area) ---- */
 
 /* Is every page of @d[0..nd) inside an area of @v[0..nv)?  Both sorted. */
@@ -1134,7 +1262,7 @@ int main(void)
 	tap_plan(N_SELF_BASIC + N_NOTE_COPY(PT_TRACK_HASH, false) + N_NOTE_COPY(PT_TRACK_HASH, true) +
 		 N_NOTE_COPY(PT_TRACK_UFFD, true) + N_NOTE_COPY(PT_TRACK_SOFTDIRTY, true) +
 		 2 * (N_REGROW(true) + N_REGROW(false)) + N_REGROW(true) +
-		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3);
+		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES);
 	self_basic();
 	self_note_copy(PT_TRACK_HASH, false);
 	self_note_copy(PT_TRACK_HASH, true);
@@ -1155,5 +1283,7 @@ int main(void)
 	self_layout_range();
 	for (size_t i = 0; i < 3; i++)
 		churn_layout(bs[i]);	/* one subtest each */
+	for (size_t i = 0; i < 3; i++)
+		self_holes(bs[i]);
 	return tap_done();
 }

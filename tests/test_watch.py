@@ -199,9 +199,11 @@ def backends(pt):
 def test_usage(pt):
     rc, out, err = run(pt, ["watch", "--help"])
     ok(rc == 0 and "--interval" in out and "-- CMD" in out, "watch --help exits 0", err)
+    ok("self" in out and "not write bandwidth" in out and "--kill-after" in out,
+       "watch --help documents self, what MB/s is, --kill-after", out)
     rc, out, err = run(pt, ["--help"])
     ok(rc == 0 and "watch" in out, "pagetrack --help lists watch", err)
-    for bad in ("abc", "0", "-1s", "10x", "1.2.3s", "5ms", "1e3", ""):
+    for bad in ("abc", "0", "-1s", "10x", "1.2.3s", "5ms", "1e3", "", "25h", "1441m"):
         rc, out, err = run(pt, ["watch", "--interval", bad, "--count", "1", "1"])
         ok(rc == 2 and one_line(err) and out == "",
            "bad interval %r: exit 2, one line" % bad, "rc=%d %r" % (rc, err))
@@ -210,14 +212,16 @@ def test_usage(pt):
                        (["--top", "-1", "1"], "bad --top"), ([], "no PID"),
                        (["1", "2"], "two PIDs"), (["abc"], "malformed PID"),
                        (["1", "--", "true"], "PID and CMD"), (["--"], "empty CMD"),
-                       (["--bogus", "1"], "unknown option")):
+                       (["--bogus", "1"], "unknown option"),
+                       (["--kill-after", "1s", "1"], "--kill-after with a PID"),
+                       (["--kill-after", "x", "--", "true"], "bad --kill-after")):
         rc, out, err = run(pt, ["watch"] + args)
         ok(rc == 2 and one_line(err), "%s: exit 2, one line" % what, "rc=%d %r" % (rc, err))
     rc, out, err = run(pt, ["watch", "--json", "--interval", "zz", "1"])
     doc = parse_lines(out)
     ok(rc == 2 and len(doc) == 1 and doc[0] and doc[0]["error"]["exit_code"] == 2,
        "bad interval --json: error object, exit 2", "rc=%d %r" % (rc, out))
-    for good in ("500ms", "1s", "2.5s", "100ms", "0.2", "1m"):
+    for good in ("500ms", "1s", "2.5s", "100ms", "0.2", "1m", "24h", "1.5h", "1440m"):
         # --help after a good value: parsed, then help, exit 0.
         rc, out, err = run(pt, ["watch", "--interval", good, "--help"])
         ok(rc == 0, "interval %r accepted" % good, "rc=%d %r" % (rc, err))
@@ -789,12 +793,146 @@ def test_setup_signals(pt):
         os.unlink(prog)
 
 
+# Maps a 64 MiB PROT_NONE area (a glibc arena) and a 64 MiB read-write area
+# of which it writes 16 pages (calloc) while watched, then keeps writing
+# those 16 pages and a 16-page MAP_SHARED area (hashed by the page-table
+# backends: the human output must say so).
+HOLES = r"""
+import ctypes, mmap, sys, time
+PS = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_int, ctypes.c_long]
+shared = mmap.mmap(-1, 16 * PS)
+for i in range(16):
+    shared[i * PS] = 1
+print("ready", flush=True)
+time.sleep(0.5)
+a = libc.mmap(None, 64 << 20, 0, 0x22, -1, 0)
+b = libc.mmap(None, 64 << 20, 3, 0x22, -1, 0)
+print(hex(a), hex(b), flush=True)
+n = 0
+while True:
+    n += 1
+    ctypes.memset(b, n & 255 or 1, 16 * PS)
+    for i in range(16):
+        shared[i * PS] = n & 255
+    time.sleep(0.05)
+"""
+HOLE_AREA = (64 << 20) // PS      # pages of each new area
+
+
+def start_holes():
+    p = subprocess.Popen([sys.executable, "-c", HOLES], stdout=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    return p
+
+
+def stop_proc(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+N_HOLES = 3       # subtests of test_holes(), skips included
+
+
+def test_holes(pt, validator, backend, why_not):
+    """New areas' untouched pages are holes: not pages written, counted apart."""
+    name = "backend %s" % backend
+    if why_not:
+        skip_n(N_HOLES, "%s: holes of new areas" % name, why_not)
+        return
+    p = start_holes()
+    try:
+        rc, out, err = run(pt, ["watch", "--json", "--interval", "250ms", "--count", "6",
+                                "--backend", backend, str(p.pid)])
+    finally:
+        stop_proc(p)
+    docs = parse_lines(out)
+    iv = [d for d in docs if d and "interval" in d]
+    summ = [d["summary"] for d in docs if d and "summary" in d]
+    errs = schema_errors(validator, docs) if validator else ["no validator"]
+    ok(rc == 0 and len(iv) == 6 and len(summ) == 1 and not errs,
+       "%s, new areas: exit 0, 6 intervals, lines match the schema" % name,
+       "rc=%d %s %s" % (rc, err, "\n".join(errs[:5])))
+    if len(iv) != 6 or len(summ) != 1:
+        skip_n(N_HOLES - 1, "%s: holes of new areas" % name, "no run")
+        return
+    written = [d["pages_written"] for d in iv]
+    holes = [d["flags"]["new_hole_pages"] for d in iv]
+    ok(max(written) < 2048 and summ[0]["wss_pages"] < 4096,
+       "%s: 2 x 64 MiB new areas, 16 pages written: pages written stay far below %d "
+       "(per interval %s, wss %d)" % (name, 2 * HOLE_AREA, written, summ[0]["wss_pages"]))
+    ok(sum(holes) >= 2 * HOLE_AREA - 16 and summ[0]["new_hole_pages"] == sum(holes) and
+       all(h == 0 or d["stats"]["pages_hole"] == h for d, h in zip(iv, holes)),
+       "%s: the untouched pages are counted apart as holes (%d >= %d), summary and stats "
+       "agree" % (name, sum(holes), 2 * HOLE_AREA - 16), "holes %s summary %s" %
+       (holes, summ[0].get("new_hole_pages")))
+
+
+def test_human_honest(pt, uffd_why_not):
+    """The human output says what its numbers are, shows holes and hashed areas."""
+    if uffd_why_not:
+        skip_n(2, "human output: legend, holes, hashed areas", uffd_why_not)
+        return
+    p = start_holes()
+    try:
+        rc, out, err = run(pt, ["watch", "--interval", "250ms", "--count", "6", "--backend",
+                                "uffd", "--top", "20", str(p.pid)])
+    finally:
+        stop_proc(p)
+    lines = out.splitlines()
+    wide = [l for l in lines if len(l) > 80]
+    ok(rc == 0 and not wide and "not write bandwidth" in out and "FB" in out and
+       any("holes" in l and "not counted" in l and "MiB" in l for l in lines),
+       "human output: legend (MB/s is not bandwidth, FB), holes shown apart, 80 columns",
+       "rc=%d %s\n%s" % (rc, err, out[:2000]))
+    ok("hashed instead of tracked by uffd" in out and "MAP_SHARED" in out and
+       any(" H " in l and ("shmem" in l or "zero" in l) for l in lines),
+       "human output: the hashed MAP_SHARED area is marked (H) and why is said",
+       out[:2500])
+
+
+KILL_CHILD = r"""
+import signal, sys, time
+if sys.argv[1] == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(60)
+"""
+
+
+def test_kill_after(pt):
+    t = time.time()
+    rc, out, err = run(pt, ["watch", "--interval", "100ms", "--count", "2", "--kill-after",
+                            "300ms", "--", sys.executable, "-c", KILL_CHILD, "term"])
+    ok(rc == 128 + signal.SIGTERM and time.time() - t < 20,
+       "--count with --kill-after: the command is sent SIGTERM, its status is the exit code",
+       "rc=%d %.1fs %r" % (rc, time.time() - t, err))
+    t = time.time()
+    rc, out, err = run(pt, ["watch", "--interval", "100ms", "--count", "1", "--kill-after",
+                            "0", "--", sys.executable, "-c", KILL_CHILD, "ignore"])
+    took = time.time() - t
+    ok(rc == 128 + signal.SIGKILL and 1.5 < took < 20,
+       "--kill-after: a command that ignores SIGTERM is killed after the 2 s grace",
+       "rc=%d %.1fs %r" % (rc, took, err))
+
+
+def test_self(pt, validator):
+    rc, out, err = run(pt, ["watch", "--json", "--interval", "100ms", "--count", "2", "self"])
+    docs = parse_lines(out)
+    ok(rc == 0 and len(docs) == 3 and docs[0].get("pid") == docs[-1]["summary"]["pid"] and
+       not schema_errors(validator, docs),
+       "watch self: exit 0, 2 intervals and a summary (schema)", "rc=%d %r" % (rc, err))
+
+
 def main():
     pt = pagetrack_binary(__file__)
     # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
-    # ... exec, signals during set-up
-    plan(1 + 27 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4 + N_EXEC +
-         N_SETUP_SIG)
+    # ... exec, signals during set-up, holes, human honesty, --kill-after, self
+    plan(1 + 35 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4 + N_EXEC +
+         N_SETUP_SIG + 3 * N_HOLES + 2 + 2 + 1)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -813,6 +951,11 @@ def main():
     test_cmd(pt, validator)
     test_exec(pt, validator)
     test_setup_signals(pt)
+    for b in ("uffd", "softdirty", "hash"):
+        test_holes(pt, validator, b, avail[b])
+    test_human_honest(pt, avail["uffd"])
+    test_kill_after(pt)
+    test_self(pt, validator)
     done()
 
 

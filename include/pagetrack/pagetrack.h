@@ -411,6 +411,18 @@ struct pt_tracker_opts {
 #define PT_DIRTY_NEW		(1u << 0)	/* area new since the last collect: reported whole */
 #define PT_DIRTY_HASHED		(1u << 1)	/* found by content hash (fallback or hash backend) */
 #define PT_DIRTY_ZEROED		(1u << 2)	/* pages dropped (MADV_DONTNEED/FREE, reclaim): now zero */
+/*
+ * With PT_DIRTY_NEW: pages of a new private anonymous area that held no
+ * data when the area was armed (never touched, PROT_NONE reservations,
+ * calloc'd memory not yet written).  They read as zeros as of this round:
+ * a copier records them as zero without reading them (and need not pass
+ * them to pt_tracker_note_copy()).  A write into one after this collect
+ * is reported by a later one like any other.  They were not written:
+ * counters of written pages leave them out (pt_tracker_stats().pages_hole).
+ * A backend that cannot tell holes cheaply reports the whole area without
+ * this flag; a page that holds data never carries it.
+ */
+#define PT_DIRTY_HOLE		(1u << 3)
 
 struct pt_dirty {
 	uint64_t start, end;	/* [start, end), page aligned */
@@ -516,6 +528,8 @@ struct pt_tracker_stats {
 	int32_t auto_uffd_err;		/* PT_TRACK_AUTO: errno that made it pass over
 					   uffd (0: uffd used, or not tried) */
 	int32_t auto_softdirty_err;	/* ... and over softdirty */
+	uint64_t pages_hole;		/* of pages_new in the last round: holes
+					   (PT_DIRTY_HOLE), not written */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);

@@ -108,6 +108,7 @@ struct hs_ctx {
 	const struct pt_vma *v;
 	struct pt_dirtylist *out;
 	bool baseline;
+	struct pt_dirtylist *holes;	/* baseline: pages seen with no data, or NULL */
 	int obj_fd;		/* -1: no object route for this area */
 	bool shared;		/* object-backed MAP_SHARED area */
 };
@@ -749,6 +750,8 @@ static int flush(struct hs_ctx *c)
 		switch (g->src) {
 		case SRC_ZERO:
 			err = range_zero(hs, g->addr, g->addr + g->len, c);
+			if (!err && c->holes)
+				err = pt__dirty_add(c->holes, g->addr, g->addr + g->len, 0);
 			break;
 		case SRC_MEM:
 			err = mem_read(c, g->addr, g->len, g->buf);
@@ -884,14 +887,15 @@ static int alloc_batch(struct pt_hashstore *hs)
 	return 0;
 }
 
-int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
-		  uint64_t start, uint64_t end, bool baseline, struct pt_dirtylist *out,
-		  uint64_t *pages_hashed)
+static int hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
+		     uint64_t start, uint64_t end, bool baseline, struct pt_dirtylist *out,
+		     struct pt_dirtylist *holes, uint64_t *pages_hashed)
 {
 	/* no locations: they would only split runs (swap slots prove nothing) */
 	const PT_OPTS(pt_scan_opts, so, .flags = PT_SCAN_NO_EXCLUSIVE);
 	struct hs_ctx c = { .t = t, .hs = hs, .pages_hashed = pages_hashed, .v = v, .out = out,
-			    .baseline = baseline, .obj_fd = -1 };
+			    .baseline = baseline, .holes = holes, .obj_fd = -1 };
+	size_t nholes = holes ? holes->n : 0;
 	uint64_t cur, covered;
 	int err;
 
@@ -938,9 +942,25 @@ int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_
 		goto out;
 	err = flush(&c);
 out:
+	if (err && holes)
+		holes->n = nholes;	/* claim no hole of a walk that did not finish */
 	hs->nseg = hs->used = 0;
 	maybe_compact(hs);
 	if (err == -EFAULT || err == -ENOENT)
 		err = pt__target_errno(t, err);
 	return err;
+}
+
+int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
+		  uint64_t start, uint64_t end, bool baseline, struct pt_dirtylist *out,
+		  uint64_t *pages_hashed)
+{
+	return hash_area(hs, t, v, start, end, baseline, out, NULL, pages_hashed);
+}
+
+int pt__hash_baseline(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
+		      uint64_t start, uint64_t end, struct pt_dirtylist *holes,
+		      uint64_t *pages_hashed)
+{
+	return hash_area(hs, t, v, start, end, true, NULL, holes, pages_hashed);
 }

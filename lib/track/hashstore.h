@@ -23,6 +23,16 @@ PT_HIDDEN void pt__hashstore_free(struct pt_hashstore *hs);	/* accepts NULL */
 PT_HIDDEN int pt__hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct pt_vma *v,
 			    uint64_t start, uint64_t end, bool baseline, struct pt_dirtylist *out,
 			    uint64_t *pages_hashed);
+/*
+ * pt__hash_area(..., baseline = true, ...) that also adds to @holes (may
+ * be NULL) the pages it stored as holding no data (absent, or mapping
+ * the zero page): what it stored for them is the zero hash, so any later
+ * content but zeros is reported.  Only meaningful where such a page reads
+ * as zeros (private anonymous memory).  On failure @holes is as before.
+ */
+PT_HIDDEN int pt__hash_baseline(struct pt_hashstore *hs, struct pt_target *t,
+				const struct pt_vma *v, uint64_t start, uint64_t end,
+				struct pt_dirtylist *holes, uint64_t *pages_hashed);
 /* Test aid: 1 and the stored hash when @addr has a non-zero entry, else 0. */
 PT_HIDDEN int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h);
 /*

@@ -23,6 +23,7 @@ struct sd_priv {
 	int clear_refs_fd;
 	struct pt_freeze fz;
 	bool frozen;
+	bool relaid;		/* layout re-read since the freeze of this round */
 };
 
 static int count_threads(pid_t pid)
@@ -81,6 +82,7 @@ static int sd_round_begin(struct pt_tracker *tr)
 	struct sd_priv *s = tr->priv;
 	int err;
 
+	s->relaid = false;
 	if (tr->self) {
 		int n = count_threads(tr->pid);
 
@@ -114,11 +116,13 @@ static void sd_round_end(struct pt_tracker *tr)
 }
 
 /*
- * Walk [start,end) with the scan API: pages with data are populated,
- * soft-dirty ones (when @out) are written, the rest are holes.
+ * Walk [start,end) with the scan API: pages with data are populated
+ * (recorded when @pop), soft-dirty ones (when @out) are written, the rest
+ * are holes (added to @none when given).  @holes (may be NULL): the pages
+ * that certainly read as zeros, absent or mapping the zero page.
  */
 static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct pt_dirtylist *out,
-		   struct pt_dirtylist *none)
+		   struct pt_dirtylist *none, bool pop, struct pt_dirtylist *holes)
 {
 	PT_OPTS(pt_scan_opts, o, .flags = PT_SCAN_NO_SHARED | PT_SCAN_NO_EXCLUSIVE);
 	struct pt_region r[512];
@@ -139,15 +143,18 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 			 * soft-dirty, and only the populated set can tell the
 			 * content went from data to zero.
 			 */
-			bool data = (r[i].state == PT_STATE_PRESENT && !(r[i].attrs & PT_ATTR_ZERO)) ||
+			bool zero = r[i].state == PT_STATE_PRESENT && (r[i].attrs & PT_ATTR_ZERO);
+			bool data = (r[i].state == PT_STATE_PRESENT && !zero) ||
 				    r[i].state == PT_STATE_SWAPPED;
 
 			if (!data) {
 				err = none ? pt__dirty_add(none, r[i].start, r[i].end, 0) : 0;
+				if (!err && holes && !(r[i].attrs & PT_ATTR_FILE) &&
+				    (zero || r[i].state == PT_STATE_ABSENT))
+					err = pt__hole_add(tr, r[i].start, r[i].end);
 				continue;
 			}
-			/* harvest derives what holds data from the holes */
-			if (!none)
+			if (pop)
 				err = pt__pop_add(tr, r[i].start, r[i].end);
 			if (!err && out && (r[i].attrs & PT_ATTR_SOFT_DIRTY))
 				err = pt__dirty_add(out, r[i].start, r[i].end, 0);
@@ -161,10 +168,40 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 static int sd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
 		  struct pt_dirtylist *out)
 {
-	(void)v;
+	struct pt_dirtylist *holes = pt__area_zero_fill(v) ? &tr->holes : NULL;
+	struct sd_priv *s = tr->priv;
+	size_t nholes = holes ? holes->n : 0;
+	int err;
+
 	(void)out;
-	/* clear_refs at the end of the round arms it; record what holds data */
-	return sd_walk(tr, start, end, NULL, NULL);
+	/*
+	 * The round's layout was read before the freeze: an area replaced
+	 * by a file mapping in between would show its pages as absent, not
+	 * as holes that read zeros.  Walk with the layout as frozen (once a
+	 * round: it holds still now); there a file page is not resolved
+	 * (PT_SCAN_NO_SHARED) and never taken for a hole.
+	 */
+	if (holes && !s->relaid) {
+		struct pt_vma *vm = NULL;
+		size_t n = 0;
+
+		if (pt_vmas_read(tr->t, &vm, &n) == 0)
+			s->relaid = true;
+		else
+			holes = NULL;	/* cannot tell: report the area whole */
+		pt_vmas_free(vm);
+	}
+	/*
+	 * clear_refs at the end of the round arms it; record what holds
+	 * data.  The target is frozen for the whole round (another process)
+	 * or is the caller itself (single-threaded), so a page seen empty
+	 * here is empty when clear_refs runs, and a write into it afterwards
+	 * makes a soft-dirty page, which the next harvest reports.
+	 */
+	err = sd_walk(tr, start, end, NULL, NULL, true, holes);
+	if (err && holes)
+		holes->n = nholes;
+	return err;
 }
 
 static int sd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
@@ -174,7 +211,8 @@ static int sd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	int err;
 
 	(void)v;
-	err = sd_walk(tr, start, end, out, &none);
+	/* harvest derives what holds data from the holes */
+	err = sd_walk(tr, start, end, out, &none, false, NULL);
 	if (!err)
 		err = pt__pop_from_holes(tr, start, end, &none, out);
 	pt__dirty_free(&none);

@@ -409,11 +409,26 @@ static int scan_pass(struct pt_tracker *tr, uint64_t start, uint64_t end, uint64
 	return 0;
 }
 
+struct arm_ctx {
+	struct pt_dirtylist *holes;	/* gaps between the regions, or NULL */
+	uint64_t cur;			/* end of the last region seen */
+};
+
+/*
+ * One region holding data, of the walk that protects a new part: recorded
+ * as populated.  The gaps between regions held no data at that instant
+ * (the holes, which stay unprotected: a write into one makes a page the
+ * next harvest reports as written).
+ */
 static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg)
 {
 	struct uffd_priv *u = tr->priv;
+	struct arm_ctx *c = arg;
+	int err;
 
-	(void)arg;
+	if (c->holes && r->start > c->cur && (err = pt__dirty_add(c->holes, c->cur, r->start, 0)))
+		return err;
+	c->cur = r->end;
 	u->protected = true;
 	return pt__pop_add(tr, r->start, r->end);
 }
@@ -501,16 +516,19 @@ static ssize_t vma_at(const struct pt_vma *v, int n, uint64_t addr)
  * and protected as new; otherwise [*rs, *re) is empty.
  */
 static int register_at(struct pt_tracker *tr, const struct pt_vma *vmas, int n, uint64_t addr,
-		       uint64_t *rs, uint64_t *re)
+		       uint64_t *rs, uint64_t *re, bool *zero_fill)
 {
 	struct uffd_priv *u = tr->priv;
 	ssize_t i = vma_at(vmas, n, addr);
 
 	*rs = *re = 0;
+	*zero_fill = false;
 	if (n < 0)
 		return n;
 	if (i < 0)
 		return -ENOENT;	/* no area there any more */
+	/* its holes read as zeros: judged on the layout as frozen, not the round's */
+	*zero_fill = pt__area_zero_fill(&vmas[i]);
 	uint64_t s = vmas[i].start > tr->start ? vmas[i].start : tr->start;
 	uint64_t e = vmas[i].end < tr->end ? vmas[i].end : tr->end;
 	struct uffdio_register reg = { .range = { s, e - s }, .mode = UFFDIO_REGISTER_MODE_WP };
@@ -599,9 +617,11 @@ static int pop_unknown(struct pt_tracker *tr, uint64_t start, uint64_t end)
  * Runs with the target running: only the registration needs the freeze.
  */
 static int arm_registered(struct pt_tracker *tr, uint64_t start, uint64_t end, int err,
-			  uint64_t rs, uint64_t re, struct pt_dirtylist *out)
+			  uint64_t rs, uint64_t re, bool zero_fill, struct pt_dirtylist *out)
 {
 	struct uffd_priv *u = tr->priv;
+	struct pt_dirtylist holes = { 0 };
+	struct arm_ctx c = { .holes = zero_fill ? &holes : NULL };
 
 	if (err)	/* -ENOENT: nothing there when re-read; see the end */
 		return err == -ENOENT ? pop_unknown(tr, start, end) : err;
@@ -637,12 +657,19 @@ static int arm_registered(struct pt_tracker *tr, uint64_t start, uint64_t end, i
 			err = -ENOENT;
 		}
 	}
-	/* protect the pages holding data; record them as populated */
+	/* protect the pages holding data; record them as populated, the gaps as holes */
+	c.cur = start;
 	if (!err)
 		err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
-				PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, NULL);
+				PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_pop, &c);
+	if (!err && c.holes)
+		err = pt__dirty_add(&holes, c.cur, end, 0);
 	if (!err)
 		err = pt__fault(PT_FAULT_UFFD_PROTECT);
+	/* holes only of a walk that covered the whole part, the gaps of its regions */
+	for (size_t i = 0; !err && i < holes.n; i++)
+		err = pt__hole_add(tr, holes.d[i].start, holes.d[i].end);
+	pt__dirty_free(&holes);
 	/* -ENOENT: the walk met an area that is not registered and stopped part-way */
 	return err == -ENOENT ? pop_unknown(tr, start, end) : err;
 }
@@ -670,13 +697,14 @@ static int uffd_arm_batch(struct pt_tracker *tr, struct pt_parts *parts, struct 
 	for (size_t i = 0; i < parts->n; i++) {
 		struct pt_part *p = &parts->p[i];
 
-		p->err = register_at(tr, vmas, n, p->start, &p->rs, &p->re);
+		p->err = register_at(tr, vmas, n, p->start, &p->rs, &p->re, &p->zero_fill);
 	}
 	end_frozen(tr, &fz, frozen, vmas);
 	for (size_t i = 0; i < parts->n && !err; i++) {
 		struct pt_part *p = &parts->p[i];
 
-		p->err = arm_registered(tr, p->start, p->end, p->err, p->rs, p->re, out);
+		p->err = arm_registered(tr, p->start, p->end, p->err, p->rs, p->re,
+					p->zero_fill && p->v && pt__area_zero_fill(p->v), out);
 		/* -ENOENT and -EOPNOTSUPP are the caller's to handle, per part */
 		if (p->err && p->err != -ENOENT && p->err != -EOPNOTSUPP)
 			err = p->err;
@@ -687,10 +715,10 @@ static int uffd_arm_batch(struct pt_tracker *tr, struct pt_parts *parts, struct 
 static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
 		    struct pt_dirtylist *out)
 {
-	struct pt_parts one = { .p = &(struct pt_part){ .start = start, .end = end }, .n = 1 };
+	struct pt_parts one = { .p = &(struct pt_part){ .v = v, .start = start, .end = end },
+				.n = 1 };
 	int err;
 
-	(void)v;
 	err = uffd_arm_batch(tr, &one, out);
 	return err ? err : one.p[0].err;
 }

@@ -81,6 +81,75 @@ int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
 	return pt__pop_add(tr, cur, end);
 }
 
+/* ---- holes of new areas ---- */
+
+bool pt__area_zero_fill(const struct pt_vma *v)
+{
+	return !(v->prot & PT_MAP_SHARED) && !v->inode &&
+	       (v->kind == PT_VMA_ANON || v->kind == PT_VMA_HEAP || v->kind == PT_VMA_STACK);
+}
+
+int pt__hole_add(struct pt_tracker *tr, uint64_t start, uint64_t end)
+{
+	return pt__dirty_add(&tr->holes, start, end, 0);
+}
+
+/*
+ * Mark the holes of this round's new areas in the round (sorted): the
+ * pages of a PT_DIRTY_NEW region that lie in tr->holes get PT_DIRTY_HOLE.
+ * A hole is the last thing the round saw of its page (the walk that armed
+ * it ran after every harvest of the round, or under the same freeze), so
+ * it holds even where another report of the same page merged in.  Out of
+ * memory the round stays as it is: holes then count as new pages to read,
+ * never the other way round.
+ */
+static void mark_holes(struct pt_tracker *tr)
+{
+	struct pt_dirtylist out = { 0 };
+	const struct pt_dirtylist *h = &tr->holes;
+	uint64_t holes = 0;
+	size_t k = 0;
+	int err = 0;
+
+	tr->st.pages_hole = 0;
+	if (!h->n)
+		return;
+	pt__dirty_sort_merge(&tr->holes);
+	for (size_t i = 0; i < tr->round.n && !err; i++) {
+		const struct pt_dirty *d = &tr->round.d[i];
+		uint64_t cur = d->start;
+
+		if (!(d->flags & PT_DIRTY_NEW)) {
+			err = pt__dirty_add(&out, d->start, d->end, d->flags);
+			continue;
+		}
+		while (k < h->n && h->d[k].end <= d->start)
+			k++;
+		for (size_t j = k; j < h->n && h->d[j].start < d->end && !err; j++) {
+			uint64_t s = h->d[j].start > cur ? h->d[j].start : cur;
+			uint64_t e = h->d[j].end < d->end ? h->d[j].end : d->end;
+
+			if (s >= e)
+				continue;
+			if (!(err = pt__dirty_add(&out, cur, s, d->flags)))
+				err = pt__dirty_add(&out, s, e, d->flags | PT_DIRTY_HOLE);
+			holes += e - s;
+			cur = e;
+		}
+		if (!err)
+			err = pt__dirty_add(&out, cur, d->end, d->flags);
+	}
+	if (err) {
+		pt__log(PT_LOG_WARN, "pid %d: out of memory: holes of new areas are reported "
+			"as new pages", (int)tr->pid);
+		pt__dirty_free(&out);
+		return;
+	}
+	pt__dirty_free(&tr->round);
+	tr->round = out;
+	tr->st.pages_hole = holes >> PT_PAGE_SHIFT;
+}
+
 /* ---- areas ---- */
 
 const char *pt_track_backend_name(enum pt_track_backend b)
@@ -248,9 +317,10 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	err = pt__dirty_add(out, start, end, PT_DIRTY_NEW);
 	if (err)
 		return err;
-	if (m == PT_METHOD_HASH)
-		return pt__hash_area(tr->hs, tr->t, v, start, end, true, out,
-				     &tr->st.pages_hashed);
+	if (m == PT_METHOD_HASH)	/* the baseline sees which pages hold no data */
+		return pt__hash_baseline(tr->hs, tr->t, v, start, end,
+					 pt__area_zero_fill(v) ? &tr->holes : NULL,
+					 &tr->st.pages_hashed);
 	if (tr->defer)	/* armed with the others after the harvests: run_round() */
 		return add_part(tr->defer, v, start, end);
 	err = tr->ops->arm(tr, v, start, end, out);
@@ -438,7 +508,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	uint64_t t0 = now_ns();
 	int err;
 
-	tr->round.n = 0;
+	tr->round.n = tr->holes.n = 0;
 	tr->st.pages_new = tr->st.pages_hashed = 0;
 	if (!pt__target_mm_alive(tr->t)) {
 		pt__log(PT_LOG_INFO, "pid %d exited or exec'd: its tracked memory is gone",
@@ -521,6 +591,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (first)
 		tr->round.n = 0;	/* arming round: nothing to report */
 	pt__dirty_sort_merge(&tr->round);
+	mark_holes(tr);
 	clip_to_layout(tr);
 	tr->st.pages_dirty = 0;
 	for (size_t i = 0; i < tr->round.n; i++)
@@ -579,7 +650,7 @@ static int backend_undo(struct pt_tracker *tr)
 	free(tr->areas);
 	tr->areas = NULL;
 	tr->nareas = 0;
-	tr->round.n = tr->pop_prev.n = tr->pop_cur.n = tr->pinned.n = 0;
+	tr->round.n = tr->pop_prev.n = tr->pop_cur.n = tr->pinned.n = tr->holes.n = 0;
 	tr->pop_prev_sorted = 0;
 	tr->st.areas_fallback = 0;
 	pt__hashstore_free(tr->hs);	/* hashes of its fallback areas */
@@ -699,6 +770,7 @@ int pt_tracker_free(struct pt_tracker *tr)
 	pt__dirty_free(&tr->pop_prev);
 	pt__dirty_free(&tr->pop_cur);
 	pt__dirty_free(&tr->pinned);
+	pt__dirty_free(&tr->holes);
 	free(tr->areas);
 	pt_vmas_free(tr->layout);
 	pt_target_free(tr->t);

@@ -30,6 +30,7 @@ struct pt_part {
 	uint64_t start, end;
 	int err;		/* what arm() would have returned for it */
 	uint64_t rs, re;	/* the backend's own use */
+	bool zero_fill;		/* the backend's own use: its holes read as zeros */
 };
 
 struct pt_parts {
@@ -92,6 +93,21 @@ PT_HIDDEN int pt__pop_add(struct pt_tracker *tr, uint64_t start, uint64_t end);
 PT_HIDDEN int pt__pop_from_holes(struct pt_tracker *tr, uint64_t start, uint64_t end,
 				 const struct pt_dirtylist *none, struct pt_dirtylist *out);
 
+/*
+ * Does a page of @v with no data read as zeros?  Private anonymous memory
+ * only: a file page that is not resident reads the file, shared memory
+ * may hold data this process has not mapped.
+ */
+PT_HIDDEN bool pt__area_zero_fill(const struct pt_vma *v);
+/*
+ * Record [start,end) of a new area, which the backend has just armed, as
+ * holding no data at that instant (its holes).  Only for areas where
+ * pt__area_zero_fill() holds, only for pages seen empty by the walk that
+ * armed them (a later write into them is seen by the next harvest).
+ * The round reports them with PT_DIRTY_HOLE.
+ */
+PT_HIDDEN int pt__hole_add(struct pt_tracker *tr, uint64_t start, uint64_t end);
+
 extern const struct pt_track_ops pt__track_uffd_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_softdirty_ops PT_HIDDEN;
 extern const struct pt_track_ops pt__track_hash_ops PT_HIDDEN;
@@ -124,6 +140,8 @@ struct pt_tracker {
 	size_t pop_prev_sorted;		/* entries of pop_prev in order; those after were
 					   appended by pt_tracker_note_copy() */
 	struct pt_dirtylist pinned;	/* pt__pinned_ranges() of this round */
+	struct pt_dirtylist holes;	/* this round: pages of new areas with no data
+					   when armed (pt__hole_add) */
 
 	struct pt_parts *defer;		/* during a round: new parts for arm_batch() */
 

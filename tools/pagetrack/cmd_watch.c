@@ -45,6 +45,7 @@
 #define INTERVAL_MIN_NS	(10ULL * 1000 * 1000)		/* 10 ms */
 #define INTERVAL_MAX_NS	(24ULL * 3600 * 1000000000)	/* a day */
 #define NSEC		1000000000ULL
+#define KILL_GRACE_NS	(2 * NSEC)	/* --kill-after: from SIGTERM to SIGKILL */
 
 struct watch_opts {
 	uint64_t interval_ns;
@@ -54,6 +55,8 @@ struct watch_opts {
 	unsigned top;
 	pid_t pid;
 	char **cmd;			/* -- CMD ARGS (NULL-terminated), or NULL */
+	bool kill_after_set;		/* --kill-after given */
+	uint64_t kill_after_ns;
 };
 
 struct range {
@@ -104,7 +107,10 @@ struct watch {
 	size_t ntop;
 	struct rangeset cur, wss, tmp;
 	uint64_t cur_pages, wss_pages, unattributed;
-	uint64_t f_new, f_zeroed, f_hashed;	/* pages with each flag, this interval */
+	uint64_t f_new, f_zeroed, f_hashed;	/* written pages with each flag, this interval */
+	uint64_t f_hole;		/* holes of new areas this interval: not written */
+	uint64_t total_holes;
+	uint64_t fb_shown;		/* areas_fallback when the hashed areas were last listed */
 	uint64_t t0, prev;		/* CLOCK_MONOTONIC ns: start, previous collect */
 	uint64_t intervals, total_pages;
 	struct pt_tracker_stats st;	/* after the last round */
@@ -267,16 +273,32 @@ static bool reap_child(struct watch *w, bool block)
 
 /*
  * After the watch: wait for the command, forwarding SIGINT/SIGTERM that
- * were sent to pagetrack alone (see on_stop()).
+ * were sent to pagetrack alone (see on_stop()).  With --kill-after, at
+ * most that long: then SIGTERM, and SIGKILL KILL_GRACE_NS later.
  */
 static void wait_child(struct watch *w, const sigset_t *waitmask)
 {
+	uint64_t kill_at = w->o.kill_after_set ? now_ns() + w->o.kill_after_ns : UINT64_MAX;
+	int sig = SIGTERM;
+
 	while (!reap_child(w, false)) {
+		uint64_t now = now_ns();
+
 		if (stop_signal && stop_forward) {
 			kill(w->child, stop_signal);
 			stop_forward = 0;
 		}
-		sleep_until(now_ns() + NSEC, waitmask);
+		if (now >= kill_at) {
+			kill(w->child, sig);
+			if (sig == SIGKILL) {
+				reap_child(w, true);
+				break;
+			}
+			sig = SIGKILL;
+			kill_at = now + KILL_GRACE_NS;
+			continue;
+		}
+		sleep_until(kill_at < now + NSEC ? kill_at : now + NSEC, waitmask);
 	}
 }
 
@@ -454,6 +476,10 @@ static void count_flags(struct watch *w, const struct pt_dirty *d)
 {
 	uint64_t n = (d->end - d->start) / w->page_size;
 
+	if (d->flags & PT_DIRTY_HOLE) {	/* no data, never written: counted apart */
+		w->f_hole += n;
+		return;
+	}
 	if (d->flags & PT_DIRTY_NEW)
 		w->f_new += n;
 	if (d->flags & PT_DIRTY_ZEROED)
@@ -475,7 +501,7 @@ static int collect_round(struct watch *w)
 	int err;
 
 	w->cur.n = 0;
-	w->f_new = w->f_zeroed = w->f_hashed = 0;
+	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = 0;
 	while (more) {
 		int n = pt_tracker_collect(w->tr, w->buf, COLLECT_BUF, &more);
 
@@ -492,8 +518,15 @@ static int collect_round(struct watch *w)
 		for (int i = 0; i < n; i++) {
 			if (w->buf[i].end <= w->buf[i].start)
 				continue;
-			w->cur.r[w->cur.n++] = (struct range){ w->buf[i].start, w->buf[i].end };
 			count_flags(w, &w->buf[i]);
+			/*
+			 * A hole of a new area holds no data: it was not written,
+			 * so it is no part of the pages written, MB/s or the
+			 * working set (a PROT_NONE arena, calloc'd memory).
+			 */
+			if (w->buf[i].flags & PT_DIRTY_HOLE)
+				continue;
+			w->cur.r[w->cur.n++] = (struct range){ w->buf[i].start, w->buf[i].end };
 		}
 		if (n == 0)
 			break;	/* a round that says "more" but gives nothing: don't spin */
@@ -527,6 +560,7 @@ static int collect_round(struct watch *w)
 	}
 	w->wss_pages = (uint64_t)wss;
 	w->total_pages += w->cur_pages;
+	w->total_holes += w->f_hole;
 	w->st.sz = sizeof(w->st);
 	if (pt_tracker_stats(w->tr, &w->st) < 0)
 		w->st = (struct pt_tracker_stats){ .sz = sizeof(w->st) };
@@ -547,6 +581,7 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "rounds", w->st.rounds);
 	json_uint(j, "pages_dirty", w->st.pages_dirty);
 	json_uint(j, "pages_new", w->st.pages_new);
+	json_uint(j, "pages_hole", w->st.pages_hole);
 	json_uint(j, "pages_hashed", w->st.pages_hashed);
 	json_uint(j, "areas_fallback", w->st.areas_fallback);
 	json_uint(j, "collect_ns", w->st.collect_ns);
@@ -611,6 +646,7 @@ static void emit_json(const struct watch *w, double t, double dt)
 	json_uint(j, "new_pages", w->f_new);
 	json_uint(j, "zeroed_pages", w->f_zeroed);
 	json_uint(j, "hashed_pages", w->f_hashed);
+	json_uint(j, "new_hole_pages", w->f_hole);
 	json_obj_end(j);
 	json_obj_end(j);
 	json_free(j);
@@ -645,35 +681,109 @@ static const char *short_path(const char *p, size_t room, char *out, size_t len)
  * Columns (80 wide):
  *      #   TIME    WRITTEN       MB/s        WSS        NEW  FB COLLECT   PAUSE
  *     12  12.0s   12.0 MiB     1234.5   48.0 MiB    4.0 KiB   0   1.2ms   0.3ms
- *       7f3a1c000000-7f3a1c040000 anon        2.0 MiB      2.1  [heap]
+ *       7f3a1c000000-7f3a1c040000 anon        2.0 MiB      2.1 H [heap]
+ * The legend says what the numbers are: pages, not bytes moved.
  */
-static void print_columns(void)
+static void print_columns(const struct watch *w)
 {
+	printf("WRITTEN  distinct pages written in the interval, as bytes (pages x %" PRIu64 ");\n"
+	       "MB/s     those pages per second: not write bandwidth (a rewrite counts once)\n"
+	       "WSS      distinct pages written since the start; NEW: of WRITTEN, in new areas\n"
+	       "FB       areas hashed instead of tracked by %s (H on an area; why: listed)\n"
+	       "Untouched pages of new areas hold no data: counted apart, as holes.\n",
+	       w->page_size, w->backend);
 	printf("%6s %6s %10s %10s %10s %10s %3s %7s %7s\n", "#", "TIME", "WRITTEN", "MB/s",
 	       "WSS", "NEW", "FB", "COLLECT", "PAUSE");
 }
 
-static void emit_plain(const struct watch *w, double t, double dt)
+/* Why an area is hashed, in at most 39 columns. */
+static const char *reason_text(uint32_t r)
+{
+	switch (r) {
+	case PT_AREA_REASON_SHARED:
+		return "MAP_SHARED (--trust-shared to track)";
+	case PT_AREA_REASON_PINNED:
+		return "io_uring registered buffer (pinned)";
+	case PT_AREA_REASON_UNSUPPORTED:
+		return "the backend cannot track this kind";
+	case PT_AREA_REASON_REFUSED:
+		return "the backend refused to arm it";
+	}
+	return "unknown reason";
+}
+
+/* Is @v hashed instead of tracked by the backend?  *@reason: why. */
+static bool area_hashed(const struct watch *w, const struct pt_vma *v, uint32_t *reason)
+{
+	struct pt_track_area a = { .sz = sizeof(a) };
+
+	if (pt_tracker_area(w->tr, v->start, &a) || a.method != PT_AREA_HASHED)
+		return false;
+	*reason = a.reason;
+	return true;
+}
+
+#define FB_LIST_MAX 8
+
+/*
+ * Never fall back silently: whenever the number of hashed areas changes,
+ * list them (up to FB_LIST_MAX) with the reason.
+ */
+static void say_fallbacks(struct watch *w)
+{
+	size_t shown = 0, n = 0;
+	uint32_t r;
+
+	if (w->st.areas_fallback == w->fb_shown)
+		return;
+	w->fb_shown = w->st.areas_fallback;
+	if (!w->st.areas_fallback) {
+		printf("  note: every area is tracked by %s again\n", w->backend);
+		return;
+	}
+	printf("  note: %" PRIu64 " area%s hashed instead of tracked by %s:\n",
+	       w->st.areas_fallback, w->st.areas_fallback > 1 ? "s" : "", w->backend);
+	for (size_t i = 0; i < w->nvmas; i++) {
+		const struct pt_vma *v = &w->vmas[i];
+		const char *kind = pt_vma_kind_name((enum pt_vma_kind)v->kind);
+
+		if (!area_hashed(w, v, &r))
+			continue;
+		if (shown++ < FB_LIST_MAX)
+			printf("      %012" PRIx64 "-%012" PRIx64 " %-8.8s %s\n", v->start, v->end,
+			       kind ? kind : "unknown", reason_text(r));
+		n++;
+	}
+	if (n > FB_LIST_MAX)
+		printf("      ... and %zu more (--json: tracked_by, hash_reason)\n", n - FB_LIST_MAX);
+}
+
+static void emit_plain(struct watch *w, double t, double dt)
 {
 	char b1[24], b2[24], b3[24], path[64];
 	uint64_t ps = w->page_size;
+	uint32_t r;
 
 	printf("%6" PRIu64 " %5.1fs %10s %10.1f %10s %10s %3" PRIu64 " %5.1fms %5.1fms\n",
 	       w->intervals, t, fmt_size(w->cur_pages * ps, b1, sizeof(b1)),
 	       mb_per_s(w->cur_pages * ps, dt), fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
 	       fmt_size(w->f_new * ps, b3, sizeof(b3)), w->st.areas_fallback,
 	       (double)w->st.collect_ns / 1e6, (double)w->st.pause_ns_max / 1e6);
+	say_fallbacks(w);
 	for (size_t i = 0; i < w->ntop; i++) {
 		const struct pt_vma *v = &w->vmas[w->top[i].idx];
 		const char *kind = pt_vma_kind_name((enum pt_vma_kind)v->kind);
 
-		/* 6 + 25 + 1 + 8 + 1 + 10 + 1 + 8 + 2 = 62: 18 left for the path. */
-		printf("      %012" PRIx64 "-%012" PRIx64 " %-8.8s %10s %8.1f  %s\n", v->start,
+		/* 6 + 25 + 1 + 8 + 1 + 10 + 1 + 8 + 3 = 63: 17 left for the path. */
+		printf("      %012" PRIx64 "-%012" PRIx64 " %-8.8s %10s %8.1f %c %s\n", v->start,
 		       v->end, kind ? kind : "unknown",
 		       fmt_size(w->top[i].pages * ps, b1, sizeof(b1)),
-		       mb_per_s(w->top[i].pages * ps, dt),
-		       short_path(v->path ? v->path : "", 18, path, sizeof(path)));
+		       mb_per_s(w->top[i].pages * ps, dt), area_hashed(w, v, &r) ? 'H' : ' ',
+		       short_path(v->path ? v->path : "", 17, path, sizeof(path)));
 	}
+	if (w->f_hole)
+		printf("      + %s of new areas untouched (holes, no data): not counted\n",
+		       fmt_size(w->f_hole * ps, b1, sizeof(b1)));
 	if (w->unattributed)	/* never: the layout is the round's own */
 		printf("      %-25s %-8s %10s\n", "(in no area)", "-",
 		       fmt_size(w->unattributed * ps, b1, sizeof(b1)));
@@ -700,6 +810,7 @@ static void emit_summary(const struct watch *w, enum stop_reason why)
 		json_uint(j, "bytes_written", w->total_pages * ps);
 		json_uint(j, "wss_pages", w->wss_pages);
 		json_uint(j, "wss_bytes", w->wss_pages * ps);
+		json_uint(j, "new_hole_pages", w->total_holes);
 		json_str(j, "reason", stop_ids[why]);
 		if (w->child > 0 && w->child_status >= 0)
 			json_int(j, "exit_status", w->child_status);
@@ -711,7 +822,13 @@ static void emit_summary(const struct watch *w, enum stop_reason why)
 		json_free(j);
 		return;
 	}
-	/* At most 78 columns with 5-digit counts, 6-digit seconds, "1023.9 MiB" sizes. */
+	/*
+	 * At most 78 columns with 5-digit counts, 6-digit seconds, "1023.9 MiB"
+	 * sizes; the holes, when there were any, on a line of their own.
+	 */
+	if (w->total_holes)
+		printf("holes: %s of new areas never held data (not counted as written)\n",
+		       fmt_size(w->total_holes * ps, b1, sizeof(b1)));
 	printf("summary: %" PRIu64 " intervals, %.1fs, written %s, wss %s, %s\n",
 	       w->intervals, t, fmt_size(w->total_pages * ps, b1, sizeof(b1)),
 	       fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
@@ -726,15 +843,24 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: pagetrack watch [OPTIONS] PID\n"
+		"       pagetrack watch [OPTIONS] self\n"
 		"       pagetrack watch [OPTIONS] -- CMD [ARGS...]\n"
 		"\n"
-		"Every interval, show the pages a process wrote, per memory area and in\n"
-		"total, and its write working set (the pages written since the start).\n"
+		"Every interval, show the distinct pages a process wrote, per memory area\n"
+		"and in total, and its write working set (the pages written since the\n"
+		"start).  MB/s is those pages per second, not write bandwidth: a page\n"
+		"rewritten many times counts once.  Untouched pages of new areas (no data)\n"
+		"are not counted as written; they are shown apart, as holes.\n"
+		"'self' watches pagetrack itself (a test of the machinery).\n"
 		"With -- CMD, run CMD and watch it from just after its exec.\n"
 		"\n"
 		"Options:\n"
-		"  -i, --interval DUR   time between collects (500ms, 1s, 2.5s; default 1s)\n"
+		"  -i, --interval DUR   time between collects, 10ms to 24h (500ms, 1s, 2.5s,\n"
+		"                       5m, 1h, a bare number of seconds; default 1s)\n"
 		"  -c, --count N        stop after N intervals\n"
+		"      --kill-after DUR with -- CMD: after the watch ends, wait at most DUR\n"
+		"                       for CMD, then SIGTERM it (SIGKILL 2s later); without\n"
+		"                       it pagetrack waits for CMD to exit, however long\n"
 		"  -b, --backend B      uffd, softdirty, hash or auto (default: best available)\n"
 		"      --trust-shared   trust page tables for MAP_SHARED areas (faster; misses\n"
 		"                       writes by other processes or write(2) to the object)\n"
@@ -747,14 +873,18 @@ static void usage(FILE *f)
 		"1 runtime error, 2 usage error.\n");
 }
 
-/* "500ms", "1s", "2.5s", "100us", "2m", or a bare number of seconds. */
-static int parse_duration(const char *s, uint64_t *ns)
+/*
+ * "500ms", "1s", "2.5s", "100us", "2m", "1h", or a bare number of seconds,
+ * from @min to @max ns.
+ */
+static int parse_duration(const char *s, uint64_t *ns, uint64_t min, uint64_t max)
 {
 	static const struct {
 		const char *sfx;
 		double mul;
 	} units[] = {
 		{ "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "us", 1e3 }, { "ns", 1 }, { "m", 60e9 },
+		{ "h", 3600e9 },
 	};
 	const char *p = s;
 	bool digit = false, dot = false;
@@ -776,7 +906,7 @@ static int parse_duration(const char *s, uint64_t *ns)
 		if (strcmp(p, units[i].sfx))
 			continue;
 		v *= units[i].mul;
-		if (!isfinite(v) || v < (double)INTERVAL_MIN_NS || v > (double)INTERVAL_MAX_NS)
+		if (!isfinite(v) || v < (double)min || v > (double)max)
 			return -ERANGE;
 		*ns = (uint64_t)(v + 0.5);
 		return 0;
@@ -817,12 +947,13 @@ static int parse_backend(const char *s, enum pt_track_backend *b)
 /* Returns 0, 1 (--help shown) or -EINVAL (usage error reported). */
 static int parse_args(int argc, char **argv, struct watch_opts *o)
 {
-	enum { OPT_TRUST_SHARED = 256 };
+	enum { OPT_TRUST_SHARED = 256, OPT_KILL_AFTER };
 	static const struct option opts[] = {
 		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ "trust-shared", no_argument, NULL, OPT_TRUST_SHARED },
+		{ "kill-after", required_argument, NULL, OPT_KILL_AFTER },
 		{ "top", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -851,8 +982,9 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 	while ((opt = getopt_long(nopt, argv, ":i:c:b:t:jh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'i':
-			if (parse_duration(optarg, &o->interval_ns) < 0) {
-				cli_error(o->json, 0, "invalid interval '%s' (expected e.g. 500ms, 1s, "
+			if (parse_duration(optarg, &o->interval_ns, INTERVAL_MIN_NS,
+					   INTERVAL_MAX_NS) < 0) {
+				cli_error(o->json, 0, "invalid interval '%s' (expected e.g. 500ms, 1s, 5m, "
 					  "2.5s; from 10ms to 24h)", optarg);
 				return -EINVAL;
 			}
@@ -872,6 +1004,14 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 			}
 			break;
 		case OPT_TRUST_SHARED: o->trust_shared = true; break;
+		case OPT_KILL_AFTER:
+			if (parse_duration(optarg, &o->kill_after_ns, 0, INTERVAL_MAX_NS) < 0) {
+				cli_error(o->json, 0, "invalid --kill-after '%s' (expected e.g. 0, 500ms, "
+					  "10s, 5m; up to 24h)", optarg);
+				return -EINVAL;
+			}
+			o->kill_after_set = true;
+			break;
 		case 't':
 			if (parse_uint(optarg, TOP_MAX, &v) < 0) {
 				cli_error(o->json, 0, "invalid --top '%s' (expected 0 to %d)", optarg,
@@ -895,6 +1035,10 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 				  optopt ? badopt : argv[optind - 1]);
 			return -EINVAL;
 		}
+	}
+	if (o->kill_after_set && !o->cmd) {
+		cli_error(o->json, 0, "--kill-after needs -- CMD (a PID is never killed)");
+		return -EINVAL;
 	}
 	if (o->cmd) {
 		if (optind != nopt) {
@@ -1165,7 +1309,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 		printf("watching pid %d (%s) every %.3gs%s; Ctrl-C stops\n",
 		       (int)w->pid, w->backend, (double)w->o.interval_ns / 1e9,
 		       w->o.trust_shared ? ", shared trusted" : "");
-		print_columns();
+		print_columns(w);
 		fflush(stdout);
 	}
 	for (;;) {
