@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "fixture.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -426,5 +427,51 @@ size_t fx_count(const uint8_t *states, size_t from, size_t to, uint8_t state)
 
 	for (size_t i = from; i < to; i++)
 		n += states[i] == state;
+	return n;
+}
+
+int fx_uffd_fds(pid_t pid)
+{
+	char path[64], link[128];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		char fdp[384];
+		ssize_t l;
+
+		snprintf(fdp, sizeof(fdp), "%s/%s", path, de->d_name);
+		l = readlink(fdp, link, sizeof(link) - 1);
+		if (l > 0) {
+			link[l] = 0;
+			n += !strcmp(link, "anon_inode:[userfaultfd]");
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int fx_uffd_vmas(pid_t pid)
+{
+	char path[64], line[512];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = ' ';
+		if (!strncmp(line, "VmFlags:", 8) &&
+		    (strstr(line, " um ") || strstr(line, " uw ") || strstr(line, " ui ")))
+			n++;
+	}
+	fclose(f);
 	return n;
 }

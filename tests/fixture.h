@@ -115,4 +115,9 @@ bool fx_reclaim_active(void);
 /* String for a backend. */
 const char *fx_backend_name(enum pt_scan_backend b);
 
+/* Userfaultfds process @pid holds (its fd links), -1 if unreadable. */
+int fx_uffd_fds(pid_t pid);
+/* Its VMAs registered with any userfaultfd (VmFlags um, uw or ui), -1 if unreadable. */
+int fx_uffd_vmas(pid_t pid);
+
 #endif

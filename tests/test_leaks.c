@@ -199,27 +199,6 @@ static int count_str(const char *s, const char *what)
 	return n;
 }
 
-/* VMAs registered with any userfaultfd: VmFlags um (missing), uw (wp), ui (minor). */
-static int uffd_vmas(pid_t pid)
-{
-	char path[64], line[512];
-	int n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = ' ';
-		if (!strncmp(line, "VmFlags:", 8) &&
-		    (strstr(line, " um ") || strstr(line, " uw ") || strstr(line, " ui ")))
-			n++;
-	}
-	fclose(f);
-	return n;
-}
-
 /* Pages of the target's own areas with pagemap bit 57 (uffd-wp) set. */
 static int wp_pages_pagemap(pid_t pid)
 {
@@ -408,7 +387,7 @@ static void check_clean(pid_t pid, const char *tag, const char *when, const char
 			bool fd_stays)
 {
 	static char fds[LIST_MAX];
-	int vmas = uffd_vmas(pid), wp = wp_pages_pagemap(pid);
+	int vmas = fx_uffd_vmas(pid), wp = wp_pages_pagemap(pid);
 	long wps = wp_pages_scan(pid);
 
 	list_fds(pid, fds, sizeof(fds));
@@ -501,7 +480,7 @@ static void run_case(const struct fcase *c, bool forced)
 			/* the control: what the checks below must not find afterwards */
 			static char fds[LIST_MAX];
 
-			int extra, vmas = uffd_vmas(pid), wp = wp_pages_pagemap(pid);
+			int extra, vmas = fx_uffd_vmas(pid), wp = wp_pages_pagemap(pid);
 			long wps = wp_pages_scan(pid);
 
 			list_fds(pid, fds, sizeof(fds));

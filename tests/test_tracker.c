@@ -375,39 +375,6 @@ static void run_cmd(int cmd)
 		usleep(100);
 }
 
-static int count_uffd_fds(pid_t pid)
-{
-	char path[64], link[128];
-	int n = 0;
-
-	for (int fd = 0; fd < 1024; fd++) {
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-		ssize_t l = readlink(path, link, sizeof(link) - 1);
-		if (l > 0) {
-			link[l] = 0;
-			n += strstr(link, "userfaultfd") != NULL;
-		}
-	}
-	return n;
-}
-
-static int count_uw_vmas(pid_t pid)
-{
-	char path[64], line[512];
-	int n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " uw"))
-			n++;
-	fclose(f);
-	return n;
-}
-
 /* Subtests each function prints, skips included: the plan is fixed. */
 #define N_SCENARIO 26
 #define N_SELF_BASIC 2
@@ -429,7 +396,7 @@ static void scenario(enum pt_track_backend b)
 		tap_skip_n(N_SCENARIO - 1, "no child", "%s: tracker scenarios", bn);
 		return;
 	}
-	int fds_before = count_uffd_fds(pid);
+	int fds_before = fx_uffd_fds(pid);
 	const char *why = NULL;
 
 	if (!fx_track_backend_usable(b, true, &why)) {
@@ -618,8 +585,8 @@ static void scenario(enum pt_track_backend b)
 		 bn, st.pause_ns_max / 1e3, st.collect_ns / 1e3, (unsigned long long)st.areas_fallback);
 
 	pt_tracker_free(tr);
-	tap_ok(count_uffd_fds(pid) == fds_before, "%s: no userfaultfd left in the target after free", bn);
-	tap_ok(count_uw_vmas(pid) == 0, "%s: no area left registered for uffd-wp after free", bn);
+	tap_ok(fx_uffd_fds(pid) == fds_before, "%s: no userfaultfd left in the target after free", bn);
+	tap_ok(fx_uffd_vmas(pid) == 0, "%s: no area left registered with a userfaultfd after free", bn);
 	/* the target still works */
 	run_cmd(1);
 	tap_ok(kill(pid, 0) == 0, "%s: target alive and responsive after free", bn);
