@@ -28,9 +28,11 @@
  *    reap it with waitpid() on its pid.  The caller gets SIGCHLD when it
  *    exits.
  *  - ptrace: the trackers of another process attach to it with
- *    PTRACE_SEIZE and stop its threads for microseconds (freeze,
- *    barrier, syscall injection), then detach, handing back any signal
- *    that arrived meanwhile.  They fail with EBUSY/EPERM if it is
+ *    PTRACE_SEIZE and stop its threads (freeze, barrier, syscall
+ *    injection): microseconds when they get a CPU at once, longer when
+ *    busy threads outnumber the CPUs or many areas are registered at
+ *    once (pt_tracker_stats(): pause_ns_max, pause_total_ns_max), then
+ *    detach, handing back any signal that arrived meanwhile.  They fail with EBUSY/EPERM if it is
  *    already traced.  The caller gets SIGCHLD for every such stop it
  *    traces, and waits for it with waitid()/waitpid() on the thread id.
  *  - Hence, while such a call runs, no other thread and no SIGCHLD
