@@ -490,7 +490,9 @@ struct pt_tracker;
  *    pread of backing objects); no stop.
  * For the calling process (pid 0): no ptrace and no helper; soft-dirty
  * then needs a single-threaded caller.  The first create may run the
- * feature probes (pt_feature()), including the soft-dirty one (a fork).
+ * feature probes (pt_feature()), including the soft-dirty one (a fork),
+ * and (backends other than hash) measure the fault cost
+ * (pt_fault_cost_ns(): a scratch mapping and a userfaultfd, ~2-25 ms).
  */
 PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
 /*
