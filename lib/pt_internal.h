@@ -72,7 +72,7 @@ _Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, e
 	       offsetof(struct pt_tracker_opts, backend) == sizeof(size_t) &&
 	       offsetof(struct pt_tracker_opts, start) == sizeof(size_t) + 8,
 	       "pt_tracker_opts has padding");
-_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, pages_hole) &&
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, self_cpu_ns) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
 

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -285,6 +286,23 @@ def test_check(pt):
     rc, out, err = run(pt, ["check"])
     ok(rc == 0 and "tracker backends" in out and out.count("blind spots:") == 3,
        "check: a tracker backends table with the blind spots of each", "rc=%d" % rc)
+    # the fault cost: uffd-wp measured where the probe says uffd-wp async works
+    fc = doc.get("fault_cost") if isinstance(doc, dict) else None
+    wp = (doc.get("features", {}).get("uffd_wp_async", {}).get("state")
+          if isinstance(doc, dict) else None)
+    good = (isinstance(fc, dict) and fc.get("kind") in ("none", "uffd_wp", "first_touch") and
+            isinstance(fc.get("ns"), int) and (fc["ns"] == 0) == (fc["kind"] == "none") and
+            isinstance(fc.get("how"), str) and fc["how"] != "")
+    if good and wp == "yes":
+        good = fc["kind"] == "uffd_wp" and 0 < fc["ns"] < 10**9
+    ok(good, "check --json: fault_cost kind, ns and how (uffd_wp_async %s)" % wp, repr(fc))
+    # another run: same kind, its own measurement
+    lines = out.splitlines()
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("fault cost")), None)
+    nxt = lines[at + 1] if at is not None and at + 1 < len(lines) else ""
+    want = (r"^  none +\S" if good and fc["kind"] == "none" else
+            r"^  %s +[1-9][0-9]* ns  \S" % (fc["kind"] if good else "?"))
+    ok(good and re.match(want, nxt) is not None, "check: shows the fault cost", repr(nxt))
 
 
 def test_page_size(pt, validator):
@@ -673,7 +691,7 @@ def main():
     pt = pagetrack_binary(__file__)
     # schema, then per test_*() below, in order
     # basics, output errors, kernel thread, check, page size, errors, layout, odd path, exit
-    plan(1 + 13 + 6 + 1 + 4 + 6 + 12 + N_LAYOUT + 1 + 2)
+    plan(1 + 13 + 6 + 1 + 6 + 6 + 12 + N_LAYOUT + 1 + 2)
     validator = schema_validator(SCHEMA, "doc/map.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)

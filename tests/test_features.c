@@ -374,6 +374,46 @@ static void check_misc(void)
 	munmap(p, FX_PAGE);
 }
 
+/* pt_fault_cost_ns(): measured on request, cached, a fallback with its reason. */
+static void check_fault_cost(void)
+{
+	const char *how = NULL, *how2 = NULL, *wp_reason = NULL;
+	uint64_t ns = 0, ns2 = 1;
+	int k, k2, wp = pt_feature(PT_FEAT_UFFD_WP_ASYNC, &wp_reason);
+
+	k = pt_fault_cost_ns(&ns, &how);
+	tap_diag("fault cost: %s, %" PRIu64 " ns (%s)", pt_fault_kind_name(k), ns, how);
+	tap_ok(pt_fault_kind_name(k) && how && *how && (k == PT_FAULT_KIND_NONE) == (ns == 0),
+	       "fault cost: a known kind, a reason, ns 0 exactly when nothing was measured");
+	if (wp == PT_YES)
+		tap_ok(k == PT_FAULT_KIND_UFFD_WP && ns > 0 && ns < 1000000000ULL,
+		       "uffd-wp async usable: the uffd-wp fault cost is measured, 0 < %" PRIu64
+		       " ns < 1 s", ns);
+	else
+		tap_ok(k != PT_FAULT_KIND_UFFD_WP && strstr(how, "uffd"),
+		       "no uffd-wp async (%s): another kind, and the reason says why (%s)",
+		       wp_reason, how);
+	k2 = pt_fault_cost_ns(&ns2, &how2);
+	tap_ok(k2 == k && ns2 == ns && how2 == how && pt_fault_cost_ns(NULL, NULL) == k,
+	       "cached: a second call gives the same kind, cost and reason pointer");
+	tap_ok(!strcmp(pt_fault_kind_name(PT_FAULT_KIND_NONE), "none") &&
+	       !strcmp(pt_fault_kind_name(PT_FAULT_KIND_UFFD_WP), "uffd_wp") &&
+	       !strcmp(pt_fault_kind_name(PT_FAULT_KIND_FIRST_TOUCH), "first_touch") &&
+	       !pt_fault_kind_name((enum pt_fault_kind)3) &&
+	       !pt_fault_kind_name((enum pt_fault_kind)-1),
+	       "fault kind names are the documented stable ids, NULL outside the enum");
+
+	/* the fallback, forced, measures first touches and says so */
+	setenv("PT_FORCE_FAULT_COST", "first_touch", 1);
+	pt__features_reset();
+	k = pt_fault_cost_ns(&ns, &how);
+	tap_ok(k == PT_FAULT_KIND_FIRST_TOUCH && ns > 0 && ns < 1000000000ULL &&
+	       strstr(how, "PT_FORCE_FAULT_COST"),
+	       "PT_FORCE_FAULT_COST=first_touch: first-touch cost %" PRIu64 " ns (%s)", ns, how);
+	unsetenv("PT_FORCE_FAULT_COST");
+	pt__features_reset();
+}
+
 static void check_threads(void)
 {
 	pthread_t th[4];
@@ -402,7 +442,7 @@ int main(void)
 	tap_diag("probing took %.2f ms", (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
 
 	/* per function, in the order called below */
-	tap_plan(4 + 2 + 3 + 3 + 3 + 2 + 8 + 1 + 2);
+	tap_plan(4 + 2 + 3 + 3 + 3 + 2 + 8 + 5 + 1 + 2);
 	check_valid_and_cached();
 	check_names();
 	check_bad_enum();
@@ -410,6 +450,7 @@ int main(void)
 	check_scan();
 	check_soft_dirty();
 	check_misc();
+	check_fault_cost();
 	check_threads();
 	check_swap();
 	return tap_done();

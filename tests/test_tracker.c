@@ -1218,6 +1218,67 @@ static void churn_layout(enum pt_track_backend b)
 	fx_child_kill(pid);
 }
 
+/*
+ * Overhead accounting: a buffer of OV_PAGES pages, populated and tracked,
+ * all written after a collect.  The next round counts each as one fault
+ * of the page-table backends (none for hash), charges it the probed
+ * fault cost, and reports its interval and the CPU counters.
+ */
+#define OV_PAGES 64
+#define N_OVERHEAD 4
+static void self_overhead(enum pt_track_backend b)
+{
+	const char *bn = pt_track_backend_name(b), *why = NULL;
+	char *p = fx_map(OV_PAGES * FX_PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
+				     .end = (uintptr_t)p + OV_PAGES * FX_PAGE };
+	struct pt_tracker_stats st = { .sz = sizeof(st) };
+	uint64_t cost = 0, want = b == PT_TRACK_HASH ? 0 : OV_PAGES;
+	struct pt_dirty d[OV_PAGES];
+	struct pt_tracker *tr;
+	bool more;
+
+	memset(p, 1, OV_PAGES * FX_PAGE);
+	if (!fx_track_backend_usable(b, false, &why)) {
+		tap_skip_n(N_OVERHEAD, why, "%s: overhead of a round (backend not usable here)", bn);
+		munmap(p, OV_PAGES * FX_PAGE);
+		return;
+	}
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		tap_ok(0, "%s: create tracker (the probes say it is usable): %s", bn, strerror(errno));
+		tap_skip_n(N_OVERHEAD - 1, "no tracker", "%s: overhead of a round", bn);
+		munmap(p, OV_PAGES * FX_PAGE);
+		return;
+	}
+	pt_fault_cost_ns(&cost, NULL);
+	pt_tracker_stats(tr, &st);
+	tap_ok(st.interval_ns == 0 && st.pages_faulted == 0 && st.est_fault_ns == 0,
+	       "%s: no overhead figures before the first collect", bn);
+	pt_tracker_collect(tr, d, OV_PAGES, &more);
+	for (int i = 0; i < OV_PAGES; i++)
+		p[i * FX_PAGE] = 2;
+	pt_tracker_collect(tr, d, OV_PAGES, &more);
+	pt_tracker_stats(tr, &st);
+	tap_ok(st.pages_faulted == want && st.est_fault_ns == want * cost,
+	       "%s: %d pages written: pages_faulted %" PRIu64 " (want %" PRIu64 "), est_fault_ns %"
+	       PRIu64 " = that x %" PRIu64 " ns", bn, OV_PAGES, st.pages_faulted, want,
+	       st.est_fault_ns, cost);
+	tap_ok(st.interval_ns > 0 && st.self_cpu_ns > 0 && st.self_cpu_ns < 10 * st.interval_ns &&
+	       st.target_cpu_ns < 10 * st.interval_ns &&
+	       (b == PT_TRACK_HASH || st.target_minflt >= want),
+	       "%s: interval %" PRIu64 " ns, own CPU %" PRIu64 " ns, target CPU %" PRIu64
+	       " ns, minor faults %" PRIu64, bn, st.interval_ns, st.self_cpu_ns,
+	       st.target_cpu_ns, st.target_minflt);
+	pt_tracker_collect(tr, d, OV_PAGES, &more);
+	pt_tracker_stats(tr, &st);
+	tap_ok(st.pages_faulted == 0 && st.est_fault_ns == 0 && st.interval_ns > 0,
+	       "%s: a quiet round charges nothing", bn);
+	pt_tracker_free(tr);
+	munmap(p, OV_PAGES * FX_PAGE);
+}
+
 int main(void)
 {
 	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
@@ -1229,7 +1290,7 @@ int main(void)
 	tap_plan(N_SELF_BASIC + N_NOTE_COPY(PT_TRACK_HASH, false) + N_NOTE_COPY(PT_TRACK_HASH, true) +
 		 N_NOTE_COPY(PT_TRACK_UFFD, true) + N_NOTE_COPY(PT_TRACK_SOFTDIRTY, true) +
 		 2 * (N_REGROW(true) + N_REGROW(false)) + N_REGROW(true) +
-		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES);
+		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES + 3 * N_OVERHEAD);
 	self_basic();
 	self_note_copy(PT_TRACK_HASH, false);
 	self_note_copy(PT_TRACK_HASH, true);
@@ -1252,5 +1313,7 @@ int main(void)
 		churn_layout(bs[i]);	/* one subtest each */
 	for (size_t i = 0; i < 3; i++)
 		self_holes(bs[i]);
+	for (size_t i = 0; i < 3; i++)
+		self_overhead(bs[i]);
 	return tap_done();
 }

@@ -13,6 +13,7 @@ Every JSON line is validated against doc/watch.schema.json.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -927,12 +928,61 @@ def test_self(pt, validator):
        "watch self: exit 0, 2 intervals and a summary (schema)", "rc=%d %r" % (rc, err))
 
 
+N_OVERHEAD = 3   # subtests of test_overhead(), skips included
+
+
+def test_overhead(pt, validator, uffd_why_not):
+    """Per interval: the target's estimated tracking overhead and pagetrack's CPU."""
+    backend = "hash" if uffd_why_not else "uffd"
+    w = Workload()
+    try:
+        rc, out, err = watch_json(pt, w, backend, 4)
+        hrc, hout, herr = run(pt, ["watch", "--interval", "200ms", "--count", "3",
+                                   "--backend", backend, str(w.pid)])
+    finally:
+        w.stop()
+    docs = parse_lines(out)
+    iv = [d for d in docs if d and "interval" in d]
+    errs = schema_errors(validator, docs) if validator else ["no validator"]
+
+    def sane(d):
+        o, st = d.get("overhead", {}), d.get("stats", {})
+        keys = ("fault_cost_ns", "target_pct", "target_cpu_pct", "self_cpu_pct")
+        if not all(isinstance(o.get(k), (int, float)) and o[k] >= 0 for k in keys):
+            return False
+        ivl = st.get("interval_ns", 0)
+        return (ivl > 0 and abs(o["target_pct"] - st["est_fault_ns"] * 100 / ivl) < 1e-6 and
+                abs(o["self_cpu_pct"] - st["self_cpu_ns"] * 100 / ivl) < 1e-6 and
+                st["est_fault_ns"] == st["pages_faulted"] * o["fault_cost_ns"])
+    ok(rc == 0 and len(iv) == 4 and not errs and all(sane(d) for d in iv),
+       "overhead (%s): fields present, >= 0, schema-valid, target_pct = est_fault_ns / "
+       "interval_ns, est_fault_ns = pages_faulted x fault_cost_ns" % backend,
+       "rc=%d %s\n%s\n%s" % (rc, err, "\n".join(errs[:5]),
+                              [(d.get("overhead"), d.get("stats")) for d in iv][:2]))
+    if uffd_why_not:
+        skip("overhead: a busy writer under uffd shows overhead > 0 every interval",
+             uffd_why_not)
+    else:
+        ok(len(iv) == 4 and all(d["overhead"]["fault_cost_ns"] > 0 and
+                                d["stats"]["pages_faulted"] >= A_PAGES and
+                                d["overhead"]["target_pct"] > 0 for d in iv),
+           "overhead: a busy writer under uffd shows overhead > 0 every interval",
+           repr([(d["overhead"], d["stats"]["pages_faulted"]) for d in iv]))
+    lines = hout.splitlines()
+    ov = [ln for ln in lines if ln.startswith("      overhead ~")]
+    ok(hrc == 0 and len(ov) == 3 and all(len(ln) <= 80 for ln in lines) and
+       all(re.match(r"^      overhead ~[0-9.]+% of target time; CPU: target [0-9]+%, "
+                    r"pagetrack [0-9.]+%$", ln) for ln in ov),
+       "human output: an overhead line per interval, within 80 columns",
+       "rc=%d %s\n%s" % (hrc, herr, hout[:1500]))
+
+
 def main():
     pt = pagetrack_binary(__file__)
     # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
     # ... exec, signals during set-up, holes, human honesty, --kill-after, self
     plan(1 + 35 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4 + N_EXEC +
-         N_SETUP_SIG + 3 * N_HOLES + 2 + 2 + 1)
+         N_SETUP_SIG + 3 * N_HOLES + 2 + 2 + 1 + N_OVERHEAD)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -956,6 +1006,7 @@ def main():
     test_human_honest(pt, avail["uffd"])
     test_kill_after(pt)
     test_self(pt, validator)
+    test_overhead(pt, validator, avail["uffd"])
     done()
 
 

@@ -166,6 +166,36 @@ PT_API const char *pt_feature_name(enum pt_feature f);
  */
 PT_API size_t pt_page_size(void);
 
+/* What pt_fault_cost_ns() measured. */
+enum pt_fault_kind {
+	PT_FAULT_KIND_NONE = 0,		/* nothing could be measured (*how says why) */
+	PT_FAULT_KIND_UFFD_WP,		/* a userfaultfd-wp async write fault on a populated
+					   page: what the uffd tracker charges per page */
+	PT_FAULT_KIND_FIRST_TOUCH,	/* uffd-wp async not usable: the first write to a
+					   fresh anonymous page instead */
+};
+
+/*
+ * The cost, on this machine, of one write fault of the kind a tracker
+ * makes its target take, in ns: measured once (on the first call) and
+ * cached.  Returns the kind measured (enum pt_fault_kind, >= 0); *@ns
+ * gets the cost (0 with PT_FAULT_KIND_NONE), *@how a static sentence
+ * saying how it was measured or why it could not be (either may be
+ * NULL).  Method: 256 pages of a scratch private mapping, populated,
+ * registered with a userfaultfd (WP async) and write-protected; the
+ * first write to each page minus the same writes again (unprotected),
+ * per page, median of 5 runs.  Without uffd-wp async, the same with
+ * first touches of fresh pages.  Thread-safe.  Side effects of the
+ * first call: the feature probes (pt_feature()), a scratch mapping and a
+ * userfaultfd of the calling process, both released; ~1 ms where a
+ * fault costs ~1 us, ~25 ms where it costs ~17 us (shadow-paged VMs).
+ * PT_FORCE_FAULT_COST=first_touch forces the fallback (tests).
+ * pt_tracker_create() calls it (pt_tracker_stats().est_fault_ns).
+ */
+PT_API int pt_fault_cost_ns(uint64_t *ns, const char **how);
+/* "none", "uffd_wp", "first_touch" (stable); NULL for a bad @k. */
+PT_API const char *pt_fault_kind_name(enum pt_fault_kind k);
+
 /* ------------------------------------------------------------------ */
 /* Targets                                                              */
 
@@ -460,7 +490,9 @@ struct pt_tracker;
  *    pread of backing objects); no stop.
  * For the calling process (pid 0): no ptrace and no helper; soft-dirty
  * then needs a single-threaded caller.  The first create may run the
- * feature probes (pt_feature()), including the soft-dirty one (a fork).
+ * feature probes (pt_feature()), including the soft-dirty one (a fork),
+ * and (backends other than hash) measure the fault cost
+ * (pt_fault_cost_ns(): a scratch mapping and a userfaultfd, ~2-25 ms).
  */
 PT_API struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *opts);
 /*
@@ -532,6 +564,27 @@ struct pt_tracker_stats {
 	int32_t auto_softdirty_err;	/* ... and over softdirty */
 	uint64_t pages_hole;		/* of pages_new in the last round: holes
 					   (PT_DIRTY_HOLE), not written */
+	/*
+	 * The cost of tracking to the target over the last round's interval
+	 * (doc/api.md, "Overhead"): from the start of the previous round (or
+	 * of the arming round in create) to the start of the last one.  All
+	 * 0 until the first collect.
+	 */
+	uint64_t interval_ns;		/* wall time of that interval (CLOCK_MONOTONIC) */
+	uint64_t pages_faulted;		/* pages the backend had write-protected and the
+					   target wrote in it, one write fault each: uffd,
+					   the written pages the harvest re-protected;
+					   softdirty, the soft-dirty pages; hash: 0 */
+	uint64_t est_fault_ns;		/* pages_faulted x pt_fault_cost_ns(): the target's
+					   time estimated spent in those faults.  Overhead %
+					   = est_fault_ns * 100 / interval_ns */
+	uint64_t target_minflt;		/* the target's minor faults in it (/proc/PID/stat;
+					   all of them, not only tracking's) */
+	uint64_t target_cpu_ns;		/* the target's CPU time in it (utime + stime,
+					   in clock ticks of _SC_CLK_TCK, as ns) */
+	uint64_t self_cpu_ns;		/* the calling process's own CPU time in it
+					   (CLOCK_PROCESS_CPUTIME_ID: pagetrack's and
+					   whatever else the caller ran) */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);

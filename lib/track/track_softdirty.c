@@ -156,8 +156,10 @@ static int sd_walk(struct pt_tracker *tr, uint64_t start, uint64_t end, struct p
 			}
 			if (pop)
 				err = pt__pop_add(tr, r[i].start, r[i].end);
-			if (!err && out && (r[i].attrs & PT_ATTR_SOFT_DIRTY))
+			if (!err && out && (r[i].attrs & PT_ATTR_SOFT_DIRTY)) {
+				tr->st.pages_faulted += (r[i].end - r[i].start) >> PT_PAGE_SHIFT;
 				err = pt__dirty_add(out, r[i].start, r[i].end, 0);
+			}
 		}
 		if (err)
 			return err;

@@ -456,6 +456,7 @@ static int add_data(struct pt_tracker *tr, const struct page_region *r, void *ar
 	if (!(r->categories & PAGE_IS_WRITTEN))
 		return 0;
 	u->protected = true;
+	tr->st.pages_faulted += (r->end - r->start) >> PT_PAGE_SHIFT;
 	return pt__dirty_add(c->out, r->start, r->end, 0);
 }
 

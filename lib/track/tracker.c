@@ -12,6 +12,8 @@
  *    buffer in as many calls as it takes.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +27,66 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- overhead (doc/api.md, "Overhead") ---- */
+
+/* minflt, utime + stime (ticks) of /proc/PID/stat; false if unreadable. */
+static bool read_stat(const struct pt_tracker *tr, uint64_t *minflt, uint64_t *ticks)
+{
+	char path[64], buf[1024];
+	unsigned long long mf, ut, st;
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stat", tr->t->procdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* after the command name, which may hold spaces and ')': field 3 on */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %llu %*u %*u %*u %llu %llu",
+			 &mf, &ut, &st) != 3)
+		return false;
+	*minflt = mf;
+	*ticks = ut + st;
+	return true;
+}
+
+static void usage_now(const struct pt_tracker *tr, struct pt_usage *u)
+{
+	struct timespec ts;
+
+	u->mono_ns = now_ns();
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	u->self_cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	u->target_ok = read_stat(tr, &u->target_minflt, &u->target_ticks);
+}
+
+/* The round that started at @now succeeded: its interval ends there. */
+static void usage_round(struct pt_tracker *tr, const struct pt_usage *now, bool first)
+{
+	const struct pt_usage *was = &tr->usage;
+	long tck = sysconf(_SC_CLK_TCK);
+
+	if (!first) {
+		tr->st.interval_ns = now->mono_ns - was->mono_ns;
+		tr->st.est_fault_ns = tr->st.pages_faulted * tr->fault_cost_ns;
+		tr->st.self_cpu_ns = now->self_cpu_ns - was->self_cpu_ns;
+		tr->st.target_minflt = tr->st.target_cpu_ns = 0;
+		if (now->target_ok && was->target_ok && tck > 0) {
+			tr->st.target_minflt = now->target_minflt - was->target_minflt;
+			tr->st.target_cpu_ns = (now->target_ticks - was->target_ticks) *
+					       (1000000000ULL / (uint64_t)tck);
+		}
+	}
+	tr->usage = *now;
 }
 
 /* ---- populated sets ---- */
@@ -508,8 +570,11 @@ static int run_round(struct pt_tracker *tr, bool first)
 	uint64_t t0 = now_ns();
 	int err;
 
+	struct pt_usage usage;
+
+	usage_now(tr, &usage);
 	tr->round.n = tr->holes.n = 0;
-	tr->st.pages_new = tr->st.pages_hashed = 0;
+	tr->st.pages_new = tr->st.pages_hashed = tr->st.pages_faulted = 0;
 	if (!pt__target_mm_alive(tr->t)) {
 		pt__log(PT_LOG_INFO, "pid %d exited or exec'd: its tracked memory is gone",
 			(int)tr->pid);
@@ -598,6 +663,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 		tr->st.pages_dirty += (tr->round.d[i].end - tr->round.d[i].start) >> PT_PAGE_SHIFT;
 	if (!first)
 		tr->st.rounds++;
+	usage_round(tr, &usage, first);
 	tr->st.collect_ns = now_ns() - t0;
 out:
 	free(parts.p);
@@ -711,6 +777,12 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 	}
 	if (want == PT_TRACK_AUTO)
 		want = env_backend();
+	/*
+	 * Measured once per process, before anything is armed (the probe's
+	 * scratch mapping never enters a round of a tracker of the caller).
+	 */
+	if (want != PT_TRACK_HASH)
+		pt_fault_cost_ns(&tr->fault_cost_ns, NULL);
 	tr->t = pt_target_create(pid, NULL);
 	if (!tr->t) {
 		err = -errno;

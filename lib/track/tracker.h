@@ -147,7 +147,14 @@ struct pt_tracker {
 
 	struct pt_hashstore *hs;
 	void *priv;			/* backend state */
-	struct pt_tracker_stats st;
+	struct pt_tracker_stats st;	/* backends add to st.pages_faulted in harvest() */
+
+	/* overhead: the counters at the start of the last round that succeeded */
+	struct pt_usage {
+		uint64_t mono_ns, self_cpu_ns, target_minflt, target_ticks;
+		bool target_ok;		/* /proc/PID/stat was read */
+	} usage;
+	uint64_t fault_cost_ns;		/* pt_fault_cost_ns(), read at create */
 };
 
 #endif

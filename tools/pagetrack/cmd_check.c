@@ -419,6 +419,33 @@ static void print_trackers_json(struct json *j, const struct tracker_item *t,
 	json_arr_end(j);
 }
 
+/* pt_fault_cost_ns(): measured once, by the first tracker created or here. */
+static void print_fault_cost_plain(void)
+{
+	const char *how;
+	uint64_t ns;
+	int k = pt_fault_cost_ns(&ns, &how);
+
+	printf("\nfault cost (one tracked write to a page, as charged to the target):\n");
+	if (k == PT_FAULT_KIND_NONE)
+		printf("  %-11s %s\n", "none", how);
+	else
+		printf("  %-11s %" PRIu64 " ns  %s\n", pt_fault_kind_name(k), ns, how);
+}
+
+static void print_fault_cost_json(struct json *j)
+{
+	const char *how;
+	uint64_t ns;
+	int k = pt_fault_cost_ns(&ns, &how);
+
+	json_obj_begin(j, "fault_cost");
+	json_str(j, "kind", pt_fault_kind_name(k));
+	json_uint(j, "ns", ns);
+	json_str(j, "how", how);
+	json_obj_end(j);
+}
+
 static void print_plain(const struct use_item *u)
 {
 	struct utsname un;
@@ -479,6 +506,7 @@ static int print_json(const struct check_opts *o, const struct use_item *u,
 	}
 	json_obj_end(j);
 	print_trackers_json(j, tk, chosen);
+	print_fault_cost_json(j);
 	if (hz)
 		print_hazards_json(j, hz);
 	json_obj_end(j);
@@ -511,6 +539,7 @@ int cmd_check(int argc, char **argv)
 	}
 	print_plain(u);
 	print_trackers_plain(tk, chosen);
+	print_fault_cost_plain();
 	if (o.hazards)
 		print_hazards_plain(hz);
 	/* a kernel that corrupts data is a finding, not a success */

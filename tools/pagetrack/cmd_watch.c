@@ -574,6 +574,26 @@ static double mb_per_s(uint64_t bytes, double secs)
 	return secs > 0 ? (double)bytes / 1e6 / secs : 0;
 }
 
+/* @ns as a percentage of the last round's interval (0 before the first). */
+static double pct_of_interval(const struct watch *w, uint64_t ns)
+{
+	return w->st.interval_ns ? (double)ns * 100.0 / (double)w->st.interval_ns : 0;
+}
+
+/* The cost of tracking, over the interval the last round closed (doc/watch-json.md). */
+static void json_overhead(struct json *j, const struct watch *w)
+{
+	uint64_t cost = 0;
+
+	pt_fault_cost_ns(&cost, NULL);	/* measured by pt_tracker_create(): cached */
+	json_obj_begin(j, "overhead");
+	json_uint(j, "fault_cost_ns", cost);
+	json_double(j, "target_pct", pct_of_interval(w, w->st.est_fault_ns));
+	json_double(j, "target_cpu_pct", pct_of_interval(w, w->st.target_cpu_ns));
+	json_double(j, "self_cpu_pct", pct_of_interval(w, w->st.self_cpu_ns));
+	json_obj_end(j);
+}
+
 static void json_stats(struct json *j, const struct watch *w)
 {
 	/* Zeros before the first round. */
@@ -588,6 +608,12 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "pause_ns_max", w->st.pause_ns_max);
 	json_uint(j, "pause_total_ns_max", w->st.pause_total_ns_max);
 	json_uint(j, "leftovers_closed", w->st.leftovers_closed);
+	json_uint(j, "interval_ns", w->st.interval_ns);
+	json_uint(j, "pages_faulted", w->st.pages_faulted);
+	json_uint(j, "est_fault_ns", w->st.est_fault_ns);
+	json_uint(j, "target_minflt", w->st.target_minflt);
+	json_uint(j, "target_cpu_ns", w->st.target_cpu_ns);
+	json_uint(j, "self_cpu_ns", w->st.self_cpu_ns);
 	json_str(j, "auto_uffd_error", w->st.auto_uffd_err ? errno_name(w->st.auto_uffd_err) : NULL);
 	json_str(j, "auto_softdirty_error",
 		 w->st.auto_softdirty_err ? errno_name(w->st.auto_softdirty_err) : NULL);
@@ -642,6 +668,7 @@ static void emit_json(const struct watch *w, double t, double dt)
 	}
 	json_arr_end(j);
 	json_stats(j, w);
+	json_overhead(j, w);
 	json_obj_begin(j, "flags");
 	json_uint(j, "new_pages", w->f_new);
 	json_uint(j, "zeroed_pages", w->f_zeroed);
@@ -690,7 +717,10 @@ static void print_columns(const struct watch *w)
 	       "MB/s     those pages per second: not write bandwidth (a rewrite counts once)\n"
 	       "WSS      distinct pages written since the start; NEW: of WRITTEN, in new areas\n"
 	       "FB       areas hashed instead of tracked by %s (H on an area; why: listed)\n"
-	       "Untouched pages of new areas hold no data: counted apart, as holes.\n",
+	       "Untouched pages of new areas hold no data: counted apart, as holes.\n"
+	       "overhead: the target's time in write faults tracking made it take (pages\n"
+	       "         faulted x the fault cost of pagetrack check), %% of the interval;\n"
+	       "         CPU: of the target and of pagetrack, %% of one CPU\n",
 	       w->page_size, w->backend);
 	printf("%6s %6s %10s %10s %10s %10s %3s %7s %7s\n", "#", "TIME", "WRITTEN", "MB/s",
 	       "WSS", "NEW", "FB", "COLLECT", "PAUSE");
@@ -769,6 +799,10 @@ static void emit_plain(struct watch *w, double t, double dt)
 	       mb_per_s(w->cur_pages * ps, dt), fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
 	       fmt_size(w->f_new * ps, b3, sizeof(b3)), w->st.areas_fallback,
 	       (double)w->st.collect_ns / 1e6, (double)w->st.pause_ns_max / 1e6);
+	if (w->st.interval_ns)	/* 6 + 10 + 6 + 16 + 14 + 4 + 12 + 6 = 74 columns */
+		printf("      overhead ~%.1f%% of target time; CPU: target %.0f%%, pagetrack %.1f%%\n",
+		       pct_of_interval(w, w->st.est_fault_ns), pct_of_interval(w, w->st.target_cpu_ns),
+		       pct_of_interval(w, w->st.self_cpu_ns));
 	say_fallbacks(w);
 	for (size_t i = 0; i < w->ntop; i++) {
 		const struct pt_vma *v = &w->vmas[w->top[i].idx];
