@@ -108,7 +108,7 @@ static void setf(enum pt_feature f, int state, const char *fmt, ...)
 	res[f].reason = res[f].buf;
 }
 
-static const char *ename(int err)
+const char *pt__errname(int err)
 {
 	const char *s = strerrorname_np(err);
 
@@ -126,10 +126,10 @@ static void set_err(enum pt_feature f, int err, const char *what)
 {
 	int st = err_means_no(err) ? PT_NO : PT_UNKNOWN;
 
-	setf(f, st, "%s failed with %s", what, ename(err));
+	setf(f, st, "%s failed with %s", what, pt__errname(err));
 }
 
-static void *scratch_map(size_t pages)
+void *pt__scratch_map(size_t pages)
 {
 	void *p = mmap(NULL, pages * PT_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -324,17 +324,17 @@ static void force_zero_page(void)
 static void probe_pagemap(struct probe_ctx *c)
 {
 	const size_t pages = 4;
-	volatile char *map = scratch_map(pages);
+	volatile char *map = pt__scratch_map(pages);
 	uint64_t e[4];
 	int r;
 
 	if (!map) {
 		r = errno;
-		setf(PT_FEAT_PAGEMAP_PFN, PT_UNKNOWN, "scratch mmap failed with %s", ename(r));
-		setf(PT_FEAT_PAGEMAP_SCAN, PT_UNKNOWN, "scratch mmap failed with %s", ename(r));
+		setf(PT_FEAT_PAGEMAP_PFN, PT_UNKNOWN, "scratch mmap failed with %s", pt__errname(r));
+		setf(PT_FEAT_PAGEMAP_SCAN, PT_UNKNOWN, "scratch mmap failed with %s", pt__errname(r));
 		set(PT_FEAT_SCAN_SOFT_DIRTY, PT_UNKNOWN, "scratch mmap failed");
 		set(PT_FEAT_SCAN_GUARD, PT_UNKNOWN, "scratch mmap failed");
-		zp_set(PT_UNKNOWN, 0, "scratch mmap failed with %s", ename(r));
+		zp_set(PT_UNKNOWN, 0, "scratch mmap failed with %s", pt__errname(r));
 		return;
 	}
 	map[0] = 1;			/* page 0: a real anonymous page */
@@ -431,7 +431,7 @@ static void probe_soft_dirty(void)
 	}
 	pid = fork();
 	if (pid < 0) {
-		setf(f, PT_UNKNOWN, "fork for the probe failed with %s", ename(errno));
+		setf(f, PT_UNKNOWN, "fork for the probe failed with %s", pt__errname(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -542,7 +542,7 @@ static void probe_uffd(void)
 		else if (err == ENOSYS)
 			set(PT_FEAT_UFFD_SYSCALL, PT_NO, "userfaultfd(2) returned ENOSYS (not built)");
 		else if (err == EPERM || err == EACCES)
-			setf(PT_FEAT_UFFD_SYSCALL, PT_NO, "userfaultfd(2) denied with %s", ename(err));
+			setf(PT_FEAT_UFFD_SYSCALL, PT_NO, "userfaultfd(2) denied with %s", pt__errname(err));
 		else
 			set_err(PT_FEAT_UFFD_SYSCALL, err, "userfaultfd(2)");
 	}
@@ -554,7 +554,7 @@ static void probe_uffd(void)
 		if (err == ENOENT)
 			set(PT_FEAT_UFFD_DEV, PT_NO, "no /dev/userfaultfd (kernel < 6.1 or no device node)");
 		else if (err == EACCES || err == EPERM)
-			setf(PT_FEAT_UFFD_DEV, PT_NO, "open /dev/userfaultfd denied with %s", ename(err));
+			setf(PT_FEAT_UFFD_DEV, PT_NO, "open /dev/userfaultfd denied with %s", pt__errname(err));
 		else
 			set_err(PT_FEAT_UFFD_DEV, err, "open /dev/userfaultfd");
 	} else {
@@ -618,7 +618,7 @@ static void probe_pidfd(struct probe_ctx *c)
 	set(PT_FEAT_PIDFD_OPEN, PT_YES, "pidfd_open(2) works");
 
 	if (pipe2(p, O_CLOEXEC)) {
-		setf(PT_FEAT_PIDFD_GETFD, PT_UNKNOWN, "pipe2 failed with %s", ename(errno));
+		setf(PT_FEAT_PIDFD_GETFD, PT_UNKNOWN, "pipe2 failed with %s", pt__errname(errno));
 		return;
 	}
 	fd = (int)syscall(__NR_pidfd_getfd, c->pidfd, p[0], 0);
@@ -627,7 +627,7 @@ static void probe_pidfd(struct probe_ctx *c)
 		close(fd);
 	} else if (errno == EPERM || errno == EACCES) {
 		setf(PT_FEAT_PIDFD_GETFD, PT_NO, "pidfd_getfd(2) on self denied with %s",
-		     ename(errno));
+		     pt__errname(errno));
 	} else {
 		set_err(PT_FEAT_PIDFD_GETFD, errno, "pidfd_getfd(2)");
 	}
@@ -637,7 +637,7 @@ static void probe_pidfd(struct probe_ctx *c)
 
 static void probe_madvise(struct probe_ctx *c)
 {
-	volatile char *map = scratch_map(2);
+	volatile char *map = pt__scratch_map(2);
 	struct iovec iov;
 	uint64_t e;
 	long r;
@@ -645,7 +645,7 @@ static void probe_madvise(struct probe_ctx *c)
 	if (!map) {
 		int err = errno;
 
-		setf(PT_FEAT_MADV_PAGEOUT, PT_UNKNOWN, "scratch mmap failed with %s", ename(err));
+		setf(PT_FEAT_MADV_PAGEOUT, PT_UNKNOWN, "scratch mmap failed with %s", pt__errname(err));
 		set(PT_FEAT_MADV_GUARD_INSTALL, PT_UNKNOWN, "scratch mmap failed");
 		if (c->pidfd >= 0)
 			set(PT_FEAT_PROCESS_MADVISE, PT_UNKNOWN, "scratch mmap failed");
@@ -731,7 +731,7 @@ static void probe_kpageflags(void)
 		}
 		if (r < 0) {
 			setf(f, err_means_no(-r) ? PT_NO : PT_UNKNOWN,
-			     "reading %s failed with %s", files[i], ename(-r));
+			     "reading %s failed with %s", files[i], pt__errname(-r));
 			return;
 		}
 	}
@@ -758,7 +758,7 @@ static void probe_caps(struct probe_ctx *c)
 
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capget, &hdr, data) < 0) {
-		setf(PT_FEAT_CAP_SYS_ADMIN, PT_UNKNOWN, "capget(2) failed with %s", ename(errno));
+		setf(PT_FEAT_CAP_SYS_ADMIN, PT_UNKNOWN, "capget(2) failed with %s", pt__errname(errno));
 		return;
 	}
 	c->caps_known = true;
@@ -838,7 +838,7 @@ static void probe_page_size(void)
 		}
 	}
 	if (!page_size) {
-		setf(f, PT_UNKNOWN, "sysconf(_SC_PAGESIZE) failed with %s", ename(errno));
+		setf(f, PT_UNKNOWN, "sysconf(_SC_PAGESIZE) failed with %s", pt__errname(errno));
 		return;
 	}
 	size_text(page_size, txt, sizeof(txt));
@@ -851,231 +851,6 @@ static void probe_page_size(void)
 }
 
 /* ------------------------------------------------------------------ */
-
-/* ------------------------------------------------------------------ */
-/* the cost of one write fault (pt_fault_cost_ns), measured on request  */
-
-#define FC_PAGES 256u
-#define FC_REPS 5
-
-static pthread_mutex_t fc_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_bool fc_probed;
-static int fc_kind;		/* enum pt_fault_kind */
-static uint64_t fc_ns;
-static char fc_how[200];
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* ns to write one byte to each of @pages pages of @map. */
-static uint64_t fc_write_all(volatile char *map, size_t pages, char v)
-{
-	uint64_t t0 = mono_ns();
-
-	for (size_t i = 0; i < pages; i++)
-		map[i * PT_PAGE_SIZE] = v;
-	return mono_ns() - t0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* A userfaultfd of our own, as the tracker of the calling process makes it. */
-static int fc_userfaultfd(void)
-{
-	int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-
-	if (fd < 0 && (errno == EPERM || errno == EINVAL))
-		fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
-	}
-	return fd < 0 ? -errno : fd;
-}
-
-/*
- * Median over FC_REPS of (first write to each write-protected, populated
- * page) - (the same writes again, now unprotected), per page: what one
- * page the tracker re-protected costs its writer.  0 on success, else a
- * negative errno with @what naming the step.
- */
-static int fc_measure_uffd(uint64_t *ns, const char **what)
-{
-	const size_t len = FC_PAGES * PT_PAGE_SIZE;
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
-	volatile char *map;
-	uint64_t d[FC_REPS];
-	int fd, err = 0;
-
-	*what = "scratch mmap";
-	map = scratch_map(FC_PAGES);
-	if (!map)
-		return -errno;
-	madvise((void *)map, len, MADV_NOHUGEPAGE);	/* one fault per 4 KiB page */
-	fc_write_all(map, FC_PAGES, 1);			/* populate: WP faults only, below */
-	*what = "userfaultfd";
-	fd = fc_userfaultfd();
-	if (fd < 0) {
-		err = fd;
-		goto out_unmap;
-	}
-	*what = "UFFDIO_API (WP_ASYNC)";
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		err = -errno;
-		goto out;
-	}
-	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)map, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_WP,
-	};
-	*what = "UFFDIO_REGISTER (WP)";
-	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
-		err = -errno;
-		goto out;
-	}
-	for (int r = 0; r < FC_REPS; r++) {
-		struct uffdio_writeprotect wp = {
-			.range = { .start = (uintptr_t)map, .len = len },
-			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
-		};
-		uint64_t faulted, plain;
-
-		*what = "UFFDIO_WRITEPROTECT";
-		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
-			err = -errno;
-			goto out;
-		}
-		faulted = fc_write_all(map, FC_PAGES, (char)(r + 2));
-		plain = fc_write_all(map, FC_PAGES, (char)(r + 3));
-		d[r] = faulted > plain ? (faulted - plain) / FC_PAGES : 0;
-	}
-	qsort(d, FC_REPS, sizeof(d[0]), cmp_u64);
-	*ns = d[FC_REPS / 2];
-out:
-	close(fd);	/* unregisters the range */
-out_unmap:
-	munmap((void *)map, len);
-	return err;
-}
-
-/* The same, for the first write to a fresh page (a plain anonymous fault). */
-static int fc_measure_touch(uint64_t *ns)
-{
-	const size_t len = FC_PAGES * PT_PAGE_SIZE;
-	uint64_t d[FC_REPS];
-	volatile char *map = scratch_map(FC_PAGES);
-
-	if (!map)
-		return -errno;
-	madvise((void *)map, len, MADV_NOHUGEPAGE);
-	for (int r = 0; r < FC_REPS; r++) {
-		uint64_t faulted, plain;
-
-		if (r && madvise((void *)map, len, MADV_DONTNEED) < 0) {
-			int err = -errno;
-
-			munmap((void *)map, len);
-			return err;
-		}
-		faulted = fc_write_all(map, FC_PAGES, 1);
-		plain = fc_write_all(map, FC_PAGES, 2);
-		d[r] = faulted > plain ? (faulted - plain) / FC_PAGES : 0;
-	}
-	munmap((void *)map, len);
-	qsort(d, FC_REPS, sizeof(d[0]), cmp_u64);
-	*ns = d[FC_REPS / 2];
-	return 0;
-}
-
-static void probe_fault_cost(void)
-{
-	const char *wp_reason = NULL, *what = NULL;
-	uint64_t ns = 0;
-	int r;
-
-	const char *force = getenv("PT_FORCE_FAULT_COST");
-
-	fc_kind = PT_FAULT_KIND_NONE;
-	fc_ns = 0;
-	r = pt_feature(PT_FEAT_UFFD_WP_ASYNC, &wp_reason);
-	if (force && !strcmp(force, "first_touch")) {
-		/* tests: the fallback, on a machine that has uffd-wp async */
-		snprintf(fc_how, sizeof(fc_how), "forced by PT_FORCE_FAULT_COST=first_touch");
-	} else if (r == PT_YES) {
-		r = fc_measure_uffd(&ns, &what);
-		if (r == 0) {
-			fc_kind = PT_FAULT_KIND_UFFD_WP;
-			fc_ns = ns;
-			snprintf(fc_how, sizeof(fc_how), "userfaultfd-wp async write fault on a "
-				 "populated page, median of %d runs over %u pages", FC_REPS, FC_PAGES);
-			return;
-		}
-		snprintf(fc_how, sizeof(fc_how), "%s failed with %s", what, ename(-r));
-	} else {
-		snprintf(fc_how, sizeof(fc_how), "no uffd-wp async (%s)",
-			 wp_reason ? wp_reason : "not probed");
-	}
-	/* keep why uffd-wp was not measured, in front of what was */
-	char why[sizeof(fc_how)];
-
-	snprintf(why, sizeof(why), "%s", fc_how);
-	r = fc_measure_touch(&ns);
-	if (r == 0) {
-		fc_kind = PT_FAULT_KIND_FIRST_TOUCH;
-		fc_ns = ns;
-		snprintf(fc_how, sizeof(fc_how), "first-touch page fault instead, median of %d "
-			 "runs over %u pages: %.120s", FC_REPS, FC_PAGES, why);
-	} else {
-		snprintf(fc_how, sizeof(fc_how), "not measured: scratch mmap failed with %s; "
-			 "%.120s", ename(-r), why);
-	}
-}
-
-int pt_fault_cost_ns(uint64_t *ns, const char **how)
-{
-	if (!atomic_load_explicit(&fc_probed, memory_order_acquire)) {
-		/* outside probe_lock: the probe asks pt_feature(), which takes it */
-		pthread_mutex_lock(&fc_lock);
-		if (!atomic_load_explicit(&fc_probed, memory_order_relaxed)) {
-			probe_fault_cost();
-			pt__log(PT_LOG_DEBUG, "fault cost: %" PRIu64 " ns (%s)", fc_ns, fc_how);
-			atomic_store_explicit(&fc_probed, true, memory_order_release);
-		}
-		pthread_mutex_unlock(&fc_lock);
-	}
-	if (ns)
-		*ns = fc_ns;
-	if (how)
-		*how = fc_how;
-	return fc_kind;
-}
-
-const char *pt_fault_kind_name(enum pt_fault_kind k)
-{
-	switch (k) {
-	case PT_FAULT_KIND_NONE:
-		return "none";
-	case PT_FAULT_KIND_UFFD_WP:
-		return "uffd_wp";
-	case PT_FAULT_KIND_FIRST_TOUCH:
-		return "first_touch";
-	}
-	return NULL;
-}
 
 static void probe_all(void)
 {
@@ -1173,9 +948,7 @@ void pt__features_reset(void)
 	atomic_store_explicit(&probed, false, memory_order_release);
 	atomic_store_explicit(&sd_probed, false, memory_order_release);
 	pthread_mutex_unlock(&probe_lock);
-	pthread_mutex_lock(&fc_lock);
-	atomic_store_explicit(&fc_probed, false, memory_order_release);
-	pthread_mutex_unlock(&fc_lock);
+	pt__fault_cost_reset();
 }
 
 size_t pt_page_size(void)
