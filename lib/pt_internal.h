@@ -115,7 +115,7 @@ PT_HIDDEN void pt__features_reset(void);
 PT_HIDDEN const char *pt__errname(int err);
 /* A private read-write anonymous mapping of @pages pages, NULL on failure. */
 PT_HIDDEN void *pt__scratch_map(size_t pages);
-/* Forget the measured fault cost (process/faultcost.c; pt__features_reset() calls it). */
+/* Forget the measured fault cost (process/faultcost.c), for tests. */
 PT_HIDDEN void pt__fault_cost_reset(void);
 /* The PFN of the zero page as seen in pagemap, 0 when not visible or not used. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);

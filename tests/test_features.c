@@ -406,12 +406,14 @@ static void check_fault_cost(void)
 	/* the fallback, forced, measures first touches and says so */
 	setenv("PT_FORCE_FAULT_COST", "first_touch", 1);
 	pt__features_reset();
+	pt__fault_cost_reset();
 	k = pt_fault_cost_ns(&ns, &how);
 	tap_ok(k == PT_FAULT_KIND_FIRST_TOUCH && ns > 0 && ns < 1000000000ULL &&
 	       strstr(how, "PT_FORCE_FAULT_COST"),
 	       "PT_FORCE_FAULT_COST=first_touch: first-touch cost %" PRIu64 " ns (%s)", ns, how);
 	unsetenv("PT_FORCE_FAULT_COST");
 	pt__features_reset();
+	pt__fault_cost_reset();
 }
 
 static void check_threads(void)

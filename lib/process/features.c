@@ -948,7 +948,6 @@ void pt__features_reset(void)
 	atomic_store_explicit(&probed, false, memory_order_release);
 	atomic_store_explicit(&sd_probed, false, memory_order_release);
 	pthread_mutex_unlock(&probe_lock);
-	pt__fault_cost_reset();
 }
 
 size_t pt_page_size(void)
