@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "pagetrack/pagetrack.h"
 
@@ -75,6 +76,15 @@ _Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, e
 _Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, self_cpu_ns) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
+
+/* CLOCK_MONOTONIC in nanoseconds (durations, pauses, deadlines). */
+static inline uint64_t pt__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- log.c ---- */
 PT_HIDDEN void pt__log(enum pt_log_level lvl, const char *fmt, ...)

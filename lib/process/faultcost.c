@@ -34,22 +34,14 @@ static int fc_kind;		/* enum pt_fault_kind */
 static uint64_t fc_ns;
 static char fc_how[200];
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* ns to write one byte to each of @pages pages of @map. */
 static uint64_t fc_write_all(volatile char *map, size_t pages, char v)
 {
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pt__now_ns();
 
 	for (size_t i = 0; i < pages; i++)
 		map[i * PT_PAGE_SIZE] = v;
-	return mono_ns() - t0;
+	return pt__now_ns() - t0;
 }
 
 static int cmp_u64(const void *a, const void *b)

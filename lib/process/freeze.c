@@ -57,14 +57,6 @@ struct stopset {
 	pid_t pid;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void set_free(struct stopset *s)
 {
 	free(s->tid);
@@ -174,7 +166,7 @@ static int seize(struct stopset *s, pid_t tid)
 	s->tid[s->n] = tid;
 	s->sig[s->n] = 0;
 	s->st[s->n] = TS_PENDING;
-	s->seen[s->n] = now_ns();
+	s->seen[s->n] = pt__now_ns();
 	s->n++;
 	s->pending++;
 	/* ESRCH: it is exiting; collect() sees the exit */
@@ -266,13 +258,13 @@ static void reap_killed(struct stopset *s)
  */
 static int collect(struct stopset *s, void (*on_stop)(struct stopset *, size_t, void *), void *arg)
 {
-	uint64_t cap = now_ns() + POLL_CAP_NS, busy_until = now_ns() + SPIN_NS;
+	uint64_t cap = pt__now_ns() + POLL_CAP_NS, busy_until = pt__now_ns() + SPIN_NS;
 	unsigned idle = 0;
 	bool warned = false;
 	int err = 0;
 
 	while (s->pending) {
-		bool late = now_ns() > cap, progress = false;
+		bool late = pt__now_ns() > cap, progress = false;
 
 		if (late && !warned) {
 			pt__log(PT_LOG_WARN, "pid %d: %zu thread(s) not stopped after %llu s "
@@ -286,7 +278,7 @@ static int collect(struct stopset *s, void (*on_stop)(struct stopset *, size_t, 
 
 			if (s->st[i] != TS_PENDING)
 				continue;
-			t = now_ns();
+			t = pt__now_ns();
 			r = poll_one(s, i);
 			if (r == 0) {
 				s->seen[i] = t;
@@ -309,10 +301,10 @@ static int collect(struct stopset *s, void (*on_stop)(struct stopset *, size_t, 
 		}
 		if (progress) {
 			idle = 0;
-			busy_until = now_ns() + SPIN_NS;
+			busy_until = pt__now_ns() + SPIN_NS;
 		}
 		/* a stop often follows within microseconds: sweep again at once, briefly */
-		if (s->pending && !progress && now_ns() > busy_until) {
+		if (s->pending && !progress && pt__now_ns() > busy_until) {
 			reap_killed(s);
 			if (late) {
 				struct timespec ts = { 0, 1000000 };
@@ -394,7 +386,7 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 
 uint64_t pt__thaw(struct pt_freeze *fz)
 {
-	uint64_t dt = fz->n ? now_ns() - fz->since_ns : 0;
+	uint64_t dt = fz->n ? pt__now_ns() - fz->since_ns : 0;
 
 	for (size_t i = 0; i < fz->n; i++)
 		detach_or_reap(fz->tids[i], fz->sigs[i], fz->child && fz->tids[i] == fz->pid);
@@ -438,7 +430,7 @@ static void release(struct stopset *s, size_t i, void *arg)
 	uint64_t t;
 
 	detach_or_reap(s->tid[i], s->sig[i], s->child && s->tid[i] == s->pid);
-	t = now_ns();
+	t = pt__now_ns();
 	if (t - s->seen[i] > a->max)
 		a->max = t - s->seen[i];
 	a->last = t;

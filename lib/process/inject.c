@@ -222,14 +222,6 @@ struct inj {
 	unsigned nkept;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int read_thr_info(pid_t pid, pid_t tid, struct thr_info *ti)
 {
 	char path[64], buf[4096], *line, *save;
@@ -572,7 +564,7 @@ static void detach(struct inj *c, bool at_sig_stop, uint64_t t0)
 		first = 1;
 	}
 	if (t0)
-		c->st->pause_ns = now_ns() - t0;
+		c->st->pause_ns = pt__now_ns() - t0;
 	ptrace(PTRACE_DETACH, c->tid, NULL, (void *)(long)sig);
 	for (unsigned i = first; i < c->nkept; i++)
 		syscall(SYS_tgkill, c->tgid, c->tid, c->kept[i].si_signo);
@@ -665,7 +657,7 @@ int pt__inject_syscall_mm(pid_t pid, int mm_fd, long nr, const long args[6], lon
 		}
 		st->signals_passed++;
 	}
-	t0 = now_ns();
+	t0 = pt__now_ns();
 	st->group_stopped = ev.sig != SIGTRAP;
 
 	r = arch_save(c.tid, &as);

@@ -191,14 +191,6 @@ static int remote_userfaultfd(struct pt_tracker *tr, struct uffd_priv *u)
 	return fd;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Is fd u->remote_fd of the target still the userfaultfd we made there?
  * The target may have closed it and reused the number (a close-all-fds
@@ -234,7 +226,7 @@ static int close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 {
 	long args[6] = { u->remote_fd, 0, 0, 0, 0, 0 };
 	struct pt_inject_stats st;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = pt__now_ns();
 	useconds_t backoff = 1000;
 	long ret = 0;
 	int err = 0;
@@ -261,7 +253,7 @@ static int close_remote(struct pt_tracker *tr, struct uffd_priv *u)
 			err = inject(tr, __NR_close, args, &ret, &st);
 		if (err != -EBUSY && err != -EAGAIN)
 			break;
-		if (now_ns() - t0 + backoff * 1000ull > CLOSE_MAX_NS)
+		if (pt__now_ns() - t0 + backoff * 1000ull > CLOSE_MAX_NS)
 			break;
 		usleep(backoff);
 		backoff = backoff * 2 > 50000 ? 50000 : backoff * 2;

@@ -21,14 +21,6 @@
 
 #include "tracker.h"
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- overhead (doc/api.md, "Overhead") ---- */
 
 /* minflt, utime + stime (ticks) of /proc/PID/stat; false if unreadable. */
@@ -63,7 +55,7 @@ static void usage_now(const struct pt_tracker *tr, struct pt_usage *u)
 {
 	struct timespec ts;
 
-	u->mono_ns = now_ns();
+	u->mono_ns = pt__now_ns();
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	u->self_cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	u->target_ok = read_stat(tr, &u->target_minflt, &u->target_ticks);
@@ -567,7 +559,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	struct pt_parts parts = { 0 };
 	uint8_t *methods = NULL, *reasons;
 	size_t n = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = pt__now_ns();
 	int err;
 
 	struct pt_usage usage;
@@ -664,7 +656,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (!first)
 		tr->st.rounds++;
 	usage_round(tr, &usage, first);
-	tr->st.collect_ns = now_ns() - t0;
+	tr->st.collect_ns = pt__now_ns() - t0;
 out:
 	free(parts.p);
 	free(methods);
