@@ -654,6 +654,304 @@ PT_API int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt
 PT_API const char *pt_area_reason_name(enum pt_area_reason r);
 
 /* ------------------------------------------------------------------ */
+/* Copying memory out (lib/copy/, doc/api.md "Copying")                 */
+
+/* What a page of a copy (or of an image) is. Values frozen by doc/image-format.md. */
+enum pt_page_kind {
+	PT_PAGE_DATA = 1,	/* content copied */
+	PT_PAGE_ZERO = 2,	/* holds data, all zeros: recorded, not stored */
+	PT_PAGE_HOLE = 3,	/* no data in the process (never written, dropped; a
+				   private file mapping reads through to its file) */
+	PT_PAGE_UNCHANGED = 4,	/* images only: as in the parent layer */
+	PT_PAGE_UNREADABLE = 5,	/* could not be read; detail: enum pt_unreadable */
+};
+
+enum pt_unreadable {
+	PT_UNREADABLE_NONE = 0,
+	PT_UNREADABLE_FAULT = 1,	/* the read faulted (e.g. file mapping past EOF) */
+	PT_UNREADABLE_KERNEL = 2,	/* kernel area ([vvar], [vsyscall]) */
+	PT_UNREADABLE_DEVICE = 3,	/* device / PFN mapping (VM_IO) */
+	PT_UNREADABLE_PERM = 4,		/* not permitted */
+};
+
+#define PT_COPY_NO_EVICT	(1u << 0)	/* leave pages the copy swapped in resident */
+#define PT_COPY_FORCE_MEM	(1u << 1)	/* read through /proc/PID/mem only, never
+						   process_vm_readv (the fallback; also
+						   PT_FORCE_COPY=mem) */
+
+struct pt_copy_opts {
+	size_t sz;			/* sizeof(struct pt_copy_opts) */
+	uint32_t flags;			/* PT_COPY_* */
+	uint32_t reserved;		/* must be 0 */
+	struct pt_tracker *tracker;	/* if set, every page copied from an area is
+					   noted: pt_tracker_note_copy() */
+};
+
+/*
+ * One piece of a copy: @npages consecutive pages of one owner, one kind.
+ * The pieces of one call tile its range exactly, in increasing order.
+ */
+struct pt_copy_piece {
+	uint64_t addr;		/* area: virtual address; object: byte offset in it */
+	uint64_t npages;
+	uint32_t kind;		/* enum pt_page_kind, never UNCHANGED */
+	uint32_t detail;	/* UNREADABLE: enum pt_unreadable; else 0 */
+	const void *data;	/* DATA: npages * page size bytes, valid during the
+				   call only; else NULL */
+	uint64_t swapped;	/* of these pages, how many were swapped out (or
+				   their object's page not resident) before the read */
+};
+/* Consumer of pieces: 0 to go on, or a negative errno to stop the copy with it. */
+typedef int (*pt_copy_fn)(const struct pt_copy_piece *piece, void *ctx);
+
+struct pt_copy_stats {
+	size_t sz;			/* sizeof(struct pt_copy_stats) */
+	uint64_t bytes_read;		/* bytes read from the target or its objects */
+	uint64_t pages_data, pages_zero, pages_hole, pages_unreadable;
+	uint64_t pages_swapped_in;	/* pages the copy had to bring in (swap or, for
+					   objects, not resident) */
+	uint64_t pages_evicted;		/* of those, put back out (MADV_PAGEOUT) */
+	uint64_t read_ns;		/* time spent reading */
+};
+
+struct pt_copier;
+
+/*
+ * A copier of @pid's memory.  NULL and errno: ESRCH, EPERM/EACCES,
+ * EINVAL (bad @opts), ENOMEM.  It opens /proc/PID/mem and the backing
+ * objects it needs (O_CLOEXEC) and never stops the target: to copy a
+ * consistent state the caller freezes it (or copies what a tracker
+ * reported).  Its own memory is bounded (a few MiB) whatever the
+ * target's size.
+ */
+PT_API struct pt_copier *pt_copier_create(pid_t pid, const struct pt_copy_opts *opts);
+PT_API void pt_copier_free(struct pt_copier *cp);
+
+/* True when @v's pages are those of a backing object (MAP_SHARED file,
+ * shmem, memfd, SysV): copy them once per object with pt_copy_object(). */
+PT_API bool pt_vma_is_object(const struct pt_vma *v);
+
+/*
+ * Copy [@start, @end) of private area @v (from pt_vmas_read() or
+ * pt_tracker_vmas(); page aligned, inside @v) and hand it to @fn in
+ * pieces that tile the range.  Pages with no data are HOLE (never read);
+ * in a private file mapping, pages not copied-on-write are HOLE too
+ * (their content is the file's).  Pages read as all zeros are ZERO.
+ * Swapped-out pages are read and, unless PT_COPY_NO_EVICT, paged out
+ * again afterwards (process_madvise(MADV_PAGEOUT)).  Returns 0, what @fn
+ * returned, or -errno: -ESRCH (target gone), -EINVAL (@v shared, bad
+ * range), -EIO.  A page that vanished while reading (unmapped) is HOLE.
+ */
+PT_API int pt_copy_area(struct pt_copier *cp, const struct pt_vma *v, uint64_t start,
+			uint64_t end, pt_copy_fn fn, void *ctx);
+
+/*
+ * Copy byte range [@off, @end) (page aligned; @end clipped to the
+ * object's size, rounded up to a page) of the object that area @v maps
+ * (pt_vma_is_object()), through the object itself, not the target's
+ * page tables: pages never allocated in it are HOLE.  Pages not resident
+ * in the object (swapped) are read through pagetrack's own mapping of it
+ * and paged out there again unless PT_COPY_NO_EVICT.  Offsets in pieces
+ * are byte offsets in the object.
+ */
+PT_API int pt_copy_object(struct pt_copier *cp, const struct pt_vma *v, uint64_t off,
+			  uint64_t end, pt_copy_fn fn, void *ctx);
+/* The size in bytes of the object area @v maps (fstat), or -errno. */
+PT_API int64_t pt_copy_object_size(struct pt_copier *cp, const struct pt_vma *v);
+PT_API int pt_copier_stats(const struct pt_copier *cp, struct pt_copy_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Images (doc/image-format.md): read, verify, core files               */
+
+#define PT_IMAGE_HAS_PARENT	(1u << 0)	/* header flags */
+#define PT_IMAGE_FROZEN		(1u << 1)
+#define PT_IMAGE_LIVE		(1u << 2)
+
+enum pt_image_delta {
+	PT_DELTA_FULL = 0,
+	PT_DELTA_TRACKED = 1,
+	PT_DELTA_COMPARED = 2,
+};
+
+#define PT_IMAGE_NO_OBJECT	0xffffffffu
+#define PT_OBJECT_STORED	(1u << 0)
+#define PT_OBJECT_DELETED	(1u << 1)
+
+struct pt_image_area {
+	uint64_t start, end, offset;
+	uint32_t prot;		/* PT_PROT_* | PT_MAP_SHARED */
+	uint32_t kind;		/* enum pt_vma_kind */
+	uint32_t delta;		/* enum pt_image_delta */
+	uint32_t object;	/* index into the objects, or PT_IMAGE_NO_OBJECT */
+	const char *path;	/* as /proc/PID/maps showed it; "" anonymous */
+	size_t path_len;
+};
+
+struct pt_image_object {
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	uint64_t size;		/* bytes */
+	uint64_t mtime_ns;
+	uint32_t kind;		/* enum pt_vma_kind */
+	uint32_t delta;		/* enum pt_image_delta */
+	uint32_t flags;		/* PT_OBJECT_* */
+	uint32_t sysv_key;
+	const char *name;
+	size_t name_len;
+};
+
+#define PT_OWNER_AREA	1
+#define PT_OWNER_OBJECT	2
+
+struct pt_image_run {
+	uint32_t owner_type;	/* PT_OWNER_* */
+	uint32_t owner;		/* area or object number */
+	uint64_t page, npages;	/* relative to the owner */
+	uint32_t kind;		/* enum pt_page_kind */
+	uint32_t detail;
+};
+
+struct pt_image_info {
+	size_t sz;			/* sizeof(struct pt_image_info) */
+	uint32_t version_major, version_minor;
+	uint32_t flags;			/* PT_IMAGE_* */
+	uint32_t page_size;
+	int32_t pid;
+	uint32_t machine;		/* ELF e_machine */
+	uint64_t seq;
+	uint64_t ctime_ns;
+	uint8_t boot_id[16], layer_id[16], parent_layer_id[16];
+	char comm[16];			/* NUL-terminated */
+	uint64_t parent_checksum;
+	uint64_t file_checksum;		/* this layer's identity */
+	uint64_t file_size;
+	uint64_t frames, data_pages;
+	uint64_t frame_bytes;		/* compressed bytes of all frames */
+	uint64_t nareas, nobjects, nthreads;
+	uint32_t footer_flags;		/* bit 0 any tracked, bit 1 any compared */
+	uint32_t reserved;
+	const char *parent_path;	/* as stored; "" none; owned by the image */
+};
+
+struct pt_image;
+
+/*
+ * Open and validate an image layer (doc/image-format.md, "Validation",
+ * steps 1-6; frames are checked when read).  The parent chain is opened
+ * when first needed.  Returns 0 or -errno: -ENODATA truncated,
+ * -EBADMSG checksum, -EPROTONOSUPPORT unsupported, -EUCLEAN invalid,
+ * -ENOENT/-ESTALE chain, or the open's errno; @err (may be NULL) then
+ * holds one line: "FILE: offset N: what".  Memory: the layout, never
+ * the data.
+ */
+PT_API int pt_image_open(const char *path, struct pt_image **out, char *err, size_t errlen);
+PT_API void pt_image_close(struct pt_image *img);	/* and its opened parents */
+PT_API int pt_image_info(const struct pt_image *img, struct pt_image_info *info);
+/* The layer's areas (sorted) and objects; arrays owned by @img. */
+PT_API int pt_image_areas(const struct pt_image *img, const struct pt_image_area **areas,
+			  size_t *count);
+PT_API int pt_image_objects(const struct pt_image *img, const struct pt_image_object **objs,
+			    size_t *count);
+/* Call @fn for each of the layer's own runs in index order; stops at a non-zero return. */
+PT_API int pt_image_runs(struct pt_image *img, int (*fn)(const struct pt_image_run *r, void *ctx),
+			 void *ctx);
+/* The parent layer, opened and checked against this one's link (owned by @img). */
+PT_API int pt_image_parent(struct pt_image *img, struct pt_image **parent, char *err,
+			   size_t errlen);
+/*
+ * Content of @npages pages from @addr, resolved through the chain
+ * (UNCHANGED pages are taken from the parents; a shared area's pages
+ * from its object).  The range must lie in one area of this layer.
+ * @buf gets npages * page size bytes (zeros for ZERO, HOLE, UNREADABLE);
+ * @kinds (may be NULL) the resolved enum pt_page_kind of each page.
+ * For a HOLE in a private file mapping the bytes are zeros: the content
+ * is the file's.  -ENOENT: no such area; other errors as pt_image_open.
+ */
+PT_API int pt_image_read(struct pt_image *img, uint64_t addr, size_t npages, void *buf,
+			 uint8_t *kinds, char *err, size_t errlen);
+/* The same for object @obj (index), @page relative to its start. */
+PT_API int pt_image_read_object(struct pt_image *img, uint32_t obj, uint64_t page, size_t npages,
+				void *buf, uint8_t *kinds, char *err, size_t errlen);
+/*
+ * Full verification (step 8): the whole-file checksum, every frame's two
+ * checksums, and the same for every parent in the chain.  0 or -errno
+ * with @err set.
+ */
+PT_API int pt_image_verify(struct pt_image *img, char *err, size_t errlen);
+/*
+ * Write an ELF core file of a FROZEN layer (resolved through its chain)
+ * to @path (temp file, fsync, rename; mode 0600): a PT_LOAD per area,
+ * NT_PRSTATUS and FP registers per thread, NT_PRPSINFO, NT_AUXV,
+ * NT_FILE.  -EINVAL: a LIVE layer.
+ */
+PT_API int pt_image_core(struct pt_image *img, const char *path, char *err, size_t errlen);
+PT_API const char *pt_page_kind_name(enum pt_page_kind k);	/* "data", "zero", ... */
+PT_API const char *pt_image_delta_name(enum pt_image_delta d);	/* "full", "tracked", "compared" */
+
+/* ------------------------------------------------------------------ */
+/* Snapshots (lib/snapshot/, doc/api.md "Snapshots")                    */
+
+#define PT_SNAP_LIVE		(1u << 0)	/* pre-copy rounds while the target runs */
+#define PT_SNAP_NO_EVICT	(1u << 1)	/* PT_COPY_NO_EVICT */
+#define PT_SNAP_OVERWRITE	(1u << 2)	/* replace an existing file */
+
+enum pt_snap_phase {
+	PT_SNAP_PHASE_ROUND = 1,	/* a live pre-copy round */
+	PT_SNAP_PHASE_FROZEN,		/* the copy while the target is frozen */
+};
+
+struct pt_snapshot_progress {
+	uint32_t phase;			/* enum pt_snap_phase */
+	uint32_t round;			/* 0 for the base */
+	uint64_t bytes_done;		/* of this phase */
+	uint64_t bytes_total;		/* estimate of this phase */
+	uint64_t rate_bps;		/* copy rate measured so far */
+};
+typedef void (*pt_snapshot_progress_fn)(const struct pt_snapshot_progress *p, void *ctx);
+
+struct pt_snapshot_opts {
+	size_t sz;			/* sizeof(struct pt_snapshot_opts) */
+	uint32_t flags;			/* PT_SNAP_* */
+	int32_t level;			/* zstd level; 0 = 1 (fast) */
+	const char *parent;		/* store only what changed since this layer */
+	uint64_t pause_limit_ns;	/* PT_SNAP_LIVE: freeze when the rest fits; 0 = 300 ms */
+	uint32_t max_rounds;		/* PT_SNAP_LIVE: at most; 0 = 30 */
+	uint32_t reserved;
+	const char *core_path;		/* also write an ELF core here */
+	pt_snapshot_progress_fn progress;
+	void *progress_ctx;
+};
+
+struct pt_snapshot_report {
+	size_t sz;			/* sizeof(struct pt_snapshot_report) */
+	uint64_t pause_ns;		/* the target frozen, first stop to last resume */
+	uint64_t rounds;		/* live pre-copy rounds (0 without PT_SNAP_LIVE) */
+	uint64_t bytes_copied;		/* read from the target, all layers */
+	uint64_t bytes_stored;		/* written to files, all layers */
+	uint64_t pages_data, pages_zero, pages_hole, pages_unchanged, pages_unreadable;
+	uint64_t pages_swapped_in, pages_evicted;
+	uint64_t duration_ns;
+	uint64_t frozen_bytes;		/* copied while frozen */
+	uint64_t threads;
+	uint32_t deltas;		/* 1 << enum pt_image_delta, OR over the final layer */
+	uint32_t layers;		/* files written (live rounds + 1) */
+};
+
+/*
+ * Snapshot @pid's memory into image @path (doc/image-format.md).
+ * Default: freeze every thread, copy everything (or, with a parent,
+ * what differs from it: compared page by page, the tracker cannot span
+ * two runs), capture threads, resume.  PT_SNAP_LIVE: a LIVE base layer
+ * and pre-copy rounds tracked by a pt_tracker while the target runs,
+ * written as layers "PATH.live-N" beside @path, then a freeze for the
+ * last delta (the FROZEN layer @path, whose chain holds everything).
+ * Errors: -errno with one line in @err; no partial file is left, and
+ * the target is resumed.
+ */
+PT_API int pt_snapshot(pid_t pid, const char *path, const struct pt_snapshot_opts *opts,
+		       struct pt_snapshot_report *report, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ */
 /* Raw pagemap entry decoding (one u64 of /proc/PID/pagemap).           */
 
 #define PT_PM_PFN_MASK		((1ULL << 55) - 1)
