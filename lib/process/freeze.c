@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +319,33 @@ static int collect(struct stopset *s, void (*on_stop)(struct stopset *, size_t, 
 	return err;
 }
 
+/* The processes this process holds frozen (nesting, freeze.h). */
+#define MAX_HELD 16
+static pid_t held[MAX_HELD];
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool held_has(pid_t pid)
+{
+	bool r = false;
+
+	pthread_mutex_lock(&held_lock);
+	for (int i = 0; i < MAX_HELD; i++)
+		r |= held[i] == pid;
+	pthread_mutex_unlock(&held_lock);
+	return r;
+}
+
+static void held_set(pid_t pid, pid_t to)
+{
+	pthread_mutex_lock(&held_lock);
+	for (int i = 0; i < MAX_HELD; i++)
+		if (held[i] == pid) {
+			held[i] = to;
+			break;
+		}
+	pthread_mutex_unlock(&held_lock);
+}
+
 int pt__freeze(pid_t pid, struct pt_freeze *fz)
 {
 	struct stopset s = { .pid = pid, .child = our_child(pid) };
@@ -326,6 +354,12 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 	int err = 0, round;
 
 	memset(fz, 0, sizeof(*fz));
+	if (pid > 0 && held_has(pid)) {
+		fz->pid = pid;
+		fz->nested = true;
+		fz->since_ns = pt__now_ns();
+		return 0;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	/* threads may be born until their creator stops: read the list again */
 	for (round = 0; round < MAX_ROUNDS && added && !err; round++) {
@@ -381,6 +415,8 @@ int pt__freeze(pid_t pid, struct pt_freeze *fz)
 		err = -ESRCH;
 	if (err)
 		pt__thaw(fz);
+	else
+		held_set(0, pid);	/* a full table only loses nesting, never a thaw */
 	return err;
 }
 
@@ -388,6 +424,12 @@ uint64_t pt__thaw(struct pt_freeze *fz)
 {
 	uint64_t dt = fz->n ? pt__now_ns() - fz->since_ns : 0;
 
+	if (fz->nested) {
+		memset(fz, 0, sizeof(*fz));
+		return 0;
+	}
+	if (fz->n)
+		held_set(fz->pid, 0);
 	for (size_t i = 0; i < fz->n; i++)
 		detach_or_reap(fz->tids[i], fz->sigs[i], fz->child && fz->tids[i] == fz->pid);
 	free(fz->tids);
@@ -447,6 +489,8 @@ int pt__barrier(pid_t pid, uint64_t *pause_ns, uint64_t *total_ns)
 	int err = 0, e;
 
 	*pause_ns = *total_ns = 0;
+	if (held_has(pid))
+		return 0;	/* frozen by us: every thread is stopped outside system calls */
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)

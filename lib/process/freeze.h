@@ -15,6 +15,8 @@ struct pt_freeze {
 	uint64_t since_ns;	/* when the first thread was asked to stop */
 	pid_t pid;		/* the process */
 	bool child;		/* it is our child: its leader's exit is never reaped */
+	bool nested;		/* the process was already frozen by this process:
+				   this freeze and its thaw do nothing */
 };
 
 /*
@@ -23,6 +25,11 @@ struct pt_freeze {
  * at most 64 times).  On failure everything already stopped is resumed.
  * -EBUSY when the process is traced by someone else or not ours;
  * -EAGAIN when threads kept appearing.
+ * Nesting: while one freeze of @pid made by this process holds, another
+ * pt__freeze(@pid) succeeds at once without touching the threads
+ * (fz->nested) and pt__barrier(@pid) returns 0 with no pause: every
+ * thread is already stopped outside system calls.  So a caller that
+ * froze the target can run a tracker's round in the freeze (snapshots).
  */
 int pt__freeze(pid_t pid, struct pt_freeze *fz);
 /* Resume every thread; returns how long the process was stopped (ns). */
