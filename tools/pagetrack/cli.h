@@ -53,6 +53,13 @@ int parse_range(const char *s, uint64_t *start, uint64_t *end);
  * before option parsing so that a usage error is reported as JSON too.
  */
 bool cli_wants_json(int argc, char **argv);
+/*
+ * "500ms", "1s", "2.5s", "100us", "2m", "1h", or a bare number of seconds,
+ * from @min to @max ns: 0, -EINVAL (malformed) or -ERANGE.
+ */
+int parse_duration(const char *s, uint64_t *ns, uint64_t min, uint64_t max);
+/* A decimal number up to @max: 0 or -EINVAL. */
+int parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* errno name such as "ESRCH" (or "E?"). */
 const char *errno_name(int err);
 /*

@@ -907,62 +907,6 @@ static void usage(FILE *f)
 		"1 runtime error, 2 usage error.\n");
 }
 
-/*
- * "500ms", "1s", "2.5s", "100us", "2m", "1h", or a bare number of seconds,
- * from @min to @max ns.
- */
-static int parse_duration(const char *s, uint64_t *ns, uint64_t min, uint64_t max)
-{
-	static const struct {
-		const char *sfx;
-		double mul;
-	} units[] = {
-		{ "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "us", 1e3 }, { "ns", 1 }, { "m", 60e9 },
-		{ "h", 3600e9 },
-	};
-	const char *p = s;
-	bool digit = false, dot = false;
-	double v;
-
-	for (; (*p >= '0' && *p <= '9') || *p == '.'; p++) {
-		if (*p == '.') {
-			if (dot)
-				return -EINVAL;
-			dot = true;
-		} else {
-			digit = true;
-		}
-	}
-	if (!digit)
-		return -EINVAL;
-	v = strtod(s, NULL);
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(p, units[i].sfx))
-			continue;
-		v *= units[i].mul;
-		if (!isfinite(v) || v < (double)min || v > (double)max)
-			return -ERANGE;
-		*ns = (uint64_t)(v + 0.5);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_backend(const char *s, enum pt_track_backend *b)
 {
 	if (!strcmp(s, "auto"))
