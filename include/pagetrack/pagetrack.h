@@ -885,6 +885,20 @@ PT_API int pt_image_verify(struct pt_image *img, char *err, size_t errlen);
  * NT_FILE.  -EINVAL: a LIVE layer.
  */
 PT_API int pt_image_core(struct pt_image *img, const char *path, char *err, size_t errlen);
+/*
+ * Compare a layer, resolved through its chain, with process @pid's
+ * memory now, page by page; the process is frozen (ptrace) meanwhile.
+ * @fn gets each run of differing pages: for an area, addresses; for a
+ * stored object, byte offsets in it (owner_type PT_OWNER_*).  Pages
+ * equal when their content is (a hole of anonymous memory equals a zero
+ * page); kernel areas ([vdso], [vvar], [vsyscall]) are skipped; areas
+ * the process maps and the layer lacks, and the reverse, differ whole.
+ * Returns the number of differing pages, or -errno with @err set.
+ */
+PT_API int64_t pt_image_compare(struct pt_image *img, pid_t pid,
+				int (*fn)(uint32_t owner_type, uint32_t owner, uint64_t start,
+					  uint64_t end, void *ctx),
+				void *ctx, char *err, size_t errlen);
 PT_API const char *pt_page_kind_name(enum pt_page_kind k);	/* "data", "zero", ... */
 PT_API const char *pt_image_delta_name(enum pt_image_delta d);	/* "full", "tracked", "compared" */
 

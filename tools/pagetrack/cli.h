@@ -18,6 +18,8 @@
 int cmd_check(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 /* ---- json.c: streaming JSON writer (pretty when @pretty) ---- */
 struct json;

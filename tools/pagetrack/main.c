@@ -29,6 +29,8 @@ static const struct command commands[] = {
 	{ "check", cmd_check, "probe kernel features and say what pagetrack will use" },
 	{ "map", cmd_map, "show where each page of a process's memory is" },
 	{ "watch", cmd_watch, "show the pages a process writes, per interval" },
+	{ "snapshot", cmd_snapshot, "copy a process's memory into an image file" },
+	{ "image", cmd_image, "show, verify, compare and extract image files" },
 	{ "help", cmd_help, "show this help, or a command's help (help COMMAND)" },
 };
 
@@ -46,7 +48,7 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
 	fprintf(f,
 		"\n"
 		"Run 'pagetrack COMMAND --help' for a command's options.\n"
