@@ -965,6 +965,29 @@ struct pt_snapshot_report {
 PT_API int pt_snapshot(pid_t pid, const char *path, const struct pt_snapshot_opts *opts,
 		       struct pt_snapshot_report *report, char *err, size_t errlen);
 
+/*
+ * Incremental checkpoints: a chain of layers whose deltas a tracker
+ * establishes, so each layer costs what was written since the last one
+ * (not the whole memory, as with a parent from another run).  create
+ * arms a pt_tracker on @pid (its side effects apply until free); @opts:
+ * flags PT_SNAP_NO_EVICT / PT_SNAP_OVERWRITE and level only (else
+ * EINVAL).  NULL and errno as pt_tracker_create().
+ */
+struct pt_snapshotter;
+PT_API struct pt_snapshotter *pt_snapshotter_create(pid_t pid, const struct pt_snapshot_opts *opts);
+/*
+ * Write the next layer at @path: the first holds everything (FULL),
+ * each next one the pages written since the previous one (TRACKED; its
+ * parent link names the previous file).  @flags 0: freeze the target for
+ * the copy (a FROZEN layer, with its threads); PT_SNAP_LIVE: copy while
+ * it runs (a LIVE layer).  @report: this layer's figures.  On failure no
+ * file is left and the pages stay due for the next layer.
+ */
+PT_API int pt_snapshotter_layer(struct pt_snapshotter *sn, const char *path, uint32_t flags,
+				struct pt_snapshot_report *report, char *err, size_t errlen);
+/* Stop tracking; 0, or -EBUSY as pt_tracker_free().  Accepts NULL. */
+PT_API int pt_snapshotter_free(struct pt_snapshotter *sn);
+
 /* ------------------------------------------------------------------ */
 /* Raw pagemap entry decoding (one u64 of /proc/PID/pagemap).           */
 

@@ -761,152 +761,269 @@ static void live_cleanup(const char *path, uint32_t upto)
 	}
 }
 
-/* One live (LIVE) layer: the base (dl NULL) or a pre-copy round. */
-static int live_layer(struct snap *s, const char *name, struct pt_image *parent,
-		      const struct dirty *dl, uint64_t *bytes)
-{
-	struct pt_vma *v = NULL;
-	size_t nv = 0;
-	struct layer l;
-	uint64_t b0 = s->rep->bytes_copied, c0 = pt__now_ns();
-	int err = pt_tracker_vmas(s->tr, &v, &nv);
+/* ---- a chain of tracked layers (pt_snapshotter, live mode) ---- */
 
-	if (err)
-		return fail(s, err, "tracking: %s", strerror(-err));
-	err = layer_open(&l, s, name, PT_IMAGE_LIVE, parent, v, nv, true);
-	if (!err) {
-		err = dl ? layer_copy_dirty(&l, dl) : layer_copy_all(&l);
-		if (err)
-			layer_free(&l);
-		else
-			err = layer_finish(&l, NULL);
+struct pt_snapshotter {
+	struct snap s;
+	struct pt_snapshot_opts o;
+	struct pt_snapshot_report rep;	/* totals over the layers */
+	struct pt_image *prev;		/* the last layer written */
+	struct dirty dl;		/* collected, not yet in a layer */
+	uint64_t layers;
+};
+
+static struct pt_snapshotter *sn_create(pid_t pid, const struct pt_snapshot_opts *opts, char *err,
+					size_t errlen, int *res)
+{
+	struct pt_snapshotter *sn = calloc(1, sizeof(*sn));
+	PT_OPTS(pt_tracker_opts, to, .backend = PT_TRACK_AUTO);
+	int e;
+
+	if (!sn) {
+		*res = -ENOMEM;
+		return NULL;
 	}
-	s->copy_ns += pt__now_ns() - c0;
-	copy_totals(s);
-	*bytes = s->rep->bytes_copied - b0;
-	pt_vmas_free(v);
+	if (opts)
+		memcpy(&sn->o, opts, opts->sz < sizeof(sn->o) ? opts->sz : sizeof(sn->o));
+	sn->o.sz = sizeof(sn->o);
+	sn->rep.sz = sizeof(sn->rep);
+	sn->s = (struct snap){ .pid = pid, .o = &sn->o, .rep = &sn->rep, .err = err,
+			       .errlen = errlen, .t0 = pt__now_ns() };
+	sn->s.tr = pt_tracker_create(pid, &to);
+	if (!sn->s.tr) {
+		e = -errno;
+		*res = fail(&sn->s, e, "tracking %d: %s", (int)pid,
+			    e == -EALREADY ? "another pagetrack tracks it"
+			    : e == -ESRCH ? "no such process" : strerror(-e));
+		free(sn);
+		return NULL;
+	}
+	/* the copier notes what it copies, so hashed areas compare against it */
+	PT_OPTS(pt_copy_opts, co, .tracker = sn->s.tr,
+		.flags = (sn->o.flags & PT_SNAP_NO_EVICT) ? PT_COPY_NO_EVICT : 0);
+	sn->s.cp = pt_copier_create(pid, &co);
+	if (!sn->s.cp) {
+		e = -errno;
+		*res = fail(&sn->s, e, "target %d: %s", (int)pid, strerror(-e));
+		pt_tracker_free(sn->s.tr);
+		free(sn);
+		return NULL;
+	}
+	*res = 0;
+	return sn;
+}
+
+/* Collect what the target wrote since; *bytes: all that waits for the next layer. */
+static int sn_pending(struct pt_snapshotter *sn, uint64_t *bytes)
+{
+	int err = sn->layers ? collect_round(&sn->s, &sn->dl) : 0;
+
+	*bytes = dirty_bytes(&sn->dl);
 	return err;
 }
 
+/*
+ * The next layer at @path: the first copies everything (FULL), each next
+ * one the pages reported since (TRACKED).  Frozen: every thread stopped,
+ * the tracker's round run inside the freeze, the threads captured.
+ * On failure what was collected stays pending for the next layer.
+ */
+static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
+{
+	struct snap *s = &sn->s;
+	struct pt_freeze fz;
+	struct pt__capture cap;
+	struct pt_vma *v = NULL;
+	size_t nv = 0;
+	struct layer l;
+	uint64_t c0, fb0 = s->rep->bytes_copied;
+	int err = 0;
+
+	memset(&cap, 0, sizeof(cap));
+	if (frozen && (err = pt__freeze(s->pid, &fz)))
+		return fail(s, err, "freezing %d: %s", (int)s->pid,
+			    err == -EBUSY ? "it is traced by another process" : strerror(-err));
+	c0 = pt__now_ns();
+	s->phase = frozen ? PT_SNAP_PHASE_FROZEN : PT_SNAP_PHASE_ROUND;
+	s->round = (uint32_t)sn->layers;
+	s->done = 0;
+	if (sn->layers)
+		err = collect_round(s, &sn->dl);
+	s->total = sn->layers ? dirty_bytes(&sn->dl) : 0;
+	if (!err && frozen && (err = pt__capture(&fz, &cap)))
+		fail(s, err, "capturing the threads of %d: %s", (int)s->pid, strerror(-err));
+	if (!err && (err = pt_tracker_vmas(s->tr, &v, &nv)))
+		fail(s, err, "tracking: %s", strerror(-err));
+	if (!err)
+		err = layer_open(&l, s, path, frozen ? PT_IMAGE_FROZEN : PT_IMAGE_LIVE, sn->prev, v,
+				 nv, true);
+	if (!err && (err = sn->layers ? layer_copy_dirty(&l, &sn->dl) : layer_copy_all(&l)))
+		layer_free(&l);
+	if (frozen) {
+		s->rep->pause_ns = pt__thaw(&fz);
+		copy_totals(s);
+		s->rep->frozen_bytes = s->rep->bytes_copied - fb0;
+	} else {
+		copy_totals(s);
+	}
+	s->copy_ns += pt__now_ns() - c0;
+	if (!err) {
+		report_final(s, &l);
+		s->rep->threads = cap.nthreads;
+		err = layer_finish(&l, frozen ? &cap : NULL);
+	}
+	pt__capture_free(&cap);
+	pt_vmas_free(v);
+	if (!err) {
+		char e[512] = "";
+
+		sn->dl.n = 0;
+		sn->layers++;
+		pt_image_close(sn->prev);
+		sn->prev = NULL;
+		err = pt_image_open(path, &sn->prev, e, sizeof(e));
+		if (err)
+			fail(s, err, "%s", e);
+	}
+	return err;
+}
+
+static int sn_free(struct pt_snapshotter *sn)
+{
+	int err = 0;
+
+	if (!sn)
+		return 0;
+	pt_image_close(sn->prev);
+	pt_copier_free(sn->s.cp);
+	if (sn->s.tr && pt_tracker_free(sn->s.tr))
+		err = -EBUSY;
+	free(sn->dl.d);
+	free(sn);
+	return err;
+}
+
+static bool sn_opts_ok(const struct pt_snapshot_opts *o)
+{
+	return PT_OPTS_VALID(o, pt_snapshot_opts) &&
+	       (!o || (!o->reserved && !(o->flags & ~(PT_SNAP_NO_EVICT | PT_SNAP_OVERWRITE)) &&
+		       !o->parent && !o->core_path));
+}
+
+struct pt_snapshotter *pt_snapshotter_create(pid_t pid, const struct pt_snapshot_opts *opts)
+{
+	int err;
+
+	if (pid <= 0 || !sn_opts_ok(opts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct pt_snapshotter *sn = sn_create(pid, opts, NULL, 0, &err);
+
+	if (!sn)
+		errno = -err;
+	return sn;
+}
+
+int pt_snapshotter_layer(struct pt_snapshotter *sn, const char *path, uint32_t flags,
+			 struct pt_snapshot_report *report, char *err, size_t errlen)
+{
+	struct pt_snapshot_report before;
+	int e;
+
+	if (err && errlen)
+		err[0] = 0;
+	if (!sn || !path || !path[0] || (flags & ~PT_SNAP_LIVE) ||
+	    (report && (report->sz < sizeof(size_t) ||
+			!pt__opts_tail_zero(report, sizeof(*report), report->sz)))) {
+		if (err && errlen)
+			snprintf(err, errlen, "invalid arguments");
+		return -EINVAL;
+	}
+	sn->s.err = err;
+	sn->s.errlen = errlen;
+	before = sn->rep;
+	sn->rep.pause_ns = 0;
+	sn->rep.frozen_bytes = 0;
+	uint64_t t0 = pt__now_ns();
+
+	e = sn_layer(sn, path, !(flags & PT_SNAP_LIVE));
+	sn->s.err = NULL;
+	if (report) {
+		struct pt_snapshot_report r = sn->rep;
+		size_t n = report->sz < sizeof(r) ? report->sz : sizeof(r);
+
+		r.bytes_copied -= before.bytes_copied;
+		r.bytes_stored -= before.bytes_stored;
+		r.pages_swapped_in -= before.pages_swapped_in;
+		r.pages_evicted -= before.pages_evicted;
+		r.layers -= before.layers;
+		r.rounds = 0;
+		r.duration_ns = pt__now_ns() - t0;
+		memcpy((char *)report + sizeof(size_t), (char *)&r + sizeof(size_t),
+		       n - sizeof(size_t));
+	}
+	return e;
+}
+
+int pt_snapshotter_free(struct pt_snapshotter *sn)
+{
+	return sn_free(sn);
+}
+
+/* pt_snapshot(PT_SNAP_LIVE): pre-copy layers PATH.live-N, then the frozen PATH. */
 static int snap_live(struct snap *s, const char *path)
 {
-	PT_OPTS(pt_tracker_opts, to, .backend = PT_TRACK_AUTO);
-	struct pt_image *prev = NULL;
-	struct dirty dl = { 0 };
 	uint64_t limit = s->o->pause_limit_ns ? s->o->pause_limit_ns : 300000000ULL;
 	uint32_t max_rounds = s->o->max_rounds ? s->o->max_rounds : 30, round = 0;
-	uint64_t bytes = 0, rate = 0;
-	char *name = NULL;
+	PT_OPTS(pt_snapshot_opts, so, .flags = s->o->flags & (PT_SNAP_NO_EVICT | PT_SNAP_OVERWRITE),
+		.level = s->o->level, .progress = s->o->progress, .progress_ctx = s->o->progress_ctx);
+	struct pt_snapshotter *sn;
 	int err;
 
 	if (s->o->parent)
 		return fail(s, -EINVAL, "--live and --parent do not go together");
-	s->tr = pt_tracker_create(s->pid, &to);
-	if (!s->tr) {
-		err = -errno;
-		return fail(s, err, "tracking %d: %s", (int)s->pid,
-			    err == -EALREADY ? "another pagetrack tracks it" : strerror(-err));
-	}
-	/* the copier notes what it copies, so hashed areas compare against it */
-	pt_copier_free(s->cp);
-	PT_OPTS(pt_copy_opts, co, .tracker = s->tr,
-		.flags = (s->o->flags & PT_SNAP_NO_EVICT) ? PT_COPY_NO_EVICT : 0);
-	s->cp = pt_copier_create(s->pid, &co);
-	if (!s->cp) {
-		err = -errno;
-		goto out;
-	}
+	sn = sn_create(s->pid, &so, s->err, s->errlen, &err);
+	if (!sn)
+		return err;
 	for (;;) {
-		char e[512] = "";
-		uint64_t c0 = pt__now_ns(), b0;
+		char *name = live_name(path, round);
+		uint64_t b0 = sn->rep.bytes_copied, c0 = pt__now_ns(), want = 0;
 
-		name = live_name(path, round);
 		if (!name) {
 			err = fail(s, -ENOMEM, "out of memory");
 			break;
 		}
-		s->phase = PT_SNAP_PHASE_ROUND;
-		s->round = round;
-		s->done = 0;
-		s->total = round ? dirty_bytes(&dl) : 0;
-		b0 = s->rep->bytes_copied;
-		err = live_layer(s, name, prev, round ? &dl : NULL, &bytes);
-		if (err)
-			break;
-		uint64_t dt = pt__now_ns() - c0;
-
-		if (bytes && dt)
-			rate = (uint64_t)((double)(s->rep->bytes_copied - b0) * 1e9 / (double)dt);
-		pt_image_close(prev);
-		prev = NULL;
-		err = pt_image_open(name, &prev, e, sizeof(e));
-		if (err) {
-			err = fail(s, err, "%s", e);
-			break;
-		}
+		err = sn_layer(sn, name, false);
 		free(name);
-		name = NULL;
 		round++;
-		s->rep->rounds = round;
-		dl.n = 0;
-		err = collect_round(s, &dl);
 		if (err)
 			break;
-		uint64_t want = dirty_bytes(&dl);
-		bool fits = rate && (double)want * 1e9 / (double)rate <= (double)limit;
+		uint64_t dt = pt__now_ns() - c0, bytes = sn->rep.bytes_copied - b0;
+		double rate = dt ? (double)bytes * 1e9 / (double)dt : 0;
 
-		if (fits || round >= max_rounds || !want)
+		sn->rep.rounds = round;
+		err = sn_pending(sn, &want);
+		if (err)
+			break;
+		/* freeze when the rest fits the pause at this round's rate */
+		if (!want || round >= max_rounds ||
+		    (rate > 0 && (double)want * 1e9 / rate <= (double)limit))
 			break;
 	}
-	if (!err) {
-		/* the last delta: freeze, collect what the target wrote since, copy both */
-		struct pt_freeze fz;
-		struct pt__capture cap;
-		struct pt_vma *v = NULL;
-		size_t nv = 0;
-		struct layer l;
+	if (!err)
+		err = sn_layer(sn, path, true);
+	uint64_t rounds = sn->rep.rounds;
+	size_t sz = s->rep->sz;
 
-		memset(&cap, 0, sizeof(cap));
-		err = pt__freeze(s->pid, &fz);
-		if (err) {
-			err = fail(s, err, "freezing %d: %s", (int)s->pid, strerror(-err));
-			goto out;
-		}
-		uint64_t fb0 = s->rep->bytes_copied;
-
-		s->phase = PT_SNAP_PHASE_FROZEN;
-		s->done = 0;
-		err = collect_round(s, &dl);
-		s->total = dirty_bytes(&dl);
-		if (!err && (err = pt__capture(&fz, &cap)))
-			fail(s, err, "capturing the threads of %d: %s", (int)s->pid, strerror(-err));
-		if (!err && (err = pt_tracker_vmas(s->tr, &v, &nv)))
-			fail(s, err, "tracking: %s", strerror(-err));
-		if (!err)
-			err = layer_open(&l, s, path, PT_IMAGE_FROZEN, prev, v, nv, true);
-		if (!err && (err = layer_copy_dirty(&l, &dl)))
-			layer_free(&l);
-		s->rep->pause_ns = pt__thaw(&fz);
-		copy_totals(s);
-		s->rep->frozen_bytes = s->rep->bytes_copied - fb0;
-		if (!err) {
-			report_final(s, &l);
-			s->rep->threads = cap.nthreads;
-			err = layer_finish(&l, &cap);
-		}
-		pt__capture_free(&cap);
-		pt_vmas_free(v);
-	}
-out:
-	free(name);
-	free(dl.d);
-	pt_image_close(prev);
-	if (s->tr && pt_tracker_free(s->tr) && !err)
+	*s->rep = sn->rep;
+	s->rep->sz = sz;
+	s->rep->rounds = rounds;
+	if (sn_free(sn) && !err)
 		err = fail(s, -EBUSY, "the target %d keeps pagetrack's userfaultfd open "
 			   "(another process traced it)", (int)s->pid);
-	s->tr = NULL;
 	if (err)
-		live_cleanup(path, round + 1);
+		live_cleanup(path, round);
 	return err;
 }
 
