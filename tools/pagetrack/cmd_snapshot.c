@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -19,6 +20,7 @@ struct snap_cli {
 	const char *out, *parent, *core;
 	bool live, no_evict, json, force;
 	uint64_t pause_ns, max_rounds;
+	uint64_t every_ns, count;	/* --every / --count: a tracked chain */
 	int level;
 	bool tty;
 	bool progress_shown;
@@ -47,6 +49,10 @@ static void usage(FILE *f)
 		"      --pause-limit D  --live: freeze once the rest can be copied in D at the\n"
 		"                       measured copy rate (default 300ms)\n"
 		"      --max-rounds N   --live: freeze after at most N rounds (default 30)\n"
+		"      --count N        N frozen layers FILE.1 ... FILE.N, each holding the\n"
+		"                       pages written since the one before (a tracker runs\n"
+		"                       in between: incremental checkpoints)\n"
+		"      --every D        with --count: time between the layers (default 10s)\n"
 		"      --core CORE      also write an ELF core file (as gcore)\n"
 		"      --no-evict       leave the pages the copy swapped in resident\n"
 		"      --level N        zstd level, 1 (fast, default) to 19\n"
@@ -60,7 +66,7 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct snap_cli *o)
 {
-	enum { O_LIVE = 256, O_PAUSE, O_ROUNDS, O_CORE, O_NOEVICT, O_LEVEL };
+	enum { O_LIVE = 256, O_PAUSE, O_ROUNDS, O_CORE, O_NOEVICT, O_LEVEL, O_EVERY, O_COUNT };
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "parent", required_argument, NULL, 'p' },
@@ -68,6 +74,8 @@ static int parse_args(int argc, char **argv, struct snap_cli *o)
 		{ "pause-limit", required_argument, NULL, O_PAUSE },
 		{ "max-rounds", required_argument, NULL, O_ROUNDS },
 		{ "core", required_argument, NULL, O_CORE },
+		{ "every", required_argument, NULL, O_EVERY },
+		{ "count", required_argument, NULL, O_COUNT },
 		{ "no-evict", no_argument, NULL, O_NOEVICT },
 		{ "level", required_argument, NULL, O_LEVEL },
 		{ "force", no_argument, NULL, 'f' },
@@ -101,6 +109,20 @@ static int parse_args(int argc, char **argv, struct snap_cli *o)
 			}
 			break;
 		case O_CORE: o->core = optarg; break;
+		case O_EVERY:
+			if (parse_duration(optarg, &o->every_ns, 0, 24 * 3600 * NSEC) < 0) {
+				cli_error(o->json, 0, "--every: '%s' is not a duration up to 24h",
+					  optarg);
+				return -1;
+			}
+			break;
+		case O_COUNT:
+			if (parse_uint(optarg, 100000, &o->count) < 0 || !o->count) {
+				cli_error(o->json, 0, "--count: '%s' is not a number from 1 to 100000",
+					  optarg);
+				return -1;
+			}
+			break;
 		case O_NOEVICT: o->no_evict = true; break;
 		case O_LEVEL:
 			if (parse_uint(optarg, 19, &v) < 0 || !v) {
@@ -139,6 +161,14 @@ static int parse_args(int argc, char **argv, struct snap_cli *o)
 		cli_error(o->json, 0, "--pause-limit and --max-rounds go with --live");
 		return -1;
 	}
+	if (o->every_ns && !o->count) {
+		cli_error(o->json, 0, "--every goes with --count");
+		return -1;
+	}
+	if (o->count && (o->live || o->parent || o->core)) {
+		cli_error(o->json, 0, "--count does not go with --live, --parent or --core");
+		return -1;
+	}
 	if (o->live && o->parent) {
 		cli_error(o->json, 0, "--live and --parent do not go together");
 		return -1;
@@ -170,14 +200,17 @@ static void on_progress(const struct pt_snapshot_progress *p, void *ctx)
 	o->progress_shown = true;
 }
 
-static void report_json(const struct snap_cli *o, const struct pt_snapshot_report *r)
+static void report_json(const struct snap_cli *o, const char *file, uint64_t layer,
+			const struct pt_snapshot_report *r)
 {
 	struct json *j = json_new(stdout, false);
 
 	json_obj_begin(j, NULL);
-	json_str(j, "file", o->out);
+	json_str(j, "file", file);
+	if (layer)
+		json_uint(j, "layer", layer);
 	json_int(j, "pid", o->pid);
-	json_str(j, "mode", o->live ? "live" : "frozen");
+	json_str(j, "mode", o->live ? "live" : o->count ? "chain" : "frozen");
 	json_double(j, "pause_ms", (double)r->pause_ns / 1e6);
 	json_uint(j, "rounds", r->rounds);
 	json_uint(j, "layers", r->layers);
@@ -205,12 +238,13 @@ static void report_json(const struct snap_cli *o, const struct pt_snapshot_repor
 	json_free(j);
 }
 
-static void report_human(const struct snap_cli *o, const struct pt_snapshot_report *r)
+static void report_human(const struct snap_cli *o, const char *file,
+			 const struct pt_snapshot_report *r)
 {
 	char a[16], b[16];
 
 	printf("snapshot of %d in %s: %s, paused %.1f ms, %" PRIu64 " thread%s\n", (int)o->pid,
-	       o->out, o->live ? "live" : "frozen", (double)r->pause_ns / 1e6, r->threads,
+	       file, o->live ? "live" : "frozen", (double)r->pause_ns / 1e6, r->threads,
 	       r->threads == 1 ? "" : "s");
 	if (o->live)
 		printf("  %" PRIu64 " pre-copy round%s, %s copied while frozen\n", r->rounds,
@@ -232,9 +266,62 @@ static void report_human(const struct snap_cli *o, const struct pt_snapshot_repo
 		       o->parent ? "no tracker ran between the two layers"
 				 : "shared objects: the tracker sees only their mapped parts");
 	if (r->deltas & (1u << PT_DELTA_TRACKED))
-		printf("  delta: tracked (the pages written between the layers)\n");
+		printf("  delta: tracked (the pages written since the previous layer)\n");
 	if (o->core)
 		printf("  core file: %s\n", o->core);
+}
+
+/* --count N: a chain of frozen layers FILE.1 ... FILE.N, tracked in between. */
+static int run_chain(struct snap_cli *o)
+{
+	PT_OPTS(pt_snapshot_opts, so, .level = o->level);
+	char err[1024] = "";
+	struct pt_snapshotter *sn;
+	int r = 0;
+
+	so.flags = (o->no_evict ? PT_SNAP_NO_EVICT : 0) | (o->force ? PT_SNAP_OVERWRITE : 0);
+	sn = pt_snapshotter_create(o->pid, &so);
+	if (!sn) {
+		r = errno;
+		cli_error(o->json, r, "snapshot of %d: %s", (int)o->pid,
+			  r == EALREADY ? "another pagetrack tracks it" : strerror(r));
+		return PT_EXIT_RUNTIME;
+	}
+	if (!o->every_ns)
+		o->every_ns = 10 * NSEC;
+	for (uint64_t i = 1; i <= o->count && !r; i++) {
+		PT_OPTS(pt_snapshot_report, rep);
+		char *file = NULL;
+
+		if (i > 1) {
+			struct timespec ts = { (time_t)(o->every_ns / NSEC),
+					       (long)(o->every_ns % NSEC) };
+
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		if (asprintf(&file, "%s.%" PRIu64, o->out, i) < 0) {
+			cli_error(o->json, ENOMEM, "out of memory");
+			r = -ENOMEM;
+			break;
+		}
+		r = pt_snapshotter_layer(sn, file, 0, &rep, err, sizeof(err));
+		if (r < 0)
+			cli_error(o->json, -r, "snapshot of %d: %s", (int)o->pid,
+				  err[0] ? err : strerror(-r));
+		else if (o->json)
+			report_json(o, file, i, &rep);
+		else
+			report_human(o, file, &rep);
+		fflush(stdout);
+		free(file);
+	}
+	if (pt_snapshotter_free(sn) && !r) {
+		cli_error(o->json, EBUSY, "could not close the userfaultfd inside process %d",
+			  (int)o->pid);
+		r = -EBUSY;
+	}
+	return r ? PT_EXIT_RUNTIME : PT_EXIT_OK;
 }
 
 int cmd_snapshot(int argc, char **argv)
@@ -248,6 +335,8 @@ int cmd_snapshot(int argc, char **argv)
 	if (cli_page_size_refused(o.json))
 		return PT_EXIT_RUNTIME;
 	o.tty = !o.json && isatty(STDERR_FILENO);
+	if (o.count)
+		return run_chain(&o);
 
 	PT_OPTS(pt_snapshot_opts, so, .level = o.level, .parent = o.parent,
 		.pause_limit_ns = o.pause_ns, .max_rounds = (uint32_t)o.max_rounds,
@@ -264,8 +353,8 @@ int cmd_snapshot(int argc, char **argv)
 		return PT_EXIT_RUNTIME;
 	}
 	if (o.json)
-		report_json(&o, &rep);
+		report_json(&o, o.out, 0, &rep);
 	else
-		report_human(&o, &rep);
+		report_human(&o, o.out, &rep);
 	return PT_EXIT_OK;
 }
