@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_snapshot: snapshots against the raw kernel rate and against gcore,
+ * measured in the same run (doc/bench.md, "Snapshots").  Prints figures
+ * and ratios, never asserts on time: the exit code is 0 unless something
+ * failed.
+ *
+ * One forked target of SIZE (default 4 GiB), every page written (the
+ * first 1 KiB of each page random, the rest a pattern of the page
+ * number: compressible as real heaps are), runs commands sent over a
+ * pipe: start/stop a writer thread that rewrites random pages of a
+ * working set (default 256 MiB) at RATE (default 100 MB/s), or dirty a
+ * fraction of all pages once.  Parts:
+ *   raw:     process_vm_readv of the whole target (the reference rate)
+ *   frozen:  pt_snapshot() frozen, to DIR (default /dev/shm): rate and
+ *            ratio to raw; image size against the resident size
+ *   chain:   pt_snapshotter: a base layer, then layers after dirtying
+ *            1% and 10% of the pages: time against the base layer's
+ *   live:    pt_snapshot(PT_SNAP_LIVE) while the writer runs: the pause
+ *   gcore:   gcore of the same process while the writer runs: its pause
+ *            is the whole dump
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pagetrack/pagetrack.h>
+
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+#define PAGE 4096ULL
+
+static uint64_t size = 4 * GiB, wset = 256 * MiB, rate = 100 * MiB;
+static const char *dir = "/dev/shm";
+static const char *only;
+static int failed;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void row(const char *name, const char *val, const char *ref, double ratio, const char *target,
+		const char *verdict)
+{
+	char r[16] = "-";
+
+	if (ratio >= 0)
+		snprintf(r, sizeof(r), "%.3f", ratio);
+	printf("%-40s %14s %14s %8s %9s %s\n", name, val, ref, r, target, verdict);
+}
+
+/* ---- the target ---- */
+
+static unsigned char *mem;
+static volatile int writing;
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fill_page(unsigned char *p, uint64_t pg, uint64_t salt)
+{
+	uint64_t s = pg * 0x9e3779b97f4a7c15ULL + salt + 1;
+
+	for (size_t i = 0; i < 1024; i += 8) {
+		uint64_t v = rnd(&s);
+
+		memcpy(p + i, &v, 8);
+	}
+	for (size_t i = 1024; i < PAGE; i += 8)
+		memcpy(p + i, &pg, 8);
+}
+
+static void *writer(void *arg)
+{
+	uint64_t s = 12345, salt = 1, pages_per_ms = rate / PAGE / 1000;
+	uint64_t npages = wset / PAGE;
+
+	(void)arg;
+	if (!pages_per_ms)
+		pages_per_ms = 1;
+	while (writing) {
+		uint64_t t0 = now_ns();
+
+		for (uint64_t i = 0; i < pages_per_ms; i++)
+			fill_page(mem + (rnd(&s) % npages) * PAGE, 0, salt++);
+		uint64_t dt = now_ns() - t0;
+
+		if (dt < 1000000) {
+			struct timespec ts = { 0, (long)(1000000 - dt) };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
+static void target(int cmd, int ack)
+{
+	pthread_t th;
+	char c;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		_exit(1);
+	for (uint64_t pg = 0; pg < size / PAGE; pg++)
+		fill_page(mem + pg * PAGE, pg, 0);
+	if (write(ack, "r", 1) != 1)
+		_exit(1);
+	while (read(cmd, &c, 1) == 1) {
+		switch (c) {
+		case 'w':
+			writing = 1;
+			pthread_create(&th, NULL, writer, NULL);
+			break;
+		case 's':
+			writing = 0;
+			pthread_join(th, NULL);
+			break;
+		case '1':	/* dirty 1% of the pages */
+		case 'x': {	/* 10% */
+			uint64_t n = size / PAGE / (c == '1' ? 100 : 10), s = 777;
+
+			for (uint64_t i = 0; i < n; i++) {
+				uint64_t pg = rnd(&s) % (size / PAGE);
+
+				fill_page(mem + pg * PAGE, pg, i + 99);
+			}
+			break;
+		}
+		case 'q':
+			_exit(0);
+		}
+		if (write(ack, "k", 1) != 1)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+struct child {
+	pid_t pid;
+	int cmd, ack;
+};
+
+static int child_start(struct child *c)
+{
+	int a[2], b[2];
+	char r;
+
+	if (pipe(a) || pipe(b))
+		return -errno;
+	c->pid = fork();
+	if (c->pid < 0)
+		return -errno;
+	if (c->pid == 0) {
+		close(a[1]);
+		close(b[0]);
+		target(a[0], b[1]);
+	}
+	close(a[0]);
+	close(b[1]);
+	c->cmd = a[1];
+	c->ack = b[0];
+	return read(c->ack, &r, 1) == 1 ? 0 : -EIO;
+}
+
+static int child_do(struct child *c, char what)
+{
+	char r;
+
+	if (write(c->cmd, &what, 1) != 1 || read(c->ack, &r, 1) != 1)
+		return -EIO;
+	return 0;
+}
+
+static void child_stop(struct child *c)
+{
+	if (c->pid > 0) {
+		kill(c->pid, SIGKILL);
+		waitpid(c->pid, NULL, 0);
+	}
+	close(c->cmd);
+	close(c->ack);
+}
+
+/* ---- parts ---- */
+
+static double raw_rate(pid_t pid, uint64_t base)
+{
+	size_t chunk = 4 * MiB;
+	unsigned char *buf = malloc(chunk);
+	uint64_t t0 = now_ns();
+
+	if (!buf)
+		return 0;
+	for (uint64_t off = 0; off < size; off += chunk) {
+		struct iovec l = { buf, chunk }, r = { (void *)(uintptr_t)(base + off), chunk };
+
+		if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)chunk) {
+			free(buf);
+			return 0;
+		}
+	}
+	double s = (double)(now_ns() - t0) / 1e9;
+
+	free(buf);
+	return (double)size / s;
+}
+
+static uint64_t file_size(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) ? 0 : (uint64_t)st.st_size;
+}
+
+static void unlink_live(const char *path)
+{
+	for (int i = 0; i < 64; i++) {
+		char p[512];
+
+		snprintf(p, sizeof(p), "%s.live-%d", path, i);
+		unlink(p);
+	}
+}
+
+static bool want(const char *part)
+{
+	return !only || !strcmp(only, part);
+}
+
+int main(int argc, char **argv)
+{
+	struct child c = { -1, -1, -1 };
+	char a[32], b[32], path[512], e[512];
+	int opt;
+
+	while ((opt = getopt(argc, argv, "s:w:r:d:x:")) != -1) {
+		switch (opt) {
+		case 's': size = strtoull(optarg, NULL, 0) * MiB; break;
+		case 'w': wset = strtoull(optarg, NULL, 0) * MiB; break;
+		case 'r': rate = strtoull(optarg, NULL, 0) * MiB; break;
+		case 'd': dir = optarg; break;
+		case 'x': only = optarg; break;
+		default:
+			fprintf(stderr, "usage: bench_snapshot [-s SIZE_MiB] [-w WORKSET_MiB] "
+					"[-r RATE_MiB/s] [-d DIR] [-x raw|frozen|chain|live|gcore]\n");
+			return 2;
+		}
+	}
+	if (wset > size)
+		wset = size;
+	printf("\n== snapshots: a %" PRIu64 " MiB target, images in %s ==\n", size / MiB, dir);
+	row("measurement", "value", "reference", -1, "target", "");
+	if (child_start(&c)) {
+		fprintf(stderr, "bench_snapshot: cannot start the target\n");
+		return 1;
+	}
+	uint64_t base = 0;
+	{
+		/* the target's big area: the largest anonymous one */
+		struct pt_target *t = pt_target_create(c.pid, NULL);
+		struct pt_vma *v = NULL;
+		size_t nv = 0;
+
+		if (t && !pt_vmas_read(t, &v, &nv))
+			for (size_t i = 0; i < nv; i++)
+				if (v[i].end - v[i].start >= size)
+					base = v[i].start;
+		pt_vmas_free(v);
+		pt_target_free(t);
+	}
+	double raw = base ? raw_rate(c.pid, base) : 0;
+
+	if (!raw) {
+		fprintf(stderr, "bench_snapshot: raw read failed\n");
+		failed = 1;
+		goto out;
+	}
+	snprintf(a, sizeof(a), "%.2f GiB/s", raw / GiB);
+	row("raw process_vm_readv, 4 MiB calls", a, "-", -1, "-", "info");
+
+	snprintf(path, sizeof(path), "%s/bench-snap-%d.img", dir, (int)getpid());
+	if (want("frozen")) {
+		PT_OPTS(pt_snapshot_opts, so, .flags = PT_SNAP_OVERWRITE);
+		PT_OPTS(pt_snapshot_report, r);
+		int err = pt_snapshot(c.pid, path, &so, &r, e, sizeof(e));
+
+		if (err) {
+			fprintf(stderr, "bench_snapshot: frozen: %s\n", e);
+			failed = 1;
+		} else {
+			double rt = (double)r.bytes_copied / ((double)r.duration_ns / 1e9);
+
+			snprintf(a, sizeof(a), "%.2f GiB/s", rt / GiB);
+			snprintf(b, sizeof(b), "%.2f GiB/s", raw / GiB);
+			row("frozen snapshot rate (zstd 1)", a, b, rt / raw, ">=1GiB/s",
+			    rt >= GiB ? "PASS" : "MISS");
+			snprintf(a, sizeof(a), "%.0f ms", (double)r.pause_ns / 1e6);
+			row("frozen snapshot pause (the whole copy)", a, "-", -1, "-", "info");
+			uint64_t fs = file_size(path);
+
+			snprintf(a, sizeof(a), "%" PRIu64 " MiB", fs / MiB);
+			snprintf(b, sizeof(b), "%" PRIu64 " MiB", size / MiB);
+			row("image size / resident size", a, b, (double)fs / (double)size, "-", "info");
+		}
+		unlink(path);
+	}
+	if (want("chain")) {
+		PT_OPTS(pt_snapshot_opts, so, .flags = PT_SNAP_OVERWRITE);
+		struct pt_snapshotter *sn = pt_snapshotter_create(c.pid, &so);
+		uint64_t t[3] = { 0 };
+		const char cmds[3] = { 0, '1', 'x' };
+		char p[3][600];
+
+		for (int i = 0; sn && i < 3; i++) {
+			PT_OPTS(pt_snapshot_report, r);
+
+			snprintf(p[i], sizeof(p[i]), "%s.%d", path, i);
+			if (cmds[i] && child_do(&c, cmds[i])) {
+				failed = 1;
+				break;
+			}
+			if (pt_snapshotter_layer(sn, p[i], 0, &r, e, sizeof(e))) {
+				fprintf(stderr, "bench_snapshot: chain: %s\n", e);
+				failed = 1;
+				break;
+			}
+			t[i] = r.duration_ns;
+		}
+		if (!sn) {
+			fprintf(stderr, "bench_snapshot: chain: %s\n", strerror(errno));
+			failed = 1;
+		}
+		pt_snapshotter_free(sn);
+		for (int i = 0; i < 3; i++)
+			unlink(p[i]);
+		if (t[2]) {
+			snprintf(a, sizeof(a), "%.0f ms", (double)t[0] / 1e6);
+			row("tracked chain: base layer (100%)", a, "-", -1, "-", "info");
+			snprintf(a, sizeof(a), "%.0f ms", (double)t[1] / 1e6);
+			snprintf(b, sizeof(b), "%.0f ms", (double)t[0] / 1e6);
+			row("tracked layer, 1% dirty / base", a, b, (double)t[1] / (double)t[0], "~0.01",
+			    "info");
+			snprintf(a, sizeof(a), "%.0f ms", (double)t[2] / 1e6);
+			row("tracked layer, 10% dirty / base", a, b, (double)t[2] / (double)t[0], "~0.10",
+			    "info");
+		}
+	}
+	if (want("live") || want("gcore")) {
+		if (child_do(&c, 'w')) {
+			failed = 1;
+			goto out;
+		}
+		snprintf(a, sizeof(a), "%" PRIu64 " MB/s", rate / MiB);
+		snprintf(b, sizeof(b), "%" PRIu64 " MiB", wset / MiB);
+		row("writer: rate over working set", a, b, -1, "-", "info");
+	}
+	if (want("live")) {
+		PT_OPTS(pt_snapshot_opts, so, .flags = PT_SNAP_LIVE | PT_SNAP_OVERWRITE);
+		PT_OPTS(pt_snapshot_report, r);
+		int err = pt_snapshot(c.pid, path, &so, &r, e, sizeof(e));
+
+		if (err) {
+			fprintf(stderr, "bench_snapshot: live: %s\n", e);
+			failed = 1;
+		} else {
+			snprintf(a, sizeof(a), "%.1f ms", (double)r.pause_ns / 1e6);
+			row("live snapshot pause", a, "300 ms", (double)r.pause_ns / 3e8, "<=300ms",
+			    r.pause_ns <= 300000000ULL ? "PASS" : "MISS");
+			snprintf(a, sizeof(a), "%" PRIu64, r.rounds);
+			snprintf(b, sizeof(b), "%.2f s", (double)r.duration_ns / 1e9);
+			row("live snapshot rounds, duration", a, b, -1, "-", "info");
+		}
+		unlink(path);
+		unlink_live(path);
+	}
+	if (want("gcore")) {
+		char cmd[1200];
+		uint64_t t0 = now_ns();
+		int rc;
+
+		snprintf(cmd, sizeof(cmd), "gcore -o %s/bench-gcore-%d %d >/dev/null 2>&1", dir,
+			 (int)getpid(), (int)c.pid);
+		rc = system(cmd);
+		uint64_t dt = now_ns() - t0;
+
+		snprintf(cmd, sizeof(cmd), "%s/bench-gcore-%d.%d", dir, (int)getpid(), (int)c.pid);
+		if (rc != 0) {
+			row("gcore pause (the whole dump)", "-", "-", -1, "-",
+			    "skipped: gcore failed or is not installed");
+		} else {
+			snprintf(a, sizeof(a), "%.0f ms", (double)dt / 1e6);
+			row("gcore pause (the whole dump)", a, "-", -1, "-", "info");
+		}
+		unlink(cmd);
+	}
+out:
+	child_stop(&c);
+	return failed;
+}
