@@ -38,9 +38,9 @@
 
 #include <pagetrack/pagetrack.h>
 
-#define MiB (1ULL << 20)
-#define GiB (1ULL << 30)
-#define PAGE 4096ULL
+#define MiB ((uint64_t)1 << 20)
+#define GiB ((uint64_t)1 << 30)
+#define PAGE ((uint64_t)4096)
 
 static uint64_t size = 4 * GiB, wset = 256 * MiB, rate = 100 * MiB;
 static const char *dir = "/dev/shm";
