@@ -72,6 +72,16 @@ void pt__reader_fini(struct pt_reader *rd)
 	rd->mem_fd = -1;
 }
 
+void pt__reader_target(struct pt_reader *rd, struct pt_target *t)
+{
+	if (rd->t == t)
+		return;
+	if (rd->mem_fd >= 0)
+		close(rd->mem_fd);
+	rd->mem_fd = -1;
+	rd->t = t;
+}
+
 void pt__reader_reset(struct pt_reader *rd)
 {
 	rd->nseg = rd->used = 0;

@@ -69,6 +69,8 @@ typedef int (*pt_rd_fn)(void *ctx, const struct pt_rd_seg *g, const unsigned cha
 /* Allocate the batch state (a few MiB).  0 or -ENOMEM. */
 PT_HIDDEN int pt__reader_init(struct pt_reader *rd, struct pt_target *t, const char *who);
 PT_HIDDEN void pt__reader_fini(struct pt_reader *rd);
+/* Read from @t from now on (the reader's /proc/PID/mem is reopened if it changes). */
+PT_HIDDEN void pt__reader_target(struct pt_reader *rd, struct pt_target *t);
 /* Drop whatever is queued, unread. */
 PT_HIDDEN void pt__reader_reset(struct pt_reader *rd);
 /*
