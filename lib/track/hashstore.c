@@ -23,25 +23,12 @@
  * doc/hashing.md).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include "hashstore.h"
-#include "../copy/reader.h"
-
-#ifndef MADV_PAGEOUT
-#define MADV_PAGEOUT 21
-#endif
+#include "copy/reader.h"
 
 #define CH_SHIFT	6			/* 64 pages per chunk */
 #define CH_PAGES	(1u << CH_SHIFT)
