@@ -47,6 +47,7 @@ static const char *const oname[NOBJ] = { "shared anon", "memfd", "SysV shm", "/d
 struct info {
 	uint64_t anon, thp, fpriv, pnone, guard, big;
 	uint64_t obj[NOBJ];
+	uint64_t fshared;		/* MAP_SHARED of a 16-page disk file: 0-7 written */
 	char obj_why[NOBJ][128];
 	int guard_ok;
 };
@@ -189,6 +190,19 @@ static void child_setup(void *arg)
 		fill(g + i * FX_PAGE, T_GUARD(i));
 	in->guard_ok = madvise(g + 2 * FX_PAGE, 2 * FX_PAGE, 102 /* MADV_GUARD_INSTALL */) == 0;
 	in->guard = (uintptr_t)g;
+
+	snprintf(path, sizeof(path), "/tmp/pt_copy_%d_s.dat", (int)getpid());
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd >= 0) {
+		if (ftruncate(fd, 16 * FX_PAGE) == 0) {
+			f = fx_map(16 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			for (int i = 0; i < 8; i++)
+				fill(f + i * FX_PAGE, T_FPRIV(100 + i));
+			in->fshared = (uintptr_t)f;
+		}
+		close(fd);
+		unlink(path);
+	}
 
 	for (int k = 0; k < NOBJ; k++) {
 		unsigned char *o = map_obj(k, in->obj_why[k], sizeof(in->obj_why[k]));
@@ -388,7 +402,7 @@ static int obj_nonres(pid_t pid, const struct pt_vma *v, size_t from, size_t to)
 /* ---- tests ---- */
 
 #define N_AREA 13
-#define N_OBJ (3 * NOBJ + 1)
+#define N_OBJ (3 * NOBJ + 2)
 #define N_MODES 4
 #define N_TRACK 1
 #define N_ESRCH 1
@@ -574,6 +588,24 @@ static void test_objects(pid_t pid, const struct pt_vma *vmas, size_t nv, bool s
 			       "%s: %d pages not resident before, %llu counted swapped, %d not "
 			       "resident after", oname[k], nr0, (unsigned long long)r.swapped, nr1);
 		rec_free(&r);
+	}
+	/* a shared mapping of a disk file: its pages, its holes */
+	{
+		const struct pt_vma *v = info->fshared ? find_vma(vmas, nv, info->fshared) : NULL;
+		struct rec r;
+		int err;
+
+		if (!v || !cp) {
+			tap_skip("no file", "shared file mapping");
+		} else {
+			err = copy_obj(cp, v, 16 * FX_PAGE, &r);
+			tap_ok(pt_vma_is_object(v) && !err && r.tiled &&
+				       pt_copy_object_size(cp, v) == 16 * FX_PAGE &&
+				       rec_is(&r, 0, 8, PT_PAGE_DATA, T_FPRIV(100), "file") &&
+				       rec_is(&r, 8, 16, PT_PAGE_HOLE, 0, "file hole"),
+			       "shared file mapping: written pages DATA, file holes HOLE (%d)", err);
+			rec_free(&r);
+		}
 	}
 	/* PT_COPY_NO_EVICT: the pages read stay resident, counted */
 	{
