@@ -406,7 +406,7 @@ static int obj_nonres(pid_t pid, const struct pt_vma *v, size_t from, size_t to)
 #define N_MODES 4
 #define N_TRACK 1
 #define N_ESRCH 1
-#define N_ARGS 3
+#define N_ARGS 4
 
 static void test_args(pid_t pid, const struct pt_vma *va)
 {
@@ -427,6 +427,35 @@ static void test_args(pid_t pid, const struct pt_vma *va)
 	       "pt_copy_object on a private area: -EINVAL");
 	rec_free(&r);
 	pt_copier_free(cp);
+
+	/* the calling process (pid 0): read in place */
+	{
+		unsigned char *m = fx_map(8 * FX_PAGE, PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct pt_target *t = pt_target_create(0, NULL);
+		struct pt_vma *vs = NULL;
+		const struct pt_vma *v = NULL;
+		size_t nv = 0;
+		int err = -1;
+
+		for (int i = 0; i < 4; i++)
+			fill(m + i * FX_PAGE, T_ANON(100 + i));
+		cp = pt_copier_create(0, NULL);
+		if (cp && t && !pt_vmas_read(t, &vs, &nv) &&
+		    (v = find_vma(vs, nv, (uintptr_t)m))) {
+			err = copy_area(cp, v, (uintptr_t)m, (uintptr_t)m + 8 * FX_PAGE, &r);
+			tap_ok(!err && r.tiled && rec_is(&r, 0, 4, PT_PAGE_DATA, T_ANON(100), "self") &&
+				       rec_is(&r, 4, 8, PT_PAGE_HOLE, 0, "self"),
+			       "the calling process: written pages DATA, the others HOLE (%d)", err);
+			rec_free(&r);
+		} else {
+			tap_ok(0, "copier of the calling process: %s", strerror(errno));
+		}
+		pt_vmas_free(vs);
+		pt_target_free(t);
+		pt_copier_free(cp);
+		munmap(m, 8 * FX_PAGE);
+	}
 }
 
 static void test_areas(pid_t pid, const struct pt_vma *vmas, size_t nv, bool swap)
