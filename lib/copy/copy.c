@@ -281,13 +281,11 @@ static uint32_t special_detail(const struct pt_vma *v)
 	return 0;
 }
 
-static int area_region(struct cp_call *c, const struct pt_vma *v, const struct pt_region *r,
-		       uint8_t src)
+static int area_region(struct cp_call *c, const struct pt_region *r, uint8_t src)
 {
 	uint64_t len = r->end - r->start;
 	uint8_t fl = c->cp->flags & PT_COPY_NO_EVICT ? 0 : PT_RD_EVICT;
 
-	(void)v;
 	switch (r->state) {
 	case PT_STATE_PRESENT:
 		/* the zero page, or a page of the file not copied-on-write */
@@ -344,7 +342,7 @@ int pt_copy_area(struct pt_copier *cp, const struct pt_vma *v, uint64_t start, u
 			if (r->start > covered)
 				err = hole(&c, covered, r->start - covered, PT_PAGE_HOLE, 0);
 			if (!err)
-				err = area_region(&c, v, r, src);
+				err = area_region(&c, r, src);
 			covered = r->end;
 		}
 	}
