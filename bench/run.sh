@@ -6,11 +6,11 @@
 # Usage: bench/run.sh BUILD_DIR [bench_scan options: -n REPS -s SIZE_MiB -x scan|shared]
 # bench_track options go in PT_BENCH_TRACK_ARGS (-n REPS -s SIZE_MiB -w WRITER_MiB
 # -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
-# (-c CAP_S -x areas|threads).
+# (-c CAP_S -x areas|threads), bench_copy's in PT_BENCH_COPY_ARGS (-n REPS -s SIZE_MiB).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track bench_scale; do
+for b in bench_scan bench_track bench_scale bench_copy; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -26,4 +26,6 @@ rc=0
 "$build/bench/bench_track" ${PT_BENCH_TRACK_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_scale" ${PT_BENCH_SCALE_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_copy" ${PT_BENCH_COPY_ARGS:-} || rc=$?
 exit $rc

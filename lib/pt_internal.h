@@ -288,6 +288,24 @@ PT_HIDDEN int pt__decode_entries(struct pt_target *t, const struct pt_vma *v,
 PT_HIDDEN int pt__shared_resolve(struct pt_target *t, const struct pt_vma *v,
 				 const struct pt_runbuf *in, bool resolve,
 				 struct pt_runbuf *out, uint64_t *stopped);
+/*
+ * The backing object of @v, opened once and cached in @t (owned by it:
+ * valid until @t is freed or more than 128 other objects were opened
+ * since).  Returns the fd, -1 when it cannot be opened (or is not a
+ * regular file), or -errno (-ESRCH).  *@shmem (may be NULL): on tmpfs.
+ */
+PT_HIDDEN int pt__shared_obj_fd(struct pt_target *t, const struct pt_vma *v, bool *shmem);
+/*
+ * Object offsets [off, end) of @v's backing object as runs whose
+ * start/end are byte offsets: ABSENT (hole, or beyond EOF), CACHED
+ * (resident), SWAPPED (holds data but not resident: shmem in swap, file
+ * data not in the page cache), PRESENT (hugetlbfs), UNKNOWN (not
+ * openable, mincore denied).  Stops at a run boundary when @out fills
+ * (*stopped: first offset not written).  0 or -errno.
+ */
+PT_HIDDEN int pt__shared_resolve_object(struct pt_target *t, const struct pt_vma *v,
+					uint64_t off, uint64_t end, struct pt_runbuf *out,
+					uint64_t *stopped);
 /* Release the object cache of @t. */
 PT_HIDDEN void pt__shared_free(struct pt_target *t);
 

@@ -74,6 +74,8 @@ struct sh_ctx {
 	uint64_t *stopped;
 	unsigned char *vec;		/* SH_VEC bytes, allocated lazily */
 	uint64_t epoch;			/* t->scan_epoch: hints are valid within one scan */
+	bool all_data;			/* pt__shared_resolve_object(): file pages not
+					   resident are SWAPPED (data elsewhere), not ABSENT */
 };
 
 static bool vma_is_anon(const struct pt_vma *v)
@@ -421,7 +423,7 @@ static int resolve_object(struct sh_ctx *c, struct pt_shared_obj *o, uint64_t of
 {
 	const uint64_t chunk = (uint64_t)SH_VEC << PT_PAGE_SHIFT;
 	const struct pt_vma *v = c->v;
-	uint8_t not_res = o->type == SH_SHMEM ? PT_STATE_SWAPPED : PT_STATE_ABSENT;
+	uint8_t not_res = o->type == SH_SHMEM || c->all_data ? PT_STATE_SWAPPED : PT_STATE_ABSENT;
 	uint64_t pos = off, eof, lim;
 	struct stat st;
 	int err = 0;
@@ -433,7 +435,7 @@ static int resolve_object(struct sh_ctx *c, struct pt_shared_obj *o, uint64_t of
 	while (pos < lim && !err) {
 		uint64_t ds = pos, he = lim;
 
-		if (o->type == SH_SHMEM) {
+		if (o->type == SH_SHMEM || c->all_data) {
 			off_t d = lseek(o->fd, (off_t)pos, SEEK_DATA);
 
 			if (d < 0 && errno != ENXIO)	/* ENXIO: no data at or after pos */
@@ -531,5 +533,59 @@ int pt__shared_resolve(struct pt_target *t, const struct pt_vma *v,
 		return 0;
 	if (err == -ENOENT || err == -ESRCH)
 		return pt__target_errno(t, err);
+	return err;
+}
+
+int pt__shared_obj_fd(struct pt_target *t, const struct pt_vma *v, bool *shmem)
+{
+	struct pt_shared_obj *o;
+	int err;
+
+	if (!pt__vma_has_object(v))
+		return -1;
+	err = obj_get(t, v, &o);
+	if (err)
+		return err;
+	if (shmem)
+		*shmem = o->type == SH_SHMEM;
+	return o->type == SH_SHMEM || o->type == SH_FILE || o->type == SH_HUGETLB ? o->fd : -1;
+}
+
+int pt__shared_resolve_object(struct pt_target *t, const struct pt_vma *v, uint64_t off,
+			      uint64_t end, struct pt_runbuf *out, uint64_t *stopped)
+{
+	/* an area that maps the object at address == offset */
+	struct pt_vma id = *v;
+	struct pt_region run = { .start = off, .end = end, .state = PT_STATE_NONE };
+	struct sh_ctx c = { .v = &id, .run = &run, .out = out, .stopped = stopped,
+			    .epoch = t->scan_epoch, .all_data = true };
+	struct pt_shared_obj *o;
+	int err;
+
+	id.start = 0;
+	id.end = UINT64_MAX;
+	id.offset = 0;
+	*stopped = end;
+	err = obj_get(t, v, &o);
+	if (err)
+		return pt__target_errno(t, err);
+	switch (o->type) {
+	case SH_SHMEM:
+	case SH_FILE:
+		err = resolve_object(&c, o, off, end);
+		break;
+	case SH_HUGETLB:	/* never swapped: all present */
+		err = emit(&c, off, end, PT_STATE_PRESENT, 0, PT_ATTR_FILE);
+		break;
+	case SH_OTHER:
+		err = emit(&c, off, end, PT_STATE_UNKNOWN, PT_REASON_UNSUPPORTED, 0);
+		break;
+	case SH_NO_ACCESS:
+		err = emit(&c, off, end, PT_STATE_UNKNOWN, PT_REASON_NO_ACCESS, 0);
+		break;
+	}
+	free(c.vec);
+	if (err == -ENOSPC)
+		return 0;
 	return err;
 }

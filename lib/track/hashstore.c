@@ -11,13 +11,11 @@
  * live ones; then the table is rebuilt without them.
  *
  * Reading: the scan pipeline (pt_scan) says which pages hold data and
- * where it is; data is then read in batches of up to HS_BUF bytes:
- *	private memory	 one process_vm_readv per batch (or straight from
- *			 the address for the calling process)
- *	object-backed	 pread on the backing object (never maps pages into
- *			 the target); swapped shmem through our own
- *			 read-only mapping of the object, paged out again
- *	unreadable	 /proc/PID/mem (FOLL_FORCE: PROT_NONE areas, races)
+ * where it is; data is then read by the batched reader shared with the
+ * copy engine (lib/copy/reader.c): process_vm_readv for private memory,
+ * pread on the backing object for object-backed pages (never mapping
+ * pages into the target), our own mapping of the object for swapped
+ * shmem (paged out again), /proc/PID/mem for what the others cannot read.
  * Swapped pages are read every round and paged out again: an unchanged
  * swap slot does not prove unchanged content (a swap-cache page mapped
  * on a read fault is mapped writable; a later write dirties it without a
@@ -25,57 +23,22 @@
  * doc/hashing.md).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include "hashstore.h"
-
-#ifndef MADV_PAGEOUT
-#define MADV_PAGEOUT 21
-#endif
+#include "copy/reader.h"
 
 #define CH_SHIFT	6			/* 64 pages per chunk */
 #define CH_PAGES	(1u << CH_SHIFT)
 #define CH_SPAN_SHIFT	(PT_PAGE_SHIFT + CH_SHIFT)
-#define HS_BUF		(4u << 20)		/* batch buffer */
-#define HS_BUF_PAGES	(HS_BUF >> PT_PAGE_SHIFT)
-#define HS_MAXSEG	2048			/* segments per batch */
-#define HS_MAXIOV	1024			/* UIO_MAXIOV */
-#define HS_MAP_MAX	(64ull << 20)		/* bytes per object mapping */
 #define HS_REGS		512			/* scan regions per pt_scan call */
 
 struct hs_chunk {
 	uint64_t base;		/* address of page 0 */
 	uint64_t used;		/* bit i: page i has an entry */
 	uint64_t hash[CH_PAGES];
-};
-
-/* Where a segment's data comes from. */
-enum hs_src {
-	SRC_ZERO = 0,	/* no data: compare with the zero page */
-	SRC_VM,		/* process_vm_readv into the buffer */
-	SRC_MEM,	/* pread of /proc/PID/mem into the buffer */
-	SRC_SELF,	/* our own memory, hashed in place */
-	SRC_OBJ,	/* pread of the backing object into the buffer */
-	SRC_OBJMAP,	/* our own read-only mapping of the object */
-};
-
-struct hs_seg {
-	uint64_t addr, len;	/* target range */
-	uint64_t off;		/* object offset (OBJ, OBJMAP) */
-	size_t buf;		/* buffer offset (VM, MEM, OBJ) */
-	uint8_t src;		/* enum hs_src */
-	bool evict;		/* page out again after reading */
 };
 
 struct pt_hashstore {
@@ -85,19 +48,9 @@ struct pt_hashstore {
 	uint64_t zero;		/* XXH3 of a zero page */
 
 	/* batch state, allocated on first use */
-	unsigned char *buf;
-	struct hs_seg *seg;
-	struct iovec *liov, *riov;
+	struct pt_reader rd;
+	bool rd_ok;
 	struct pt_region *regs;
-	uint64_t bad[HS_BUF_PAGES / 64];	/* buffer pages that could not be read */
-	size_t nseg, used;
-
-	int mem_fd;		/* /proc/PID/mem, -1 not yet, -2 unavailable */
-	int obj_fd;		/* backing object of obj_dev/obj_ino, or -1 */
-	dev_t obj_dev;
-	uint64_t obj_ino;
-	bool obj_pread;		/* object supports read (SysV shm does not) */
-	bool warned_evict;
 };
 
 /* One pt__hash_area() call. */
@@ -367,8 +320,6 @@ struct pt_hashstore *pt__hashstore_new(void)
 	}
 	hs->zero = XXH3_64bits(zp, PT_PAGE_SIZE);
 	free(zp);
-	hs->mem_fd = -1;
-	hs->obj_fd = -1;
 	return hs;
 }
 
@@ -380,15 +331,9 @@ void pt__hashstore_free(struct pt_hashstore *hs)
 		if (hs->tab[i])
 			chunk_free(hs->tab[i]);
 	free(hs->tab);
-	free(hs->buf);
-	free(hs->seg);
-	free(hs->liov);
-	free(hs->riov);
+	if (hs->rd_ok)
+		pt__reader_fini(&hs->rd);
 	free(hs->regs);
-	if (hs->mem_fd >= 0)
-		close(hs->mem_fd);
-	if (hs->obj_fd >= 0)
-		close(hs->obj_fd);
 	free(hs);
 }
 
@@ -420,216 +365,7 @@ int pt__hash_peek(const struct pt_hashstore *hs, uint64_t addr, uint64_t *h)
 	return *h != hs->zero;
 }
 
-/* ---- sources ---- */
-
-
-/*
- * The backing object of @v, opened read-only and checked by device and
- * inode: /proc/PID/map_files (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE),
- * else the path when it still names the object.  One object is cached.
- * lib/scan/shared.c has a fuller search (the target's fds) that is not
- * exported; this is the minimal duplicate (see doc/hashing.md).
- * Returns the fd or -1 (then pages are read through the target).
- */
-static int obj_fd(struct hs_ctx *c)
-{
-	struct pt_hashstore *hs = c->hs;
-	const struct pt_vma *v = c->v;
-	dev_t dev = makedev(v->dev_major, v->dev_minor);
-	const char *paths[2] = { NULL, NULL };
-	char mf[96];
-	struct stat st;
-
-	if (hs->obj_fd >= 0 && hs->obj_dev == dev && hs->obj_ino == v->inode)
-		return hs->obj_fd;
-	if (hs->obj_fd >= 0)
-		close(hs->obj_fd);
-	hs->obj_fd = -1;
-	snprintf(mf, sizeof(mf), "%s/map_files/%llx-%llx", c->t->procdir,
-		 (unsigned long long)v->start, (unsigned long long)v->end);
-	paths[0] = mf;
-	if (v->path[0] == '/' && !strstr(v->path, " (deleted)"))
-		paths[1] = v->path;
-	for (int i = 0; i < 2 && hs->obj_fd < 0; i++) {
-		int fd;
-
-		if (!paths[i] || stat(paths[i], &st) || !S_ISREG(st.st_mode) ||
-		    st.st_dev != dev || (uint64_t)st.st_ino != v->inode)
-			continue;
-		fd = open(paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-		if (fd < 0)
-			continue;
-		if (fstat(fd, &st) || st.st_dev != dev || (uint64_t)st.st_ino != v->inode) {
-			close(fd);
-			continue;
-		}
-		hs->obj_fd = fd;
-	}
-	if (hs->obj_fd < 0)
-		return -1;
-	hs->obj_dev = dev;
-	hs->obj_ino = v->inode;
-	/*
-	 * SysV shm files have mmap but no read.  (Not probed with a 0-byte
-	 * pread: on shmem that swaps in the page at the offset.)
-	 */
-	hs->obj_pread = v->kind != PT_VMA_SYSV;
-	return hs->obj_fd;
-}
-
-static int mem_fd(struct hs_ctx *c)
-{
-	struct pt_hashstore *hs = c->hs;
-	char path[48];
-
-	if (hs->mem_fd == -1) {
-		snprintf(path, sizeof(path), "%s/mem", c->t->procdir);
-		hs->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (hs->mem_fd < 0)
-			hs->mem_fd = -2;
-	}
-	return hs->mem_fd;
-}
-
-static void mark_bad(struct pt_hashstore *hs, size_t buf_off, size_t len)
-{
-	for (size_t p = buf_off >> PT_PAGE_SHIFT; p < (buf_off + len) >> PT_PAGE_SHIFT; p++)
-		hs->bad[p / 64] |= 1ull << (p % 64);
-	memset(hs->buf + buf_off, 0, len);
-}
-
-static bool is_bad(const struct pt_hashstore *hs, size_t buf_off)
-{
-	size_t p = buf_off >> PT_PAGE_SHIFT;
-
-	return hs->bad[p / 64] & (1ull << (p % 64));
-}
-
-/*
- * Read target [addr, addr+len) into the buffer at @bo with /proc/PID/mem
- * (which also reads PROT_NONE pages).  Pages that cannot be read are
- * marked bad (reported as changed): one extra pread per bad page, which
- * only happens when the layout changed under us.
- */
-static int mem_read(struct hs_ctx *c, uint64_t addr, size_t len, size_t bo)
-{
-	struct pt_hashstore *hs = c->hs;
-	int fd = mem_fd(c);
-
-	while (len) {
-		ssize_t n = fd >= 0 ? pread(fd, hs->buf + bo, len, (off_t)addr) : -1;
-
-		if (n < 0 && errno == ENOMEM)
-			return -ENOMEM;
-		if (n <= 0) {
-			if (pt_target_alive(c->t) == 0)
-				return -ESRCH;
-			mark_bad(hs, bo, PT_PAGE_SIZE);
-			n = PT_PAGE_SIZE;
-		}
-		n &= ~(ssize_t)(PT_PAGE_SIZE - 1);
-		if (!n) {	/* cannot happen with page-aligned ranges */
-			mark_bad(hs, bo, PT_PAGE_SIZE);
-			n = PT_PAGE_SIZE;
-		}
-		addr += (size_t)n;
-		bo += (size_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/*
- * One process_vm_readv for all SRC_VM segments of the batch; a short read
- * (a page unmapped or made inaccessible meanwhile) continues through
- * /proc/PID/mem for the rest of that iovec, then process_vm_readv again.
- */
-static int vm_read_all(struct hs_ctx *c)
-{
-	struct pt_hashstore *hs = c->hs;
-	struct iovec *l = hs->liov, *r = hs->riov;
-	size_t n = 0, i = 0;
-	int err;
-
-	for (size_t s = 0; s < hs->nseg; s++) {
-		const struct hs_seg *g = &hs->seg[s];
-
-		if (g->src != SRC_VM)
-			continue;
-		if (n && (uint64_t)(uintptr_t)r[n - 1].iov_base + r[n - 1].iov_len == g->addr &&
-		    (unsigned char *)l[n - 1].iov_base + l[n - 1].iov_len == hs->buf + g->buf) {
-			l[n - 1].iov_len += g->len;
-			r[n - 1].iov_len += g->len;
-			continue;
-		}
-		l[n].iov_base = hs->buf + g->buf;
-		l[n].iov_len = g->len;
-		r[n].iov_base = (void *)(uintptr_t)g->addr;
-		r[n].iov_len = g->len;
-		n++;
-	}
-	while (i < n) {
-		size_t k = n - i > HS_MAXIOV ? HS_MAXIOV : n - i, stop = i + k;
-		ssize_t got = process_vm_readv(c->t->pid, l + i, k, r + i, k, 0);
-
-		if (got < 0) {
-			int e = errno;
-
-			if (e == EPERM || (e == ESRCH && pt_target_alive(c->t) == 0))
-				return -e;
-			/*
-			 * EFAULT: nothing from the first iovec.  ENOMEM and ESRCH
-			 * are also seen while the target remaps memory: the page
-			 * by page fallback below sorts it out.
-			 */
-			got = 0;
-		}
-		while (i < stop && (size_t)got >= r[i].iov_len)
-			got -= (ssize_t)r[i++].iov_len;
-		if (i == stop)
-			continue;
-		r[i].iov_base = (char *)r[i].iov_base + got;
-		r[i].iov_len -= (size_t)got;
-		l[i].iov_base = (char *)l[i].iov_base + got;
-		l[i].iov_len -= (size_t)got;
-		/* the rest of iovec i, through /proc/PID/mem */
-		err = mem_read(c, (uint64_t)(uintptr_t)r[i].iov_base, r[i].iov_len,
-			       (size_t)((unsigned char *)l[i].iov_base - hs->buf));
-		if (err)
-			return err;
-		i++;
-	}
-	return 0;
-}
-
-static int obj_read(struct hs_ctx *c, const struct hs_seg *g)
-{
-	struct pt_hashstore *hs = c->hs;
-	size_t done = 0;
-
-	while (done < g->len) {
-		ssize_t n = pread(c->obj_fd, hs->buf + g->buf + done, g->len - done,
-				  (off_t)(g->off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == ENOMEM)
-			return -ENOMEM;
-		if (n < 0) {
-			mark_bad(hs, g->buf + (done & ~(PT_PAGE_SIZE - 1)),
-				 g->len - (done & ~(PT_PAGE_SIZE - 1)));
-			return 0;
-		}
-		if (n == 0) {	/* truncated: the data is gone, i.e. zero */
-			memset(hs->buf + g->buf + done, 0, g->len - done);
-			return 0;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-/* ---- comparing ---- */
+/* ---- reading (lib/copy/reader.c) and comparing ---- */
 
 static int page_result(struct hs_ctx *c, uint64_t addr, uint64_t h, bool bad)
 {
@@ -650,13 +386,21 @@ static int page_result(struct hs_ctx *c, uint64_t addr, uint64_t h, bool bad)
 	return err;
 }
 
-static int hash_pages(struct hs_ctx *c, const struct hs_seg *g, const unsigned char *p,
-		      bool buffered)
+/* Reader consumer: hash and compare one segment (pages that could not be read count as changed). */
+static int hash_seg(void *ctx, const struct pt_rd_seg *g, const unsigned char *p)
 {
+	struct hs_ctx *c = ctx;
+	struct pt_hashstore *hs = c->hs;
 	int err = 0;
 
+	if (g->src == PT_RD_NONE) {
+		err = range_zero(hs, g->addr, g->addr + g->len, c);
+		if (!err && c->holes)
+			err = pt__dirty_add(c->holes, g->addr, g->addr + g->len, 0);
+		return err;
+	}
 	for (uint64_t o = 0; o < g->len && !err; o += PT_PAGE_SIZE) {
-		bool bad = buffered && is_bad(c->hs, g->buf + o);
+		bool bad = !p || pt__reader_bad(&hs->rd, g, o);
 		uint64_t h = bad ? 0 : XXH3_64bits(p + o, PT_PAGE_SIZE);
 
 		err = page_result(c, g->addr + o, h, bad);
@@ -667,172 +411,24 @@ static int hash_pages(struct hs_ctx *c, const struct hs_seg *g, const unsigned c
 }
 
 /*
- * Swapped shmem: our own read-only mapping of the object, populated
- * (swapped in to the page cache), hashed, then paged out again: the pages
- * are mapped by us alone, so MADV_PAGEOUT reclaims them.
+ * Queue [addr, addr+len) from @src.  Swapped pages (@evict) are read
+ * every round and paged out again: the swap slot is no proof of
+ * unchanged content (doc/hashing.md).
  */
-static int hash_objmap(struct hs_ctx *c, const struct hs_seg *g)
-{
-	void *m = mmap(NULL, g->len, PROT_READ, MAP_SHARED | (g->evict ? MAP_POPULATE : 0),
-		       c->obj_fd, (off_t)g->off);
-	int err;
-
-	if (m == MAP_FAILED) {
-		if (errno == ENOMEM)
-			return -ENOMEM;
-		err = 0;	/* not mappable: unreadable, reported as changed */
-		for (uint64_t o = 0; o < g->len && !err; o += PT_PAGE_SIZE)
-			err = page_result(c, g->addr + o, 0, true);
-		return err;
-	}
-	err = hash_pages(c, g, m, false);
-	if (g->evict && madvise(m, g->len, MADV_PAGEOUT) && !c->hs->warned_evict) {
-		c->hs->warned_evict = true;
-		pt__log(PT_LOG_INFO, "hash: cannot page out shared memory read from swap: %s",
-			strerror(errno));
-	}
-	munmap(m, g->len);
-	return err;
-}
-
-/*
- * MADV_WILLNEED / MADV_PAGEOUT on the private pages of this batch that
- * are in swap.  WILLNEED first reads them into the swap cache without
- * mapping them, so the read that follows maps the swap-cache page and
- * keeps the slot (a direct fault on zram skips the swap cache and frees
- * it); PAGEOUT after hashing then only drops the clean page, without
- * writing it to swap again.  Returns the errno of a failure, or 0.
- */
-static int advise_private(struct hs_ctx *c, int advice)
-{
-	struct pt_hashstore *hs = c->hs;
-	struct pt_target *t = c->t;
-	size_t n = 0;
-	int fail = 0;
-
-	for (size_t s = 0; s <= hs->nseg; s++) {
-		const struct hs_seg *g = s < hs->nseg ? &hs->seg[s] : NULL;
-
-		if (g && g->evict && g->src != SRC_OBJMAP) {
-			if (t->self) {
-				if (madvise((void *)(uintptr_t)g->addr, g->len, advice))
-					fail = errno;
-				continue;
-			}
-			hs->riov[n].iov_base = (void *)(uintptr_t)g->addr;
-			hs->riov[n++].iov_len = g->len;
-		}
-		if (n && (!g || n == HS_MAXIOV)) {
-			if (t->pidfd < 0 ||
-			    syscall(SYS_process_madvise, t->pidfd, hs->riov, n, advice, 0) < 0)
-				fail = t->pidfd < 0 ? EBADF : errno;
-			n = 0;
-		}
-	}
-	return fail;
-}
-
-/* Read, hash and compare everything queued, in address order. */
-static int flush(struct hs_ctx *c)
-{
-	struct pt_hashstore *hs = c->hs;
-	bool evict = false;
-	int err;
-
-	for (size_t s = 0; s < hs->nseg; s++)
-		evict |= hs->seg[s].evict && hs->seg[s].src != SRC_OBJMAP;
-	if (evict)
-		advise_private(c, MADV_WILLNEED);	/* only an optimisation: errors ignored */
-	err = vm_read_all(c);
-	for (size_t s = 0; s < hs->nseg && !err; s++) {
-		const struct hs_seg *g = &hs->seg[s];
-
-		switch (g->src) {
-		case SRC_ZERO:
-			err = range_zero(hs, g->addr, g->addr + g->len, c);
-			if (!err && c->holes)
-				err = pt__dirty_add(c->holes, g->addr, g->addr + g->len, 0);
-			break;
-		case SRC_MEM:
-			err = mem_read(c, g->addr, g->len, g->buf);
-			if (!err)
-				err = hash_pages(c, g, hs->buf + g->buf, true);
-			break;
-		case SRC_OBJ:
-			err = obj_read(c, g);
-			/* fall through */
-		case SRC_VM:
-			if (!err)
-				err = hash_pages(c, g, hs->buf + g->buf, true);
-			break;
-		case SRC_SELF:
-			err = hash_pages(c, g, (const unsigned char *)(uintptr_t)g->addr, false);
-			break;
-		case SRC_OBJMAP:
-			err = hash_objmap(c, g);
-			break;
-		}
-	}
-	if (!err && evict && (err = advise_private(c, MADV_PAGEOUT)) && !hs->warned_evict) {
-		hs->warned_evict = true;
-		pt__log(PT_LOG_INFO, "hash: cannot page out pages swapped in to be read: %s",
-			strerror(err));
-	}
-	err = err < 0 ? err : 0;
-	hs->nseg = 0;
-	hs->used = 0;
-	memset(hs->bad, 0, sizeof(hs->bad));
-	return err;
-}
-
-static bool uses_buf(uint8_t src)
-{
-	return src == SRC_VM || src == SRC_MEM || src == SRC_OBJ;
-}
-
-/* Queue [addr, addr+len) from @src, splitting it over batches as needed. */
 static int queue(struct hs_ctx *c, uint64_t addr, uint64_t len, uint8_t src, bool evict)
 {
-	struct pt_hashstore *hs = c->hs;
-	uint64_t off = c->v->offset + (addr - c->v->start);
-	int err;
+	uint64_t off = src == PT_RD_NONE ? 0 : c->v->offset + (addr - c->v->start);
 
-	while (len) {
-		uint64_t room = uses_buf(src) ? HS_BUF - hs->used
-			      : src == SRC_OBJMAP ? HS_MAP_MAX : len;
-		struct hs_seg *g = hs->nseg ? &hs->seg[hs->nseg - 1] : NULL;
-
-		if (!room || hs->nseg == HS_MAXSEG) {
-			if ((err = flush(c)))
-				return err;
-			continue;
-		}
-		uint64_t n = len < room ? len : room;
-
-		if (g && g->src == src && g->addr + g->len == addr && g->evict == evict &&
-		    (!uses_buf(src) || g->buf + g->len == hs->used) &&
-		    (src != SRC_OBJMAP || g->len + n <= HS_MAP_MAX)) {
-			g->len += n;
-		} else {
-			g = &hs->seg[hs->nseg++];
-			*g = (struct hs_seg){ .addr = addr, .len = n, .off = off, .buf = hs->used,
-					      .src = src, .evict = evict };
-		}
-		if (uses_buf(src))
-			hs->used += n;
-		addr += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return pt__reader_queue(&c->hs->rd, addr, len, off, src,
+				evict ? PT_RD_SWAPPED | PT_RD_EVICT : 0, hash_seg, c);
 }
 
 /* How data still in the target's page tables (or reachable through them) is read. */
 static uint8_t target_src(const struct hs_ctx *c)
 {
 	if (!(c->v->prot & PT_PROT_READ))
-		return SRC_MEM;
-	return c->t->self ? SRC_SELF : SRC_VM;
+		return PT_RD_MEM;
+	return c->t->self ? PT_RD_SELF : PT_RD_VM;
 }
 
 static int queue_region(struct hs_ctx *c, const struct pt_region *r)
@@ -841,18 +437,17 @@ static int queue_region(struct hs_ctx *c, const struct pt_region *r)
 
 	switch (r->state) {
 	case PT_STATE_ABSENT:
-		return queue(c, r->start, len, SRC_ZERO, false);
+		return queue(c, r->start, len, PT_RD_NONE, false);
 	case PT_STATE_PRESENT:
 		if (r->attrs & PT_ATTR_ZERO)
-			return queue(c, r->start, len, SRC_ZERO, false);
+			return queue(c, r->start, len, PT_RD_NONE, false);
 		/* pages in the page cache: the object, when it can be read */
-		if (c->shared && c->obj_fd >= 0 && c->hs->obj_pread)
-			return queue(c, r->start, len, SRC_OBJ, false);
+		if (c->shared && c->obj_fd >= 0)
+			return queue(c, r->start, len, PT_RD_OBJ, false);
 		return queue(c, r->start, len, target_src(c), false);
 	case PT_STATE_CACHED:
 		if (c->obj_fd >= 0)
-			return queue(c, r->start, len, c->hs->obj_pread ? SRC_OBJ : SRC_OBJMAP,
-				     false);
+			return queue(c, r->start, len, PT_RD_OBJ, false);
 		return queue(c, r->start, len, target_src(c), false);
 	case PT_STATE_SWAPPED:
 		/*
@@ -862,7 +457,7 @@ static int queue_region(struct hs_ctx *c, const struct pt_region *r)
 		if (!(r->attrs & PT_ATTR_FILE))
 			return queue(c, r->start, len, target_src(c), true);
 		if (c->obj_fd >= 0)
-			return queue(c, r->start, len, SRC_OBJMAP, true);
+			return queue(c, r->start, len, PT_RD_OBJMAP, true);
 		return queue(c, r->start, len, target_src(c), false);
 	default:
 		/* UNKNOWN: the object cannot be asked; read through the target (faults in) */
@@ -872,18 +467,15 @@ static int queue_region(struct hs_ctx *c, const struct pt_region *r)
 
 static int alloc_batch(struct pt_hashstore *hs)
 {
-	if (hs->buf)
+	int err;
+
+	if (hs->rd_ok)
 		return 0;
-	hs->buf = malloc(HS_BUF);
-	hs->seg = malloc(HS_MAXSEG * sizeof(*hs->seg));
-	hs->liov = malloc(HS_MAXSEG * sizeof(*hs->liov));
-	hs->riov = malloc(HS_MAXSEG * sizeof(*hs->riov));
-	hs->regs = malloc(HS_REGS * sizeof(*hs->regs));
-	if (!hs->buf || !hs->seg || !hs->liov || !hs->riov || !hs->regs) {
-		free(hs->buf);
-		hs->buf = NULL;
+	if (!hs->regs && !(hs->regs = malloc(HS_REGS * sizeof(*hs->regs))))
 		return -ENOMEM;
-	}
+	if ((err = pt__reader_init(&hs->rd, NULL, "hash")))
+		return err;
+	hs->rd_ok = true;
 	return 0;
 }
 
@@ -910,12 +502,17 @@ static int hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct 
 		return 0;
 	if ((err = alloc_batch(hs)))
 		return err;
-	hs->nseg = hs->used = 0;
-	memset(hs->bad, 0, sizeof(hs->bad));
+	pt__reader_reset(&hs->rd);
+	pt__reader_target(&hs->rd, t);
 	if (pt__vma_has_object(v) && v->kind != PT_VMA_HUGETLB) {
 		c.shared = (v->prot & PT_MAP_SHARED) != 0;
-		c.obj_fd = obj_fd(&c);
+		c.obj_fd = pt__shared_obj_fd(t, v, NULL);
+		if (c.obj_fd < -1) {
+			err = c.obj_fd;
+			goto out;
+		}
 	}
+	hs->rd.obj_fd = c.obj_fd;
 	cur = covered = start;
 	while (cur < end) {
 		int n = pt_scan(t, &cur, end, hs->regs, HS_REGS, &so);
@@ -931,20 +528,21 @@ static int hash_area(struct pt_hashstore *hs, struct pt_target *t, const struct 
 
 			/* addresses outside any area (layout changed): no data */
 			if (r->start > covered && (err = queue(&c, covered, r->start - covered,
-							       SRC_ZERO, false)))
+							       PT_RD_NONE, false)))
 				goto out;
 			if ((err = queue_region(&c, r)))
 				goto out;
 			covered = r->end;
 		}
 	}
-	if (covered < end && (err = queue(&c, covered, end - covered, SRC_ZERO, false)))
+	if (covered < end && (err = queue(&c, covered, end - covered, PT_RD_NONE, false)))
 		goto out;
-	err = flush(&c);
+	err = pt__reader_flush(&hs->rd, hash_seg, &c);
 out:
 	if (err && holes)
 		holes->n = nholes;	/* claim no hole of a walk that did not finish */
-	hs->nseg = hs->used = 0;
+	pt__reader_reset(&hs->rd);
+	hs->rd.obj_fd = -1;
 	maybe_compact(hs);
 	if (err == -EFAULT || err == -ENOENT)
 		err = pt__target_errno(t, err);
