@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pt_internal.h"
 #include "freeze.h"
 
 /* One note of a thread: what PTRACE_GETREGSET(tid, type) returned, verbatim. */
