@@ -41,7 +41,7 @@
 #include "image/core.h"
 
 #define NTHR 4
-#define PLAN 20
+#define PLAN 22
 
 static const char *const funcs[NTHR] = { "main_wait", "sleep_in_a", "sleep_in_b", "sleep_in_c" };
 
@@ -432,6 +432,35 @@ static bool thread_bt_has(const char *out, pid_t tid, const char *fn)
 
 /* ---- the tests ---- */
 
+static int failing_read(void *ctx, uint64_t addr, size_t npages, void *buf, uint8_t *kinds)
+{
+	(void)ctx, (void)addr, (void)npages, (void)buf, (void)kinds;
+	return -EIO;
+}
+
+/* Errors: overlapping areas are refused before anything is written; a read error stops the core. */
+static void check_errors(const struct pt__capture *cap)
+{
+	struct pt_image_area areas[2] = {
+		{ .start = 0x10000, .end = 0x20000, .prot = PT_PROT_READ | PT_PROT_WRITE,
+		  .object = PT_IMAGE_NO_OBJECT, .path = "" },
+		{ .start = 0x18000, .end = 0x30000, .prot = PT_PROT_READ,
+		  .object = PT_IMAGE_NO_OBJECT, .path = "" },
+	};
+	struct pt__core_src src = { .areas = areas, .nareas = 2, .cap = cap,
+				    .machine = EM_X86_64, .read = failing_read };
+	char err[256] = "";
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC), r;
+
+	r = pt__core_write(fd, &src, err, sizeof(err));
+	tap_ok(r == -EINVAL && strstr(err, "area 1"), "overlapping areas: -EINVAL, '%s'", err);
+	src.nareas = 1;
+	err[0] = 0;
+	r = pt__core_write(fd, &src, err, sizeof(err));
+	tap_ok(r == -EIO && strstr(err, "0x10000"), "a failing read stops the core: %d, '%s'", r, err);
+	close(fd);
+}
+
 static int write_core(const struct target *t, const struct pt__capture *cap, const struct layout *l,
 		      int fd, char *err, size_t errlen)
 {
@@ -815,6 +844,8 @@ int main(void)
 		free(st);
 		tap_ok(tracer == 0, "target no longer traced after thaw and gcore (TracerPid %d)", tracer);
 	}
+	/* 20-21 */
+	check_errors(&cap);
 	pt__capture_free(&cap);
 	tap_ok(cap.threads == NULL && cap.nthreads == 0, "pt__capture_free empties the capture");
 
