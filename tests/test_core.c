@@ -41,7 +41,7 @@
 #include "image/core.h"
 
 #define NTHR 4
-#define PLAN 22
+#define PLAN 24
 
 static const char *const funcs[NTHR] = { "main_wait", "sleep_in_a", "sleep_in_b", "sleep_in_c" };
 
@@ -436,6 +436,64 @@ static int failing_read(void *ctx, uint64_t addr, size_t npages, void *buf, uint
 {
 	(void)ctx, (void)addr, (void)npages, (void)buf, (void)kinds;
 	return -EIO;
+}
+
+static int hole_read(void *ctx, uint64_t addr, size_t npages, void *buf, uint8_t *kinds)
+{
+	(void)ctx, (void)addr, (void)buf;
+	memset(kinds, PT_PAGE_HOLE, npages);
+	return 0;
+}
+
+/*
+ * More than 65,534 program headers: e_phnum PN_XNUM, the real count in
+ * section header 0's sh_info.  Checked by our reader and by readelf.
+ */
+static void check_xnum(const struct pt__capture *cap, const char *path)
+{
+	enum { NA = 70000 };
+	struct pt_image_area *areas = calloc(NA, sizeof(*areas));
+	struct pt__core_src src = { .areas = areas, .nareas = NA, .cap = cap,
+				    .machine = EM_X86_64, .read = hole_read };
+	char err[256] = "", cmd[512], *out;
+	struct elf e = { 0 };
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r = -ENOMEM;
+	bool ok = false;
+
+	for (size_t i = 0; areas && i < NA; i++) {
+		areas[i].start = 0x100000000ULL + i * 2 * FX_PAGE;
+		areas[i].end = areas[i].start + FX_PAGE;
+		areas[i].prot = PT_PROT_READ;
+		areas[i].object = PT_IMAGE_NO_OBJECT;
+		areas[i].path = "";
+	}
+	if (areas && fd >= 0)
+		r = pt__core_write(fd, &src, err, sizeof(err));
+	if (fd >= 0)
+		close(fd);
+	if (!r && !elf_load(path, &e) && e.eh->e_phnum == PN_XNUM && e.eh->e_shnum == 1 &&
+	    e.eh->e_shoff + sizeof(Elf64_Shdr) <= e.len) {
+		const Elf64_Shdr *sh = (const Elf64_Shdr *)(e.b + e.eh->e_shoff);
+		const Elf64_Phdr *ph = (const Elf64_Phdr *)(e.b + e.eh->e_phoff);
+
+		ok = sh->sh_info == NA + 1 && ph[NA].p_type == PT_LOAD &&
+		     ph[NA].p_vaddr == areas[NA - 1].start && ph[NA].p_filesz == 0;
+	}
+	tap_ok(ok, "%d areas: e_phnum PN_XNUM, section 0's sh_info %d, last PT_LOAD in place (%s)",
+	       NA, NA + 1, r ? err : "written");
+	if (!have_prog("readelf")) {
+		tap_skip("readelf not installed", "readelf reads the PN_XNUM core");
+	} else {
+		snprintf(cmd, sizeof(cmd), "readelf -lW '%s' 2>&1 | grep -c ' LOAD '", path);
+		out = run_capture(cmd);
+		if (out)
+			out[strcspn(out, "\n")] = 0;
+		tap_ok(out && atol(out) == NA, "readelf -l lists %s PT_LOADs", out ? out : "no");
+		free(out);
+	}
+	free(e.b);
+	free(areas);
+	unlink(path);
 }
 
 /* Errors: overlapping areas are refused before anything is written; a read error stops the core. */
@@ -844,8 +902,9 @@ int main(void)
 		free(st);
 		tap_ok(tracer == 0, "target no longer traced after thaw and gcore (TracerPid %d)", tracer);
 	}
-	/* 20-21 */
+	/* 20-23 */
 	check_errors(&cap);
+	check_xnum(&cap, core2);
 	pt__capture_free(&cap);
 	tap_ok(cap.threads == NULL && cap.nthreads == 0, "pt__capture_free empties the capture");
 
