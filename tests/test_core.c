@@ -41,7 +41,7 @@
 #include "image/core.h"
 
 #define NTHR 4
-#define PLAN 24
+#define PLAN 25
 
 static const char *const funcs[NTHR] = { "main_wait", "sleep_in_a", "sleep_in_b", "sleep_in_c" };
 
@@ -598,7 +598,8 @@ static bool files_equal(const char *a, const char *b)
 	return eq;
 }
 
-static void check_layout(const struct target *t, const struct pt__capture *cap, const char *core)
+static void check_layout(const struct target *t, const struct pt__capture *cap, const struct layout *l,
+			 const char *core)
 {
 	struct elf e;
 	struct note nt[64];
@@ -610,7 +611,7 @@ static void check_layout(const struct target *t, const struct pt__capture *cap, 
 
 	if (elf_load(core, &e)) {
 		tap_ok(0, "our core parses as an ELF core");
-		tap_skip_n(5, "no core", "layout checks");
+		tap_skip_n(6, "no core", "layout checks");
 		free(e.b);
 		return;
 	}
@@ -639,6 +640,16 @@ static void check_layout(const struct target *t, const struct pt__capture *cap, 
 	p = elf_load_at(&e, t->ro);
 	tap_ok(p && p->p_flags == PF_R && p->p_filesz == 0 && p->p_memsz == 2 * FX_PAGE,
 	       "private file mapping never written: PT_LOAD R, filesz 0");
+
+	/* the executable's first mapping (offset 0, never written): its ELF header page */
+	p = NULL;
+	for (size_t i = 0; i < l->n && !p; i++)
+		if (!strcmp(l->areas[i].path, target_path) && l->areas[i].offset == 0)
+			p = elf_load_at(&e, l->areas[i].start);
+	tap_ok(p && p->p_filesz == FX_PAGE && p->p_memsz >= FX_PAGE &&
+	       p->p_offset + FX_PAGE <= e.len && !memcmp(e.b + p->p_offset, ELFMAG, SELFMAG),
+	       "the executable's mapping at offset 0: its first page only, the ELF header (filesz %llu)",
+	       p ? (unsigned long long)p->p_filesz : 0ULL);
 
 	nn = elf_notes(&e, nt, 64);
 	ok = nn >= 6 && nt[0].type == NT_PRSTATUS && nt[1].type == NT_PRPSINFO &&
@@ -860,16 +871,16 @@ int main(void)
 	tap_ok(!r && files_equal(core, core2), "the same core written to a pipe is the same bytes");
 	pt__thaw(&fz);
 
-	/* 4-9: layout */
-	check_layout(&t, &cap, core);
+	/* 4-10: layout */
+	check_layout(&t, &cap, &l, core);
 
-	/* 10-15: gdb */
+	/* 11-16: gdb */
 	if (gdb)
 		check_gdb(&t, core);
 	else
 		tap_skip_n(NTHR + 2, "gdb not installed (scripts/deps.sh test installs it)", "gdb checks");
 
-	/* 16-17: gcore of the same, quiescent state */
+	/* 17-19: gcore of the same, quiescent state */
 	snprintf(gcore_path, sizeof(gcore_path), "%s.%d", gprefix, t.pid);
 	if (!have_prog("gcore")) {
 		tap_skip_n(3, "gcore not installed (gdb package)", "gcore comparison");
@@ -885,7 +896,7 @@ int main(void)
 		compare_gcore(core, gcore_path, &l, &t);
 	}
 
-	/* 18-19: the process is ours again and alive; nothing traced it */
+	/* 20: nothing traces the process any more */
 	{
 		char path[64], *st = NULL;
 		size_t len = 0;
@@ -902,7 +913,7 @@ int main(void)
 		free(st);
 		tap_ok(tracer == 0, "target no longer traced after thaw and gcore (TracerPid %d)", tracer);
 	}
-	/* 20-23 */
+	/* 21-25: errors, PN_XNUM, free */
 	check_errors(&cap);
 	check_xnum(&cap, core2);
 	pt__capture_free(&cap);

@@ -15,8 +15,10 @@
  * coredump_filter (0x33): private areas holding data of their own (any
  * page DATA or ZERO: the kernel's "has an anon_vma"), whole, their file
  * pages read from the file; anonymous shared memory (SHMEM, MEMFD, SYSV,
- * deleted files); [vdso].  Shared file mappings, never-touched areas,
- * [vvar] and device areas get p_filesz 0.
+ * deleted files); [vdso]; of an unmodified private mapping of an ELF
+ * file at offset 0, its first page (the ELF headers, for the build ID).
+ * Shared file mappings, never-touched areas, [vvar] and device areas
+ * get p_filesz 0.
  */
 #include <elf.h>
 #include <errno.h>
@@ -401,11 +403,33 @@ static int open_same_file(const struct pt__core_src *src, const struct pt_image_
 	return fd;
 }
 
+/*
+ * The kernel also dumps the first page of an unmodified private file
+ * mapping at offset 0 when it is an ELF file (fs/coredump.c, "ELF
+ * headers" in coredump_filter), so tools find the build ID in the core.
+ * Only when the file still is the area's object.
+ */
+static uint64_t elf_header_page(const struct pt__core_src *src, const struct pt_image_area *a)
+{
+	unsigned char magic[SELFMAG];
+	int fd;
+	bool elf;
+
+	if (a->offset || !(a->prot & PT_PROT_READ) || !is_private(a))
+		return 0;
+	fd = open_same_file(src, a);
+	if (fd < 0)
+		return 0;
+	elf = pread(fd, magic, SELFMAG, 0) == SELFMAG && !memcmp(magic, ELFMAG, SELFMAG);
+	close(fd);
+	return elf ? PT_PAGE_SIZE : 0;
+}
+
 /* Stream area @a's bytes: DATA as read, HOLE of a file mapping from the file, the rest zeros. */
 static int out_area(struct out *o, const struct pt__core_src *src, const struct pt_image_area *a,
-		    unsigned char *buf, uint8_t *kinds, char *err, size_t errlen)
+		    uint64_t len, unsigned char *buf, uint8_t *kinds, char *err, size_t errlen)
 {
-	uint64_t npages = (a->end - a->start) / PT_PAGE_SIZE;
+	uint64_t npages = len / PT_PAGE_SIZE;
 	int fd = has_file(a) && is_private(a) ? open_same_file(src, a) : -1;
 	int r = 0;
 
@@ -458,7 +482,7 @@ static void phdr(unsigned char *p, uint32_t type, uint32_t flags, uint64_t off, 
 	put64(p + 48, align);
 }
 
-static int write_core(struct out *o, const struct pt__core_src *src, const bool *dump,
+static int write_core(struct out *o, const struct pt__core_src *src, const uint64_t *dump,
 		      unsigned char *buf, uint8_t *kinds, char *err, size_t errlen)
 {
 	const struct pt__capture *c = src->cap;
@@ -474,8 +498,7 @@ static int write_core(struct out *o, const struct pt__core_src *src, const bool 
 	}
 	data_off = (64 + phnum * 56 + notes + PT_PAGE_SIZE - 1) & ~(PT_PAGE_SIZE - 1);
 	for (size_t i = 0; i < src->nareas; i++)
-		if (dump[i])
-			data_len += src->areas[i].end - src->areas[i].start;
+		data_len += dump[i];
 
 	memcpy(h, ELFMAG, SELFMAG);
 	h[EI_CLASS] = ELFCLASS64;
@@ -510,11 +533,10 @@ static int write_core(struct out *o, const struct pt__core_src *src, const bool 
 			      (a->prot & PT_PROT_WRITE ? PF_W : 0) |
 			      (a->prot & PT_PROT_EXEC ? PF_X : 0);
 
-		phdr(ph, PT_LOAD, fl, off, a->start, dump[i] ? size : 0, size, PT_PAGE_SIZE);
+		phdr(ph, PT_LOAD, fl, off, a->start, dump[i], size, PT_PAGE_SIZE);
 		if ((r = out_put(o, ph, sizeof(ph))))
 			goto werr;
-		if (dump[i])
-			off += size;
+		off += dump[i];
 	}
 	for (size_t i = 0; i < c->nthreads; i++)
 		if ((r = out_thread(o, src, &c->threads[i], i == 0, NULL)))
@@ -522,7 +544,7 @@ static int write_core(struct out *o, const struct pt__core_src *src, const bool 
 	if ((r = out_zeros(o, data_off - o->off)))
 		goto werr;
 	for (size_t i = 0; i < src->nareas; i++)
-		if (dump[i] && (r = out_area(o, src, &src->areas[i], buf, kinds, err, errlen)))
+		if (dump[i] && (r = out_area(o, src, &src->areas[i], dump[i], buf, kinds, err, errlen)))
 			return r;
 	if (phnum >= PN_XNUM) {
 		unsigned char sh[64] = { 0 };
@@ -544,7 +566,7 @@ int pt__core_write(int fd, const struct pt__core_src *src, char *err, size_t err
 	unsigned char *buf = NULL;
 	uint8_t *kinds = NULL;
 	struct out *o = NULL;
-	bool *dump = NULL;
+	uint64_t *dump = NULL;	/* bytes of each area in the core: its size, one page or 0 */
 	char dummy[1];
 	int r = 0;
 
@@ -582,11 +604,16 @@ int pt__core_write(int fd, const struct pt__core_src *src, char *err, size_t err
 	o->n = 0;
 	for (size_t i = 0; i < src->nareas && !r; i++) {
 		const struct pt_image_area *a = &src->areas[i];
+		bool yes = false;
 
 		if (!is_private(a))
-			dump[i] = shared_dumped(a);
+			yes = shared_dumped(a);
 		else
-			r = has_data(src, a, buf, kinds, &dump[i], err, errlen);
+			r = has_data(src, a, buf, kinds, &yes, err, errlen);
+		if (yes)
+			dump[i] = a->end - a->start;
+		else if (has_file(a))
+			dump[i] = elf_header_page(src, a);
 	}
 	if (!r)
 		r = write_core(o, src, dump, buf, kinds, err, errlen);
