@@ -671,9 +671,17 @@ static void check_layout(const struct target *t, const struct pt__capture *cap, 
 
 	/* NT_FILE: count, page size, then (start, end, pgoff), then names */
 	ok = false;
-	if (nn >= 4 && nt[3].type == NT_FILE) {
-		const uint64_t *f = (const uint64_t *)nt[3].desc;
-		uint64_t count = f[0];
+	if (nn >= 4 && nt[3].type == NT_FILE && nt[3].len >= 16) {
+		/* notes are only 4-byte aligned: an aligned copy */
+		uint64_t *f = calloc(1, nt[3].len + 1);
+		uint64_t count = 0;
+
+		if (!f)
+			tap_bail("out of memory");
+		memcpy(f, nt[3].desc, nt[3].len);
+		count = f[0];
+		if (16 + count * 24 > nt[3].len)
+			count = 0;
 		const char *names = (const char *)(f + 2 + 3 * count);
 		bool rw = false, ro = false;
 
@@ -686,6 +694,7 @@ static void check_layout(const struct target *t, const struct pt__capture *cap, 
 			names += strlen(names) + 1;
 		}
 		ok = f[1] == FX_PAGE && rw && ro;
+		free(f);
 	}
 	tap_ok(ok, "NT_FILE lists both file mappings (start, end, page offset 0, name)");
 	free(e.b);
