@@ -252,32 +252,40 @@ static size_t file_note_len(const struct pt__core_src *src, size_t *count)
 	return 16 + n * 24 + names;
 }
 
+/* Streamed, not built: with many areas and long paths it could be large. */
 static int out_file_note(struct out *o, const struct pt__core_src *src)
 {
-	size_t count, len = file_note_len(src, &count), k = 0;
-	unsigned char *p = malloc(len), *names = p + 16 + count * 24;
+	size_t count, len = file_note_len(src, &count);
+	unsigned char h[12], e[24];
 	int err;
 
-	if (!p)
-		return -ENOMEM;
-	put64(p, count);
-	put64(p + 8, PT_PAGE_SIZE);
+	put32(h, 5);			/* "CORE" + NUL */
+	put32(h + 4, (uint32_t)len);
+	put32(h + 8, NT_FILE);
+	put64(e, count);
+	put64(e + 8, PT_PAGE_SIZE);
+	if ((err = out_put(o, h, 12)) || (err = out_put(o, "CORE\0\0\0", 8)) ||
+	    (err = out_put(o, e, 16)))
+		return err;
 	for (size_t i = 0; i < src->nareas; i++) {
 		const struct pt_image_area *a = &src->areas[i];
 
 		if (!has_file(a))
 			continue;
-		put64(p + 16 + k * 24, a->start);
-		put64(p + 16 + k * 24 + 8, a->end);
-		put64(p + 16 + k * 24 + 16, a->offset / PT_PAGE_SIZE);
-		memcpy(names, a->path, a->path_len);
-		names[a->path_len] = 0;
-		names += a->path_len + 1;
-		k++;
+		put64(e, a->start);
+		put64(e + 8, a->end);
+		put64(e + 16, a->offset / PT_PAGE_SIZE);
+		if ((err = out_put(o, e, 24)))
+			return err;
 	}
-	err = out_note(o, "CORE", NT_FILE, p, len);
-	free(p);
-	return err;
+	for (size_t i = 0; i < src->nareas; i++) {
+		const struct pt_image_area *a = &src->areas[i];
+
+		if (has_file(a) && ((err = out_put(o, a->path, a->path_len)) ||
+				    (err = out_put(o, NULL, 1))))
+			return err;
+	}
+	return out_put(o, NULL, pad4(len) - len);
 }
 
 /* Kernel order: PRSTATUS, (first thread: PRPSINFO,) SIGINFO, (AUXV, FILE,) the other sets. */
@@ -588,6 +596,14 @@ int pt__core_write(int fd, const struct pt__core_src *src, char *err, size_t err
 			snprintf(err, errlen, "core: area %zu: bad range 0x%llx-0x%llx", i,
 				 (unsigned long long)a->start, (unsigned long long)a->end);
 			return -EINVAL;
+		}
+	}
+	{
+		size_t count;
+
+		if (file_note_len(src, &count) > UINT32_MAX - 8) {
+			snprintf(err, errlen, "core: %zu file mappings: NT_FILE over 4 GiB", count);
+			return -EFBIG;
 		}
 	}
 	buf = malloc(CHUNK_PAGES * PT_PAGE_SIZE);
