@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pt_internal.h"
 #include "freeze.h"
 
 /* One note of a thread: what PTRACE_GETREGSET(tid, type) returned, verbatim. */
@@ -44,7 +45,9 @@ struct pt__file {
 struct pt__capture {
 	pid_t pid, ppid, pgrp, sid;
 	uint32_t uid, gid;	/* real */
-	char state;		/* /proc/PID/stat letter before the freeze ('R', 'S', ...) */
+	char state;		/* /proc/PID/stat letter as read while frozen: 't' (tracing
+				   stop, ours) unless the process was already stopped ('T')
+				   or a zombie; the state before the freeze is not knowable */
 	int32_t nice;
 	char comm[16];
 	char *cmdline;		/* NUL-separated, malloc'd, at most 4096 bytes */
