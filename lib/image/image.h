@@ -29,6 +29,9 @@ struct pt__imgw_opts {
 					   path relative to the new file's directory
 					   when both are in one directory, else
 					   absolute) */
+	uint32_t frame_pages;		/* pages per frame; 0 = 256 (tests: small) */
+	uint32_t chunk_bytes;		/* INDEX/FRAMES chunk flush size; 0 = 1 MiB
+					   (tests: small, >= 64) */
 };
 
 /*
