@@ -1630,7 +1630,7 @@ int pt_image_read_object(struct pt_image *img, uint32_t obj, uint64_t page, size
 		return bad(img, err, errlen, -ENOENT, 0, "object %u is not stored", obj);
 	pages = owner_pages(img, img->na + obj);
 	if (page > pages || npages > pages - page)
-		return -EINVAL;
+		return bad(img, err, errlen, -EINVAL, 0, "pages beyond object %u's end", obj);
 	return resolve_owner(img, PT_OWNER_OBJECT, obj, page, npages, buf, kinds, err, errlen);
 }
 
@@ -1655,7 +1655,8 @@ int pt_image_read(struct pt_image *img, uint64_t addr, size_t npages, void *buf,
 			   (unsigned long long)addr);
 	a = &img->areas[ai];
 	if (npages > (a->end - addr) / img->page_size)
-		return -EINVAL;
+		return bad(img, err, errlen, -EINVAL, 0, "0x%llx + %zu pages crosses the end of its area",
+			   (unsigned long long)addr, npages);
 	if (!area_shared(a))
 		return resolve_owner(img, PT_OWNER_AREA, (uint32_t)ai, (addr - a->start) / img->page_size,
 				     npages, buf, kinds, err, errlen);
