@@ -231,3 +231,24 @@ fail:
 	pt__imgw_abort(w);
 	return r;
 }
+
+int ig_example(const char *path, char *err, size_t errlen)
+{
+	struct pt__imgw_opts o = { .flags = PT_IMAGE_LIVE, .pid = 4242, .comm = "demo" };
+	struct pt_image_area a = { 0x55550000, 0x55552000, 0, 3, PT_VMA_HEAP, 0,
+				   PT_IMAGE_NO_OBJECT, "[heap]", 6 };
+	unsigned char pg[IG_PAGE];
+	struct pt__imgw *w;
+	int r;
+
+	memset(pg, 'A', sizeof(pg));
+	if ((r = pt__imgw_open(path, &o, &w, err, errlen)))
+		return r;
+	if ((r = pt__imgw_layout(w, &a, 1, NULL, 0)) ||
+	    (r = pt__imgw_run(w, PT_OWNER_AREA, 0, PT_PAGE_DATA, 0, 1, pg)) ||
+	    (r = pt__imgw_run(w, PT_OWNER_AREA, 0, PT_PAGE_HOLE, 0, 1, NULL))) {
+		pt__imgw_abort(w);
+		return r;
+	}
+	return pt__imgw_finish(w, NULL, err, errlen);
+}

@@ -32,4 +32,7 @@ int ig_capture_equal(const struct pt__capture *a, const struct pt__capture *b);
  */
 int ig_small(const char *path, struct pt_image *parent, char *err, size_t errlen);
 
+/* The worked example of doc/image-format.md (a LIVE base, one 2-page area). */
+int ig_example(const char *path, char *err, size_t errlen);
+
 #endif

@@ -589,23 +589,12 @@ static void test_example(void)
 		{ IMG_S_STRINGS, 344, 6 }, { IMG_S_OBJECTS, 384, 0 }, { IMG_S_AREAS, 416, 64 },
 		{ IMG_S_DIRECTORY, 512, 120 },
 	};
-	struct pt__imgw_opts o = { .flags = PT_IMAGE_LIVE, .pid = 4242, .comm = "demo" };
-	struct pt_image_area a = { 0x55550000, 0x55552000, 0, 3, PT_VMA_HEAP, 0,
-				   PT_IMAGE_NO_OBJECT, "[heap]", 6 };
-	unsigned char pg[P], *b = NULL;
+	unsigned char *b = NULL;
 	struct sec s[16];
-	struct pt__imgw *w;
 	size_t len = 0, n = 0;
 	int r, ok;
 
-	memset(pg, 'A', P);
-	r = pt__imgw_open(pathof("example.img"), &o, &w, errbuf, sizeof(errbuf));
-	if (!r && ((r = pt__imgw_layout(w, &a, 1, NULL, 0)) ||
-		   (r = pt__imgw_run(w, PT_OWNER_AREA, 0, PT_PAGE_DATA, 0, 1, pg)) ||
-		   (r = pt__imgw_run(w, PT_OWNER_AREA, 0, PT_PAGE_HOLE, 0, 1, NULL))))
-		pt__imgw_abort(w);
-	else if (!r)
-		r = pt__imgw_finish(w, NULL, errbuf, sizeof(errbuf));
+	r = ig_example(pathof("example.img"), errbuf, sizeof(errbuf));
 	if (!r)
 		b = slurp(pathof("example.img"), &len);
 	ok = b && len == 728;

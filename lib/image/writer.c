@@ -632,8 +632,10 @@ int pt__imgw_layout(struct pt__imgw *w, const struct pt_image_area *areas, size_
 	w->unchanged = calloc(na + no + 1, 1);
 	if (!w->areas || !w->objs || !w->area_soff || !w->obj_soff || !w->unchanged)
 		return fail(w, -ENOMEM, "out of memory");
-	memcpy(w->areas, areas, na * sizeof(*areas));
-	memcpy(w->objs, objs, no * sizeof(*objs));
+	if (na)
+		memcpy(w->areas, areas, na * sizeof(*areas));
+	if (no)
+		memcpy(w->objs, objs, no * sizeof(*objs));
 	w->na = na;
 	w->no = no;
 	for (size_t i = 0; i < na; i++) {
