@@ -944,7 +944,7 @@ static int parse_frames(struct pt_image *img, char *err, size_t errlen)
 				return r;
 			}
 			if (fs.type != IMG_S_FRAME || fs.len != f->clen || fs.count != f->pages ||
-			    fs.esize || fs.flags) {
+			    fs.esize) {
 				free(p);
 				return bad(img, err, errlen, E_INVAL, f->off,
 					   "frame section does not match frame %u's entry", n);
