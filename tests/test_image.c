@@ -742,7 +742,7 @@ static struct pt__imgw *w_two(const char *name, struct pt_image *parent)
 
 static void test_misuse(void)
 {
-	unsigned char pg[P] = { 0 };
+	unsigned char pg[2 * P] = { 0 };
 	struct pt__imgw *w = w_two("misuse.img", NULL);
 	struct pt_image *c0 = NULL;
 	int r1, r2, r3, r4, r5, r6;
