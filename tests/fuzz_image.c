@@ -116,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	fuzz_image_stats.runs++;
 	r = pt_image_open(path, &img, err, sizeof(err));
+	if (r && getenv("PT_FUZZ_VERBOSE"))	/* which rules the inputs reach */
+		fprintf(stderr, "open %d: %s\n", r, err);
 	fuzz_image_stats.last_open = r;
 	fuzz_image_stats.last_verify = 1;
 	check(r, "pt_image_open", err);
@@ -143,6 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	read_some(img);
 	r = pt_image_verify(img, err, sizeof(err));
+	if (r && getenv("PT_FUZZ_VERBOSE"))
+		fprintf(stderr, "verify %d: %s\n", r, err);
 	fuzz_image_stats.last_verify = r;
 	check(r, "pt_image_verify", err);
 	fuzz_image_stats.verified += r == 0;

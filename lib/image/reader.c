@@ -1147,7 +1147,7 @@ int pt_image_open(const char *path, struct pt_image **out, char *err, size_t err
 		r = -ENOMEM;
 		goto fail;
 	}
-	img->fd = open(path, O_RDONLY | O_CLOEXEC);
+	img->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);	/* a FIFO must not block */
 	if (img->fd < 0 || fstat(img->fd, &st) < 0) {
 		r = -errno;
 		if (err && errlen)
