@@ -10,7 +10,7 @@
 #include "image/image.h"
 
 struct fuzz_image_stats {
-	uint64_t runs, opened, verified, reads;
+	uint64_t runs, opened, verified, reads, round_trips;
 	uint64_t bad;		/* results outside the documented errors */
 	int last_open, last_verify;	/* of the last input; last_verify 1 if not run */
 };

@@ -523,6 +523,7 @@ static int parse_layout(struct pt_image *img, char *err, size_t errlen)
 			r = bad(img, err, errlen, E_INVAL, eo, "object %u breaks a rule", i);
 			goto out;
 		}
+		o->flags &= PT_OBJECT_STORED | PT_OBJECT_DELETED;	/* 8-15: may-ignore */
 		o->name = img->strings + img_get32(e + 32);
 		o->name_len = img_get32(e + 36);
 		if (o->delta == PT_DELTA_TRACKED)

@@ -760,7 +760,7 @@ static int note_name_ok(const char *name)
 	if (n < 1 || n > 15)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (name[i] < 0x21 || name[i] > 0x7e)
+		if (name[i] < 0x20 || name[i] > 0x7e)	/* printable ASCII */
 			return 0;
 	return 1;
 }
