@@ -57,6 +57,7 @@ struct pt__imgw {
 	int err;			/* sticky: the first error */
 	char msg[256];
 	uint32_t hflags;
+	pid_t pid;
 	bool has_parent;
 	uint32_t chunk_bytes;
 
@@ -514,6 +515,7 @@ int pt__imgw_open(const char *path, const struct pt__imgw_opts *o, struct pt__im
 		return -ENOMEM;
 	w->fd = w->dirfd = -1;
 	w->overwrite = o->overwrite;
+	w->pid = o->pid;
 	w->path = strdup(path);
 	w->name = strdup(base);
 	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
@@ -765,21 +767,44 @@ static int note_name_ok(const char *name)
 	return 1;
 }
 
+static int tid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int tids_unique(const struct pt__capture *c)
+{
+	pid_t *t = malloc((c->nthreads ? c->nthreads : 1) * sizeof(*t));
+	int r = 0;
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nthreads; i++)
+		t[i] = c->threads[i].tid;
+	qsort(t, c->nthreads, sizeof(*t), tid_cmp);
+	for (size_t i = 1; i < c->nthreads; i++)
+		if (t[i] == t[i - 1])
+			r = -EINVAL;
+	free(t);
+	return r;
+}
+
 static int enc_threads(struct pt__imgw *w, const struct pt__capture *c)
 {
 	uint64_t len = 0;
 	unsigned char *p;
+	int r;
 
 	if (c->nthreads > IMG_THREADS_MAX)
 		return -EFBIG;
 	for (size_t i = 0; i < c->nthreads; i++) {
 		const struct pt__thread *t = &c->threads[i];
 
-		if (t->nnotes > IMG_NOTES_MAX || (t->nnotes && !t->notes))
+		if (t->nnotes > IMG_NOTES_MAX || (t->nnotes && !t->notes) || t->tid <= 0 ||
+		    (i && t->tid == w->pid))	/* the main thread comes first */
 			return -EINVAL;
-		for (size_t j = 0; j < i && i < 4096; j++)	/* bounded: tids are unique */
-			if (c->threads[j].tid == t->tid)
-				return -EINVAL;
 		len += IMG_THREAD_HDR;
 		for (size_t k = 0; k < t->nnotes; k++) {
 			const struct pt__note *n = &t->notes[k];
@@ -790,6 +815,8 @@ static int enc_threads(struct pt__imgw *w, const struct pt__capture *c)
 			len += IMG_NOTE_HDR + img_align8(strlen(n->name)) + img_align8(n->len);
 		}
 	}
+	if ((r = tids_unique(c)))
+		return r;
 	p = calloc(1, len ? len : 1);
 	if (!p)
 		return -ENOMEM;
