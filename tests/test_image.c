@@ -899,7 +899,7 @@ int main(void)
 	strcpy(dir, "/tmp/pt-test-image-XXXXXX");
 	if (!mkdtemp(dir))
 		tap_skip_all("mkdtemp failed");
-	tap_plan(36);
+	tap_plan(38);
 	test_small();		/* 13 */
 	test_chain();		/* 4 */
 	test_broken_chain();	/* 4 */
@@ -907,8 +907,10 @@ int main(void)
 	test_example();		/* 2 */
 	test_truncation("small.img", 8, 0);
 	test_truncation("c2.img", 0, 150);
+	test_truncation("big.img", 0, 100);
 	test_flips("small.img", 0);
 	test_flips("c2.img", 400);
+	test_flips("big.img", 100);
 	test_misuse();		/* 4 */
 	test_enospc();		/* 1 */
 	test_read_errors();	/* 2 */
