@@ -521,7 +521,12 @@ static void test_broken_chain(void)
 		free(b);
 	}
 	r1 = read_all(pathof("c1.img"), e1, sizeof(e1));
-	tap_ok(r1 == -ESTALE, "corrupt parent: read %d (%s)", r1, e1);
+	unlink(pathof("c0.img"));
+	mkdir(pathof("c0.img"), 0700);
+	r2 = read_all(pathof("c1.img"), e2, sizeof(e2));
+	rmdir(pathof("c0.img"));
+	tap_ok(r1 == -ESTALE && r2 == -ESTALE, "corrupt parent: read %d (%s); a directory as "
+	       "parent: %d (%s)", r1, e1, r2, e2);
 	rename(pathof("c0.away"), pathof("c0.img"));
 	r1 = read_all(pathof("c1.img"), e1, sizeof(e1));
 	tap_ok(r1 == 0, "the right parent back: read %d (%s)", r1, e1);

@@ -1465,8 +1465,12 @@ int pt_image_parent(struct pt_image *img, struct pt_image **parent, char *err, s
 		return -ENOMEM;
 	r = pt_image_open(path, &p, err, errlen);
 	if (r) {
-		/* a parent that is not a valid layer breaks the chain */
-		if (r == E_TRUNC || r == E_SUM || r == E_UNSUP || r == E_INVAL)
+		/* missing: ENOENT; not a valid layer (or not a file at all): ESTALE;
+		 * resources and permissions as they are */
+		if (r == -ENOTDIR)
+			r = -ENOENT;
+		else if (r != -ENOENT && r != -ENOMEM && r != -EMFILE && r != -ENFILE &&
+			 r != -EACCES && r != -EPERM && r != -EIO)
 			r = -ESTALE;
 		if (err && errlen && !*err)
 			snprintf(err, errlen, "%s: parent %s: %s", img->path, path, strerror(-r));
