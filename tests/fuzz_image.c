@@ -6,8 +6,13 @@
  * the documented errors, never a crash, a hang or a huge allocation.
  *
  * Built into tests/test_fuzz_image.c (the built-in mutation driver run by
- * `make check`).  For libFuzzer, compile this file with
- * -DPT_LIBFUZZER -fsanitize=fuzzer,address against the static library.
+ * `make check`).  With libFuzzer (clang):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
+ *     -Ilib -Itests lib/image/reader.c lib/image/writer.c lib/log.c \
+ *     tests/fuzz_image.c -lxxhash -lzstd -o fuzz_image
+ *   PT_FUZZ_DIR=DIR ./fuzz_image CORPUS
+ * with the seed layers (test_fuzz_image writes them) in CORPUS, and the
+ * parent of the child seed in DIR, where the target writes its input.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -269,6 +274,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t runs = 0;
 	int fd, r;
 
+	if (!fz_dir[0] && getenv("PT_FUZZ_DIR"))	/* libFuzzer: where parents are */
+		fuzz_image_set_dir(getenv("PT_FUZZ_DIR"));
 	if (!fz_dir[0]) {
 		strcpy(fz_dir, "/tmp/pt-fuzz-image-XXXXXX");
 		if (!mkdtemp(fz_dir))
