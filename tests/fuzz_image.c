@@ -7,7 +7,8 @@
  *
  * Built into tests/test_fuzz_image.c (the built-in mutation driver run by
  * `make check`).  With libFuzzer (clang):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DPT_LIBFUZZER \
+ *     -Iinclude \
  *     -Ilib -Itests lib/image/reader.c lib/image/writer.c lib/log.c \
  *     tests/fuzz_image.c -lxxhash -lzstd -o fuzz_image
  *   PT_FUZZ_DIR=DIR ./fuzz_image CORPUS
@@ -21,7 +22,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "fuzz_image.h"
+#include "image/format.h"
 
 struct fuzz_image_stats fuzz_image_stats;
 bool fuzz_image_abort = true;
@@ -262,6 +266,63 @@ out:
 		free(cap.cmdline);
 	}
 }
+
+/* Sections by the tiling rule, as far as it holds. */
+size_t fuzz_image_walk(const unsigned char *b, size_t len, uint64_t *off, size_t max)
+{
+	uint64_t pos, end;
+	size_t n = 0;
+
+	if (len < 224)
+		return 0;
+	pos = img_get32(b + 12);
+	end = len - IMG_FOOTER;
+	while (pos % 8 == 0 && pos + IMG_SEC_HDR <= end && n < max) {
+		uint64_t l = img_get64(b + pos + 8);
+
+		if (l > end - pos - IMG_SEC_HDR)
+			break;
+		off[n++] = pos;
+		pos += IMG_SEC_HDR + img_align8(l);
+	}
+	return n;
+}
+
+/* Recompute every checksum a mutation broke, and the footer's file size. */
+void fuzz_image_fixup(unsigned char *b, size_t len)
+{
+	static uint64_t off[8192];
+	uint64_t hs, fo;
+	size_t n;
+
+	if (len < 224)
+		return;
+	hs = img_get32(b + 12);
+	if (hs >= 128 && hs <= 4224 && hs % 8 == 0 && hs + 96 <= len)
+		img_put64(b + hs - 8, XXH3_64bits(b, hs - 8));
+	n = fuzz_image_walk(b, len, off, 8192);
+	for (size_t i = 0; i < n; i++)
+		img_put64(b + off[i] + 24, XXH3_64bits(b + off[i] + 32, img_get64(b + off[i] + 8)));
+	fo = len - IMG_FOOTER;
+	img_put64(b + fo + 8, len);
+	img_put64(b + fo + 40, XXH3_64bits(b + fo, 40));
+	memcpy(b + len - 8, "PTIMGEND", 8);
+	img_put64(b + fo + 48, XXH3_64bits(b, len - 16));
+}
+
+#ifdef PT_LIBFUZZER
+/* libFuzzer's mutations, then (3 in 4) every checksum recomputed: structure is reached. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max, unsigned int seed);
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max, unsigned int seed)
+{
+	size = LLVMFuzzerMutate(data, size, max);
+	if (seed % 4)
+		fuzz_image_fixup(data, size);
+	return size;
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -20,5 +20,9 @@ extern bool fuzz_image_abort;
 /* Where the target writes its input file (and where parents are found). */
 void fuzz_image_set_dir(const char *dir);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Offsets of the sections of @b found by the tiling rule (at most @max). */
+size_t fuzz_image_walk(const unsigned char *b, size_t len, uint64_t *off, size_t max);
+/* Recompute every checksum of @b and its footer's file size. */
+void fuzz_image_fixup(unsigned char *b, size_t len);
 
 #endif

@@ -18,8 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
 #include "fixture.h"
 #include "fuzz_image.h"
 #include "image/format.h"
@@ -65,44 +63,12 @@ struct seed {
 /* Sections by the tiling rule, as far as it holds. */
 static size_t walk(const unsigned char *b, size_t len, uint64_t *off, size_t max)
 {
-	uint64_t pos, end;
-	size_t n = 0;
-
-	if (len < 224)
-		return 0;
-	pos = img_get32(b + 12);
-	end = len - IMG_FOOTER;
-	while (pos % 8 == 0 && pos + IMG_SEC_HDR <= end && n < max) {
-		uint64_t l = img_get64(b + pos + 8);
-
-		if (l > end - pos - IMG_SEC_HDR)
-			break;
-		off[n++] = pos;
-		pos += IMG_SEC_HDR + img_align8(l);
-	}
-	return n;
+	return fuzz_image_walk(b, len, off, max);
 }
 
-/* Recompute every checksum a mutation broke, and the footer's file size. */
 static void fixup(unsigned char *b, size_t len)
 {
-	static uint64_t off[8192];
-	uint64_t hs, fo;
-	size_t n;
-
-	if (len < 224)
-		return;
-	hs = img_get32(b + 12);
-	if (hs >= 128 && hs <= 4224 && hs % 8 == 0 && hs + 96 <= len)
-		img_put64(b + hs - 8, XXH3_64bits(b, hs - 8));
-	n = walk(b, len, off, 8192);
-	for (size_t i = 0; i < n; i++)
-		img_put64(b + off[i] + 24, XXH3_64bits(b + off[i] + 32, img_get64(b + off[i] + 8)));
-	fo = len - IMG_FOOTER;
-	img_put64(b + fo + 8, len);
-	img_put64(b + fo + 40, XXH3_64bits(b + fo, 40));
-	memcpy(b + len - 8, "PTIMGEND", 8);
-	img_put64(b + fo + 48, XXH3_64bits(b, len - 16));
+	fuzz_image_fixup(b, len);
 }
 
 static uint64_t interesting(uint64_t old, size_t len)
