@@ -29,6 +29,9 @@ struct pt__imgw_opts {
 					   path relative to the new file's directory
 					   when both are in one directory, else
 					   absolute) */
+	uint32_t frame_pages;		/* pages per frame; 0 = 256 (tests: small) */
+	uint32_t chunk_bytes;		/* INDEX/FRAMES chunk flush size; 0 = 1 MiB
+					   (tests: small, >= 64) */
 };
 
 /*
@@ -63,7 +66,12 @@ struct pt__imgw_result {
 	uint64_t frames, data_pages, frame_bytes;
 	uint64_t pages_by_kind[6];	/* index enum pt_page_kind */
 };
-/* Directory, footer, fsync, rename, fsync dir.  Frees @w either way. */
+/*
+ * Directory, footer, fsync, rename, fsync dir.  Frees @w either way.
+ * Errors are sticky: after any call failed (ENOSPC while flushing a
+ * frame, say), finish returns that error with its line in @err and
+ * removes the temp file.
+ */
 PT_HIDDEN int pt__imgw_finish(struct pt__imgw *w, struct pt__imgw_result *res, char *err,
 			      size_t errlen);
 /* Unlink the temp file and free @w (accepts NULL). */

@@ -127,6 +127,12 @@ static bool is_kernel_area(const struct pt_vma *v)
 					     !strcmp(v->path, "[vsyscall]"));
 }
 
+/* Image strings are not NUL-terminated. */
+static bool path_is(const struct pt_image_area *a, const char *s)
+{
+	return a->path_len == strlen(s) && !memcmp(a->path, s, a->path_len);
+}
+
 static bool img_private(const struct pt_image_area *a)
 {
 	return !((a->prot & PT_MAP_SHARED) && a->object != PT_IMAGE_NO_OBJECT);
@@ -141,9 +147,9 @@ static int compare_areas(struct cmp *c, const struct pt_vma *v, size_t nv)
 	pt_image_areas(c->img, &a, &na);
 	for (size_t i = 0; i < na; i++) {
 		if (!img_private(&a[i]) || (a[i].kind == PT_VMA_SPECIAL &&
-					    (!strcmp(a[i].path, "[vdso]") || !strcmp(a[i].path, "[vvar]") ||
-					     !strcmp(a[i].path, "[vvar_vclock]") ||
-					     !strcmp(a[i].path, "[vsyscall]"))))
+					    (path_is(&a[i], "[vdso]") || path_is(&a[i], "[vvar]") ||
+					     path_is(&a[i], "[vvar_vclock]") ||
+					     path_is(&a[i], "[vsyscall]"))))
 			continue;
 		c->owner_type = PT_OWNER_AREA;
 		c->owner = (uint32_t)i;

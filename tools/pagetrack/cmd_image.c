@@ -149,6 +149,16 @@ static void prot_str(uint32_t prot, char out[5])
 	out[4] = 0;
 }
 
+/* Image strings are not NUL-terminated: a terminated copy in @buf. */
+static const char *cstr(const char *p, size_t n, char *buf, size_t cap)
+{
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	return buf;
+}
+
 static const char *flags_str(uint32_t f)
 {
 	return f & PT_IMAGE_FROZEN ? "frozen" : f & PT_IMAGE_LIVE ? "live" : "?";
@@ -161,6 +171,7 @@ static int do_show(struct img_cli *o)
 	const struct pt_image_area *a;
 	const struct pt_image_object *ob;
 	size_t na, no;
+	static char pbuf[8200];
 	int r;
 
 	if (o->nargs != 1) {
@@ -237,7 +248,7 @@ static int do_show(struct img_cli *o)
 			json_hex(j, "end", a[i].end);
 			json_str(j, "prot", p);
 			json_str(j, "kind", pt_vma_kind_name(a[i].kind));
-			json_str(j, "path", a[i].path);
+			json_str(j, "path", cstr(a[i].path, a[i].path_len, pbuf, sizeof(pbuf)));
 			json_str(j, "delta", pt_image_delta_name(a[i].delta));
 			if (a[i].object == PT_IMAGE_NO_OBJECT)
 				json_str(j, "object", NULL);
@@ -250,7 +261,7 @@ static int do_show(struct img_cli *o)
 		json_arr_begin(j, "objects");
 		for (size_t i = 0; i < no; i++) {
 			json_obj_begin(j, NULL);
-			json_str(j, "name", ob[i].name);
+			json_str(j, "name", cstr(ob[i].name, ob[i].name_len, pbuf, sizeof(pbuf)));
 			json_str(j, "kind", pt_vma_kind_name(ob[i].kind));
 			json_uint(j, "size", ob[i].size);
 			json_uint(j, "inode", ob[i].inode);
@@ -307,13 +318,14 @@ static int do_show(struct img_cli *o)
 			snprintf(rng, sizeof(rng), "%" PRIx64 "-%" PRIx64, a[i].start, a[i].end);
 			if (shared)
 				printf("  %-33s %-4s %-8s %-8s %35s  %s\n", rng, p,
-				       pt_vma_kind_name(a[i].kind), "-", "(object)", a[i].path);
+				       pt_vma_kind_name(a[i].kind), "-", "(object)", cstr(a[i].path, a[i].path_len, pbuf, sizeof(pbuf)));
 			else
 				printf("  %-33s %-4s %-8s %-8s %8" PRIu64 " %8" PRIu64 " %8" PRIu64
 				       " %8" PRIu64 "  %s\n",
 				       rng, p, pt_vma_kind_name(a[i].kind),
 				       pt_image_delta_name(a[i].delta), sc.areas[i].k[1],
-				       sc.areas[i].k[2], sc.areas[i].k[3], sc.areas[i].k[4], a[i].path);
+				       sc.areas[i].k[2], sc.areas[i].k[3], sc.areas[i].k[4],
+				       cstr(a[i].path, a[i].path_len, pbuf, sizeof(pbuf)));
 		}
 		for (size_t i = 0; i < no; i++) {
 			if (!(ob[i].flags & PT_OBJECT_STORED))
@@ -322,7 +334,8 @@ static int do_show(struct img_cli *o)
 			       " %8" PRIu64 "  %s\n",
 			       fmt_size(ob[i].size, s1, sizeof(s1)), "", pt_vma_kind_name(ob[i].kind),
 			       pt_image_delta_name(ob[i].delta), sc.objs[i].k[1], sc.objs[i].k[2],
-			       sc.objs[i].k[3], sc.objs[i].k[4], ob[i].name);
+			       sc.objs[i].k[3], sc.objs[i].k[4],
+			       cstr(ob[i].name, ob[i].name_len, pbuf, sizeof(pbuf)));
 		}
 	}
 	r = 0;
