@@ -187,7 +187,7 @@ static int parent_read(struct layer *l, uint64_t pg, uint64_t n, uint64_t *avail
  */
 static int put(struct layer *l, uint32_t kind, uint32_t detail, uint64_t n, const unsigned char *data)
 {
-	if (!l->compare || kind == PT_PAGE_UNREADABLE)
+	if (!l->compare)
 		return emit(l, kind, detail, n, data);
 	while (n) {
 		uint64_t chunk = n < CMP_PAGES ? n : CMP_PAGES, avail, skip;
