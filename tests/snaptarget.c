@@ -46,11 +46,12 @@
  *                   content in hex, or "NAME 0xADDR hole" (no data: reads
  *                   as zeros) or "NAME 0xADDR guard"; private pages are
  *                   read through /proc/self/mem when pagemap says present
- *                   or swapped, shared ones through their object (pread,
- *                   holes not allocated): the dump changes no page's
+ *                   or swapped, shared ones through their object (holes by
+ *                   SEEK_DATA, data by pread: nothing allocated): the dump changes no page's
  *                   kind, but it reads swapped pages back in
  *                   {"pages": N}
- *   live RATE_MBPS  starts the writer thread: write k (k = 1, 2, ...) goes
+ *   live RATE_MBPS  starts the writer thread: write k (k = 1, 2, ...; a
+ *                   new start goes on from the last k) goes
  *                   to page p(k) = mix(k) % npages of "live": word 0 = k
  *                   first, then word i = (k << 12) ^ i ^ (p << 40) for
  *                   i = 1..511, at RATE MB/s: {"addr", "pages"}
@@ -538,16 +539,12 @@ static void cmd_dump(const char *file, char **names, int nnames)
 	FILE *o = fopen(file, "we");
 	unsigned char *buf = malloc(ps);
 	size_t pages = 0;
-	uint32_t zero_crc;
 
 	if (!o) {
 		printf("{\"error\": \"%s: %s\"}\n", file, strerror(errno));
 		free(buf);
 		return;
 	}
-	memset(buf, 0, ps);
-	zero_crc = crc32_buf(buf, ps);
-	(void)zero_crc;
 	for (int i = 0; i < nreg; i++) {
 		struct region *g = &reg[i];
 
@@ -558,6 +555,12 @@ static void cmd_dump(const char *file, char **names, int nnames)
 			ssize_t r;
 
 			if (g->shared) {
+				off_t d = lseek(g->fd, (off_t)(j * ps), SEEK_DATA);
+
+				if (d != (off_t)(j * ps)) {	/* a hole of the object (or ENXIO) */
+					fprintf(o, "%s 0x%" PRIx64 " hole\n", g->name, a);
+					continue;
+				}
 				r = pread(g->fd, buf, ps, (off_t)(j * ps));
 			} else {
 				uint64_t pm = 0;
@@ -590,7 +593,8 @@ static void cmd_dump(const char *file, char **names, int nnames)
 
 static void *live_main(void *arg)
 {
-	uint64_t npages = live_reg->size / ps, t0 = now_ns(), k = 0;
+	/* k goes on from the last run: the sequence of writes is one */
+	uint64_t npages = live_reg->size / ps, t0 = now_ns(), k = atomic_load(&live_k), k0 = k;
 
 	(void)arg;
 	prctl(PR_SET_NAME, "snap-live");
@@ -599,7 +603,7 @@ static void *live_main(void *arg)
 		double due = (double)(now_ns() - t0) * 1e-9 * live_rate / (double)ps;
 		uint64_t n = 0;
 
-		while (k < (uint64_t)due && n++ < 256) {
+		while (k < k0 + (uint64_t)due && n++ < 256) {
 			uint64_t kk = k + 1, p = mix(kk) % npages;
 			volatile uint64_t *w = (volatile uint64_t *)(live_reg->addr + p * ps);
 
