@@ -40,7 +40,8 @@
  *                   (SEED, address): {"written": ["0x..", ...]} (distinct,
  *                   sorted)
  *   pageout         MADV_PAGEOUT of the first half of anon, shanon, memfd,
- *                   sysv, devshm, big, bigshm: {"pages": N}
+ *                   sysv, devshm, big, bigshm (shared pages read first, so
+ *                   that they are mapped here): {"pages": N}
  *   dump FILE [NAME...]  one line per page of the regions (all by default):
  *                   "NAME 0xADDR CRC" with CRC the zlib crc32 of the
  *                   content in hex, or "NAME 0xADDR hole" (no data: reads
@@ -59,7 +60,9 @@
  *   progress        {"k": writes completed so far}
  *   ping            {"pong": PID}
  *   quit            removes its files, {"bye": PID}, exit 0
- * EOF on stdin is quit.
+ * EOF on stdin is quit.  Run it with GLIBC_TUNABLES=glibc.pthread.rseq=0 for a
+ * target whose memory does not change while idle: otherwise the kernel
+ * rewrites each thread's rseq area (cpu_id) whenever it resumes it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -514,6 +517,12 @@ static void cmd_pageout(void)
 		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++)
 			if (!strcmp(reg[i].name, names[j])) {
 				size_t half = (reg[i].size / ps / 2) * ps;
+
+				/* MADV_PAGEOUT sees mapped pages only: map the object's
+				   (a copier may have read it without mapping it here) */
+				if (reg[i].shared)
+					for (size_t o = 0; o < half; o += ps)
+						(void)*(volatile char *)(reg[i].addr + o);
 				if (madvise(reg[i].addr, half, MADV_PAGEOUT) < 0) {
 					printf("{\"error\": \"MADV_PAGEOUT %s: %s\"}\n", reg[i].name,
 					       strerror(errno));
