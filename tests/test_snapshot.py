@@ -20,7 +20,8 @@ with its reason):
   target   the target alone: layout, writes, dump, live writer, pageout
   usage    exit codes of bad calls
   chain    a full snapshot and three --parent layers with known writes
-           between them: verify, verify PID, diff, extract, show, core
+           between them: verify, verify PID, diff, extract, show, core;
+           verify PID after more writes lists them
   corrupt  truncation, bit flips, missing/wrong parent, --force
   live     --live at 10% and 50% of the measured copy rate
   swap     residency after a snapshot of a half-swapped target, --no-evict
@@ -30,6 +31,7 @@ PT_TEST_TIMEOUT the time budget (s, default 600): a section that would
 start after 85% of it is skipped.
 """
 import bisect
+import re
 import json
 import os
 import selectors
@@ -57,7 +59,7 @@ NOT_BUILT = "snapshot command not built"
 REPORT_KEYS = ("pause_ms", "rounds", "bytes_copied", "bytes_stored", "pages_data", "pages_zero",
                "pages_hole", "pages_unchanged", "pages_unreadable", "pages_swapped_in",
                "pages_evicted", "duration_ms", "layers", "deltas", "file")
-SECTIONS = (("target", 10), ("usage", 2), ("chain", 23), ("corrupt", 7), ("live", 7),
+SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 7), ("live", 7),
             ("swap", 4), ("kill", 3))
 
 
@@ -638,6 +640,21 @@ def chain_body(t, tmp, swap):
          "image show of layer 3: a chain of 4, parent layer 2",
          "chain %s flags %s parent %s" % (chain, doc.get("flags"), doc.get("parent")))
 
+    # verify FILE PID can fail: pages written after the snapshot are listed
+    written = [int(a, 16) for a in t.cmd("write 200 16")["written"]]
+    rc, out, err = run("image", "verify", prev, t.pid, timeout=600)
+    runs = []
+    for line in (out + err).splitlines():
+        m = re.match(r"^(0x[0-9a-f]+)-(0x[0-9a-f]+) differs$", line.strip())
+        if m:
+            runs.append((int(m.group(1), 16), int(m.group(2), 16)))
+    runs.sort()
+    missing = [hex(a) for a in written if not covered(runs, a)]
+    t_ok(rc == 1 and runs and not missing,
+         "image verify FILE PID after %d more writes: exit 1, every written page listed"
+         % len(written), "rc %d, %d runs, missing %s\n%s" % (rc, len(runs), missing[:8],
+                                                             (out + err)[-800:]))
+
     core = os.path.join(tmp, "chain.core")
     rc, out, err = run("image", "core", prev, "-o", core)
     magic = open(core, "rb").read(4) if os.path.exists(core) else b""
@@ -786,7 +803,8 @@ def live_body(t, tmp):
         flags = (show(f) or {}).get("flags", []) if rc == 0 else []
         layers = [x for x in os.listdir(tmp) if x.startswith("live-%d.img.live-" % pct)]
         t_ok(rc == 0 and rep and isinstance(rep.get("pause_ms"), (int, float)) and
-             rep.get("rounds", 0) >= 1 and layers and "frozen" in flags,
+             rep.get("rounds", 0) >= 1 and layers and "frozen" in flags and
+             rep.get("layers") == len(layers) + 1,
              "--live at %d%% (%.0f MB/s): exit 0, rounds, layers, pause %s ms" % (
                  pct, mbps, rep.get("pause_ms") if rep else None),
              "rc %d %s\nreport %s\nlayers %s flags %s" % (rc, err.strip(), rep, layers, flags))
