@@ -1,0 +1,991 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of `pagetrack snapshot` and `pagetrack image` (TAP).
+
+Usage: test_snapshot.py BUILD_DIR   (BUILD_DIR/tools/pagetrack and
+BUILD_DIR/tests/snaptarget)
+
+The target is tests/snaptarget.c: one process holding every kind of memory
+(private anon with data, zeros and holes, THP, shared anon, memfd, SysV
+shm, a /dev/shm file, a private file mapping with COW pages, a PROT_NONE
+area with data, zero pages, guard pages, swapped pages), driven by
+commands on stdin.  It keeps an independent log of what it wrote (`write`
+answers the pages), dumps the content of its pages (`dump`: crc32 per
+page) and runs a deterministic writer (`live`) whose state after exactly
+k writes can be recomputed, which proves that an image equals the memory
+at one instant.
+
+Sections (the plan is fixed; a section that cannot run is skipped whole,
+with its reason):
+  target   the target alone: layout, writes, dump, live writer, pageout
+  usage    exit codes of bad calls
+  chain    a full snapshot and three --parent layers with known writes
+           between them: verify, verify PID, diff, extract, show, core;
+           verify PID after more writes lists them
+  corrupt  truncation, bit flips, missing/wrong parent, --force
+  live     --live at 10% and 50% of the measured copy rate
+  swap     residency after a snapshot of a half-swapped target, --no-evict
+  kill     pagetrack SIGKILLed while the target is frozen
+Env: PT_TEST_SNAP_MB (default 1024) the size of the swap test's region;
+PT_TEST_TIMEOUT the time budget (s, default 600): a section that would
+start after 85% of it is skipped.
+"""
+import bisect
+import re
+import json
+import os
+import selectors
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+
+PS = os.sysconf("SC_PAGE_SIZE")
+ZERO_CRC = "%08x" % zlib.crc32(bytes(PS))
+M64 = (1 << 64) - 1
+T0 = time.time()
+BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
+SNAP_MB = int(os.environ.get("PT_TEST_SNAP_MB", "0") or 0) or 1024
+NOT_BUILT = "snapshot command not built"
+REPORT_KEYS = ("pause_ms", "rounds", "bytes_copied", "bytes_stored", "pages_data", "pages_zero",
+               "pages_hole", "pages_unchanged", "pages_unreadable", "pages_swapped_in",
+               "pages_evicted", "duration_ms", "layers", "deltas", "file")
+SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 7), ("live", 7),
+            ("swap", 4), ("kill", 3))
+
+
+# ---------------------------------------------------------------- sections
+class Section:
+    """Exactly @n subtests: an exception or a short section fails the rest."""
+    cur = None
+
+    def __init__(self, name, n):
+        self.name, self.n, self.count = name, n, 0
+
+    def __enter__(self):
+        Section.cur = self
+        return self
+
+    def left(self):
+        return self.n - self.count
+
+    def __exit__(self, typ, val, tb):
+        if typ is not None and self.left() > 0:
+            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
+            for i in range(self.left()):
+                t_ok(False, "%s: not reached (exception)" % self.name, why if i == 0 else None)
+        while self.left() > 0:
+            t_ok(False, "%s: subtest missing (section printed too few)" % self.name)
+        if self.left() < 0:
+            diag("section %s printed %d too many" % (self.name, -self.left()))
+        Section.cur = None
+        return typ is None or issubclass(typ, Exception)
+
+
+def t_ok(cond, name, why=None):
+    Section.cur.count += 1
+    return ok(cond, "%s: %s" % (Section.cur.name, name), why)
+
+
+def t_skip(name, reason):
+    Section.cur.count += 1
+    skip("%s: %s" % (Section.cur.name, name), reason)
+
+
+def skip_rest(reason):
+    s = Section.cur
+    for i in range(s.left()):
+        t_skip("[%d/%d]" % (s.count + 1, s.n), reason)
+
+
+def over_budget():
+    return time.time() - T0 > BUDGET * 0.85
+
+
+# ---------------------------------------------------------------- helpers
+def mix(x):
+    x = (x + 0x9e3779b97f4a7c15) & M64
+    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
+    return x ^ (x >> 31)
+
+
+class Target:
+    """tests/snaptarget.c, driven on stdin: one JSON line per command."""
+    n = 0
+
+    def __init__(self, exe, tmp, *args):
+        Target.n += 1
+        self.tag = "pt-snaptest-%d-%d" % (os.getpid(), Target.n)
+        self.tmp = tmp
+        # Without rseq: the kernel rewrites each thread's rseq area (cpu_id)
+        # when it runs again after the freeze, so an idle target would not
+        # be idle to `image verify FILE PID`.
+        e = dict(os.environ)
+        e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
+                                                   "glibc.pthread.rseq=0") if x)
+        self.p = subprocess.Popen([exe, "--tag", self.tag, "--dir", tmp] + list(args),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env=e)
+        self.pid = self.p.pid
+        self.files = []
+        self.layout = self.cmd("layout", timeout=300)
+        self.files = self.layout["files"]
+        self.reg = {r["name"]: r for r in self.layout["regions"]}
+        for r in self.layout["regions"]:
+            r["a"] = int(r["addr"], 16)
+
+    def cmd(self, line, timeout=120):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        sel = selectors.DefaultSelector()
+        sel.register(self.p.stdout, selectors.EVENT_READ)
+        ready = sel.select(timeout)
+        sel.close()
+        if not ready:
+            raise RuntimeError("snaptarget: no answer to %r in %d s" % (line, timeout))
+        ans = self.p.stdout.readline()
+        if not ans:
+            raise RuntimeError("snaptarget: exited on %r (rc %s)" % (line, self.p.poll()))
+        doc = json.loads(ans)
+        if isinstance(doc, dict) and "error" in doc:
+            raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
+        return doc
+
+    def answers(self, timeout=10):
+        """True if the target answers a ping within @timeout seconds."""
+        try:
+            return self.cmd("ping", timeout=timeout).get("pong") == self.pid
+        except Exception:
+            return False
+
+    def dump(self, *names):
+        path = os.path.join(self.tmp, "dump-%s" % self.tag)
+        self.cmd("dump %s %s" % (path, " ".join(names)), timeout=300)
+        d = {}
+        with open(path) as f:
+            for line in f:
+                name, addr, val = line.split()
+                d[int(addr, 16)] = (name, val)
+        os.unlink(path)
+        return d
+
+    def status(self):
+        st = {}
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                st[k] = v.strip()
+        return st
+
+    def quit(self):
+        rc = None
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write("quit\n")
+                self.p.stdin.flush()
+                rc = self.p.wait(timeout=30)
+            except Exception:
+                self.p.kill()
+                self.p.wait()
+        else:
+            rc = self.p.returncode
+        for f in self.files:
+            if os.path.exists(f):
+                os.unlink(f)
+        return rc
+
+
+class Swap:
+    """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
+
+    def __init__(self, exe):
+        self.p = subprocess.Popen([exe, "--swap", "2048"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        doc = json.loads(self.p.stdout.readline() or "{}")
+        self.ok = bool(doc.get("active"))
+        self.why = doc.get("why") or "no swap"
+
+    def stop(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=120)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+
+
+def env():
+    e = dict(os.environ)
+    e.pop("PT_FORCE_TRACKER", None)
+    e.pop("PT_FORCE_BACKEND", None)
+    return e
+
+
+PT = None
+
+
+def run(*args, timeout=300):
+    p = subprocess.run([PT] + [str(a) for a in args], capture_output=True, text=True,
+                       env=env(), timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line(s):
+    return len(s.strip().splitlines()) == 1 and s.startswith("pagetrack: ")
+
+
+def snap(t, path, *extra, timeout=600):
+    """`snapshot --json`: (rc, report or None, stderr)."""
+    rc, out, err = run("snapshot", t.pid, "-o", path, "--json", *extra, timeout=timeout)
+    try:
+        rep = json.loads(out)
+    except ValueError:
+        rep = None
+    return rc, rep, err
+
+
+def show(path):
+    rc, out, err = run("image", "show", "--json", path)
+    return json.loads(out) if rc == 0 else None
+
+
+def extract(img, region, tmp):
+    """The content of @region (an area, or its object when shared) in @img."""
+    out = os.path.join(tmp, "extract.bin")
+    if region["shared"]:
+        args = ("--object", region["path"])
+    else:
+        args = ("--area", region["addr"])
+    rc, _, err = run("image", "extract", img, *args, "-o", out)
+    if rc != 0:
+        return None, err.strip()
+    with open(out, "rb") as f:
+        data = f.read()
+    os.unlink(out)
+    return data, ""
+
+
+def file_page(path, i):
+    with open(path, "rb") as f:
+        f.seek(i * PS)
+        return f.read(PS)
+
+
+def image_vs_dump(img, t, dumpd, tmp, names=None):
+    """Differences between the image's content and the target's dump."""
+    bad = []
+    for r in t.layout["regions"]:
+        if names and r["name"] not in names:
+            continue
+        data, err = extract(img, r, tmp)
+        if data is None:
+            bad.append("%s: extract failed: %s" % (r["name"], err))
+            continue
+        if len(data) < r["size"]:
+            bad.append("%s: extract gave %d bytes, area %d" % (r["name"], len(data), r["size"]))
+            continue
+        for i in range(r["size"] // PS):
+            a = r["a"] + i * PS
+            name, val = dumpd.get(a, (r["name"], "absent"))
+            if val in ("guard", "unreadable", "absent"):
+                continue
+            want = ZERO_CRC if val == "hole" else val
+            page = data[i * PS:(i + 1) * PS]
+            got = "%08x" % zlib.crc32(page)
+            if got == want:
+                continue
+            # a private file page not copied-on-write: the image holds a
+            # hole (zeros, "the content is the file's")
+            if r["kind"] == "file" and got == ZERO_CRC and \
+                    "%08x" % zlib.crc32(file_page(r["path"], i)) == want:
+                continue
+            bad.append("%s page %d (0x%x): image %s, memory %s" % (r["name"], i, a, got, want))
+    return bad
+
+
+def free_pid():
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read()) - 1
+    while os.path.exists("/proc/%d" % pid):
+        pid -= 1
+    return pid
+
+
+def kb(st, key):
+    return int(st.get(key, "0 kB").split()[0])
+
+
+def smaps_swap(pid, start):
+    """kB of swap of the area at @start (smaps "Swap": for a shared
+    mapping, its object's pages swapped out in range)."""
+    with open("/proc/%d/smaps" % pid) as f:
+        cur = None
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                cur = int(head.split("-")[0], 16)
+            elif head == "Swap:" and cur == start:
+                return int(line.split()[1])
+    return 0
+
+
+def within(before, after, frac=0.02, floor_kb=256):
+    return abs(after - before) <= max(before * frac, floor_kb)
+
+
+# ---- the live writer's state after exactly K writes (snaptarget.c "live")
+def live_page(k, p):
+    return struct.pack("<512Q", k, *[((k << 12) ^ i ^ (p << 40)) & M64 for i in range(1, 512)])
+
+
+def live_check(data, npages):
+    """(K, problems): K the last write in @data, problems the pages that
+    differ from the state after exactly K writes (the page of write K may
+    be torn: each word old or new)."""
+    heads = struct.unpack_from("<%dQ" % npages, b"".join(
+        data[i * PS:i * PS + 8] for i in range(npages)))
+    K = max(heads)
+    last, prev = {}, {}
+    for k in range(1, K + 1):
+        p = mix(k) % npages
+        if p in last:
+            prev[p] = last[p]
+        last[p] = k
+    pk = mix(K) % npages if K else -1
+    bad = []
+    zero = bytes(PS)
+    for p in range(npages):
+        page = data[p * PS:(p + 1) * PS]
+        k = last.get(p, 0)
+        if p == pk:
+            new = live_page(K, p)
+            old = live_page(prev[p], p) if p in prev else zero
+            if page != new and any(page[j:j + 8] not in (new[j:j + 8], old[j:j + 8])
+                                   for j in range(0, PS, 8)):
+                bad.append("page %d (write %d, torn?): neither old nor new words" % (p, K))
+            continue
+        if page != (live_page(k, p) if k else zero):
+            bad.append("page %d: expected write %d, holds %d" % (p, k, heads[p]))
+    return K, bad
+
+
+# ---------------------------------------------------------------- target
+def sec_target(exe, tmp, swap):
+    t = Target(exe, tmp)
+    try:
+        names = {"anon", "thp", "shanon", "memfd", "sysv", "devshm", "filepriv", "protnone",
+                 "zeropage", "guard", "live"}
+        t_ok(names <= set(t.reg) and len(t.layout["threads"]) == 3,
+             "layout lists every region and 3 threads", json.dumps(t.layout)[:1500])
+
+        maps = {}
+        with open("/proc/%d/maps" % t.pid) as f:
+            for line in f:
+                parts = line.split(None, 5)
+                s, e = (int(x, 16) for x in parts[0].split("-"))
+                maps[s] = (e, parts[1], parts[5].strip() if len(parts) > 5 else "")
+        bad = []
+        for r in t.layout["regions"]:
+            m = maps.get(r["a"])
+            if not m or m[0] != r["a"] + r["size"] or (r["path"] or "") != m[2]:
+                bad.append("%s at %s: maps has %s" % (r["name"], r["addr"], m))
+        want = {"memfd": "/memfd:snap-memfd (deleted)", "sysv": "/SYSV", "devshm": "/dev/shm/"}
+        for n, pfx in want.items():
+            if not (t.reg[n]["path"] or "").startswith(pfx):
+                bad.append("%s path %r" % (n, t.reg[n]["path"]))
+        t_ok(not bad, "every region is one VMA of /proc/PID/maps, objects named", "\n".join(bad))
+
+        tasks = os.listdir("/proc/%d/task" % t.pid)
+        t_ok(sorted(int(x) for x in tasks) == sorted(t.layout["threads"]),
+             "the threads of the layout are the target's tasks", "%s" % tasks)
+
+        d0 = t.dump()
+        w = [int(a, 16) for a in t.cmd("write 7 64")["written"]]
+        d1 = t.dump()
+        changed = {a for a in d1 if d1[a] != d0.get(a)}
+        writable = set()
+        for r in t.layout["regions"]:
+            if r["writable"]:
+                g = {int(x, 16) for x in r["guard_pages"]}
+                writable |= {r["a"] + i * PS for i in range(r["size"] // PS)} - g
+        t_ok(len(w) > 32 and set(w) <= writable and changed == set(w),
+             "write: distinct writable pages, exactly the pages the dump sees change",
+             "written %d, changed %d, missing %s, extra %s" % (
+                 len(w), len(changed), sorted(hex(a) for a in set(w) - changed)[:5],
+                 sorted(hex(a) for a in changed - set(w))[:5]))
+
+        # the dump against the test's own reads of the target
+        bad = []
+        with open("/proc/%d/mem" % t.pid, "rb", buffering=0) as mem:
+            for r in t.layout["regions"]:
+                if r["shared"]:
+                    path = "/proc/%d/map_files/%x-%x" % (t.pid, r["a"], r["a"] + r["size"])
+                    with open(path, "rb") as f:
+                        data = f.read(r["size"])
+                for i in range(r["size"] // PS):
+                    a = r["a"] + i * PS
+                    val = d1[a][1]
+                    if val in ("hole", "guard"):
+                        continue
+                    if r["shared"]:
+                        page = data[i * PS:(i + 1) * PS]
+                    else:
+                        mem.seek(a)
+                        page = mem.read(PS)
+                    if "%08x" % zlib.crc32(page) != val:
+                        bad.append("%s page %d: dump %s" % (r["name"], i, val))
+        kinds = {}
+        for _, (n, v) in d1.items():
+            kinds.setdefault(n, set()).add(v if v in ("hole", "guard", "unreadable") else
+                                           "zero" if v == ZERO_CRC else "data")
+        for n, want in (("anon", {"hole", "zero", "data"}), ("protnone", {"data"}),
+                        ("zeropage", {"zero"}), ("memfd", {"data", "hole"})):
+            if kinds.get(n) != want:
+                bad.append("%s: page kinds %s, expected %s" % (n, kinds.get(n), want))
+        t_ok(not bad, "dump equals the target's memory read by the test (mem, map_files)",
+             "\n".join(bad[:20]))
+
+        g = t.reg["guard"]
+        if t.layout["guard_ok"]:
+            gp = {int(x, 16) for x in g["guard_pages"]}
+            t_ok(gp and all(d1[a][1] == "guard" for a in gp) and
+                 all(d1[g["a"] + i * PS][1] != "guard" for i in range(16)
+                     if g["a"] + i * PS not in gp), "guard pages installed and dumped as such")
+        else:
+            t_skip("guard pages", "MADV_GUARD_INSTALL not supported by this kernel")
+
+        # the live writer and the K* check: must find exactly the writes
+        # done, and must fail on a copy with one wrong page
+        lv = t.reg["live"]
+        npages = lv["size"] // PS
+        t.cmd("live 40")
+        t_end = time.time() + 30
+        while t.cmd("progress")["k"] < 2000 and time.time() < t_end:
+            time.sleep(0.02)
+        k = t.cmd("stop")["k"]
+        with open("/proc/%d/mem" % t.pid, "rb", buffering=0) as mem:
+            mem.seek(lv["a"])
+            data = mem.read(lv["size"])
+        K, bad = live_check(data, npages)
+        t_ok(k > 0 and K == k and not bad, "live writer: the state after exactly k writes",
+             "k %d, K %d\n%s" % (k, K, "\n".join(bad[:10])))
+        victim = mix(max(1, k // 2)) % npages
+        broken = bytearray(data)
+        broken[victim * PS + 100] ^= 1
+        K2, bad2 = live_check(bytes(broken), npages)
+        stale = bytearray(data)		# a page one write behind
+        pk = mix(k) % npages
+        stale[pk * PS:(pk + 1) * PS] = bytes(PS)
+        K3, bad3 = live_check(bytes(stale), npages)
+        t_ok(bad2 and (bad3 or K3 != k), "live check fails on a flipped bit and on a stale page",
+             "%s / %s" % (bad2[:2], bad3[:2]))
+
+        if swap.ok:
+            s0 = kb(t.status(), "VmSwap")
+            n = t.cmd("pageout")["pages"]
+            s1 = kb(t.status(), "VmSwap")
+            t_ok(s1 - s0 >= (t.reg["anon"]["size"] // 2 // 1024) * 0.5,
+                 "pageout moves private pages to swap", "VmSwap %d -> %d kB (%d pages asked)"
+                 % (s0, s1, n))
+        else:
+            t_skip("pageout", swap.why)
+    finally:
+        files = list(t.files)
+        rc = t.quit()
+    t_ok(rc == 0 and not any(os.path.exists(f) for f in files), "quit: exit 0, files removed",
+         "rc %s" % rc)
+
+
+# ---------------------------------------------------------------- usage
+def sec_usage(tmp):
+    rc, out, err = run("snapshot")
+    t_ok(rc == 2, "snapshot without arguments: exit 2", "rc %d %s" % (rc, err))
+    f = os.path.join(tmp, "nopid.img")
+    rc, out, err = run("snapshot", free_pid(), "-o", f, "--json")
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = {}
+    t_ok(rc == 1 and isinstance(doc.get("error"), str) and not os.path.exists(f),
+         "snapshot of a missing process: exit 1, {\"error\"}, no file",
+         "rc %d out %r err %r" % (rc, out[:200], err[:200]))
+
+
+# ---------------------------------------------------------------- chain
+def covered(runs, a):
+    i = bisect.bisect_right([s for s, _ in runs], a) - 1
+    return i >= 0 and runs[i][0] <= a < runs[i][1]
+
+
+def sec_chain(exe, tmp, swap):
+    t = Target(exe, tmp)
+    try:
+        chain_body(t, tmp, swap)
+    finally:
+        t.quit()
+
+
+def chain_body(t, tmp, swap):
+    if swap.ok:
+        t.cmd("pageout")	# swapped pages, private and shared, in the base
+    base = os.path.join(tmp, "chain-0.img")
+    rc, rep, err = snap(t, base)
+    mode = os.stat(base).st_mode & 0o777 if os.path.exists(base) else None
+    t_ok(rc == 0 and rep and all(k in rep for k in REPORT_KEYS) and rep["bytes_copied"] > 0 and
+         rep["deltas"] == ["full"] and rep["layers"] == 1 and mode == 0o600,
+         "full snapshot: exit 0, report complete, file 0600",
+         "rc %d mode %s err %s\nreport %s" % (rc, oct(mode or 0), err.strip(), rep))
+    if rc != 0:
+        skip_rest("the full snapshot failed")
+        return
+
+    doc = show(base)
+    bad = []
+    if not doc:
+        bad.append("image show failed")
+    else:
+        if "frozen" not in doc.get("flags", []) or doc.get("pid") != t.pid:
+            bad.append("flags %s pid %s" % (doc.get("flags"), doc.get("pid")))
+        areas = {int(a["start"], 16): a for a in doc.get("areas", [])}
+        objs = doc.get("objects", [])
+        for r in t.layout["regions"]:
+            a = areas.get(r["a"])
+            if not a or int(a["end"], 16) != r["a"] + r["size"]:
+                bad.append("%s: no area %s" % (r["name"], r["addr"]))
+            elif r["shared"] and (a.get("object") is None or a["object"] >= len(objs)):
+                bad.append("%s: no object" % r["name"])
+            elif r["shared"]:
+                name = objs[a["object"]]["name"]
+                if name.replace(" (deleted)", "") != r["path"].replace(" (deleted)", ""):
+                    bad.append("%s: object %r, maps %r" % (r["name"], name, r["path"]))
+        pages = doc.get("pages", {})
+        for k in ("data", "zero", "hole"):
+            if not pages.get(k):
+                bad.append("no %s pages: %s" % (k, pages))
+    t_ok(not bad, "image show: frozen, every region an area, objects by name", "\n".join(bad))
+
+    rc, out, err = run("image", "verify", base)
+    t_ok(rc == 0, "image verify (full)", err)
+    rc, out, err = run("image", "verify", base, t.pid, timeout=600)
+    t_ok(rc == 0, "image verify FILE PID (full)", out[-1000:] + err)
+
+    d = t.dump()
+    bad = image_vs_dump(base, t, d, tmp)
+    t_ok(not bad, "extract of every area and object equals the target's memory", "\n".join(bad))
+
+    m = t.reg["memfd"]
+    data, e1 = extract(base, m, tmp)
+    alt = dict(m, path=m["path"].replace(" (deleted)", ""))
+    data2, e2 = extract(base, alt, tmp)
+    crcs = ["%08x" % zlib.crc32(data[i * PS:(i + 1) * PS]) for i in range(m["size"] // PS)] \
+        if data else []
+    want = [ZERO_CRC if d[m["a"] + i * PS][1] == "hole" else d[m["a"] + i * PS][1]
+            for i in range(m["size"] // PS)]
+    t_ok(data is not None and crcs == want and data2 == data,
+         "extract --object of the memfd (with or without \" (deleted)\") equals its content",
+         "%s %s" % (e1, e2))
+
+    prev = base
+    for layer in (1, 2, 3):
+        written = [int(a, 16) for a in t.cmd("write %d 64" % (100 + layer))["written"]]
+        path = os.path.join(tmp, "chain-%d.img" % layer)
+        rc, rep, err = snap(t, path, "--parent", prev)
+        t_ok(rc == 0 and rep and set(rep.get("deltas", [])) <= {"tracked", "compared"} and
+             rep.get("deltas") and rep.get("pages_unchanged", 0) > 0,
+             "layer %d (--parent): exit 0, a delta, unchanged pages" % layer,
+             "rc %d err %s\nreport %s" % (rc, err.strip(), rep))
+        if rc != 0:
+            skip_rest("layer %d failed" % layer)
+            return
+        rc, out, err = run("image", "verify", path)
+        t_ok(rc == 0, "layer %d: image verify" % layer, err)
+        rc, out, err = run("image", "verify", path, t.pid, timeout=600)
+        t_ok(rc == 0, "layer %d: image verify FILE PID" % layer, out[-1000:] + err)
+        rc, out, err = run("image", "diff", "--json", prev, path)
+        try:
+            doc = json.loads(out)
+            runs = sorted((int(c["start"], 16), int(c["end"], 16)) for c in doc["changed"])
+        except (ValueError, KeyError, TypeError):
+            doc, runs = {}, []
+        missing = [hex(a) for a in written if not covered(runs, a)]
+        listed = sum((e - s) // PS for s, e in runs)
+        fp = listed - (len(written) - len(missing))
+        t_ok(rc == 0 and not missing and doc.get("pages_changed") == listed,
+             "layer %d: diff lists every written page (%d)" % (layer, len(written)),
+             "rc %d missing %d: %s\npages_changed %s, runs %d pages %s" % (
+                 rc, len(missing), missing[:8], doc.get("pages_changed"), listed, err.strip()))
+        diag("layer %d: diff: %d pages written, %d listed, %d false positives" % (
+            layer, len(written), listed, fp))
+        d = t.dump()
+        bad = image_vs_dump(path, t, d, tmp)
+        t_ok(not bad, "layer %d: extract of every area equals the target's memory" % layer,
+             "\n".join(bad))
+        prev = path
+
+    doc = show(prev) or {}
+    chain = doc.get("chain", [])
+    t_ok(len(chain) == 4 and "has_parent" in doc.get("flags", []) and
+         os.path.basename(str(doc.get("parent"))) == "chain-2.img",
+         "image show of layer 3: a chain of 4, parent layer 2",
+         "chain %s flags %s parent %s" % (chain, doc.get("flags"), doc.get("parent")))
+
+    # verify FILE PID can fail: pages written after the snapshot are listed
+    written = [int(a, 16) for a in t.cmd("write 200 16")["written"]]
+    rc, out, err = run("image", "verify", prev, t.pid, timeout=600)
+    runs = []
+    for line in (out + err).splitlines():
+        m = re.match(r"^(0x[0-9a-f]+)-(0x[0-9a-f]+) differs$", line.strip())
+        if m:
+            runs.append((int(m.group(1), 16), int(m.group(2), 16)))
+    runs.sort()
+    missing = [hex(a) for a in written if not covered(runs, a)]
+    t_ok(rc == 1 and runs and not missing,
+         "image verify FILE PID after %d more writes: exit 1, every written page listed"
+         % len(written), "rc %d, %d runs, missing %s\n%s" % (rc, len(runs), missing[:8],
+                                                             (out + err)[-800:]))
+
+    core = os.path.join(tmp, "chain.core")
+    rc, out, err = run("image", "core", prev, "-o", core)
+    magic = open(core, "rb").read(4) if os.path.exists(core) else b""
+    t_ok(rc == 0 and magic == b"\x7fELF", "image core of layer 3: an ELF file", err)
+    if os.path.exists(core):
+        os.unlink(core)
+
+
+# ---------------------------------------------------------------- corrupt
+def no_crash(args):
+    """(fine, detail): exit 1 with one line on stderr, no signal."""
+    rc, out, err = run(*args, timeout=120)
+    return rc == 1 and one_line(err), "rc %d stderr %r" % (rc, err[:300])
+
+
+def sec_corrupt(exe, tmp):
+    t = Target(exe, tmp)
+    u = Target(exe, tmp)
+    try:
+        corrupt_body(t, u, tmp)
+    finally:
+        t.quit()
+        u.quit()
+
+
+def corrupt_body(t, u, tmp):
+    base = os.path.join(tmp, "c-0.img")
+    l1 = os.path.join(tmp, "c-1.img")
+    l2 = os.path.join(tmp, "c-2.img")
+    other = os.path.join(tmp, "c-other.img")
+    rcs = [snap(t, base)[0]]
+    t.cmd("write 1 32")
+    rcs.append(snap(t, l1, "--parent", base)[0])
+    t.cmd("write 2 32")
+    rcs.append(snap(t, l2, "--parent", l1)[0])
+    rcs.append(snap(u, other)[0])
+    if rcs != [0, 0, 0, 0]:
+        diag("snapshots for the corruption tests: exit %s" % rcs)
+        skip_rest("the snapshots to corrupt failed")
+        return
+    bad_file = os.path.join(tmp, "c-bad.img")
+    size = os.path.getsize(l1)
+    blob = open(l1, "rb").read()
+    offs = sorted({0, 1, 4, 8, 16, 31, 32, 63, 64, 100, 127, 128, 255, 256, 511, 512, 4095,
+                   4096, size // 2, size - 4096, size - 64, size - 32, size - 16, size - 8,
+                   size - 1} | {size * i // 23 for i in range(1, 23)})
+    offs = [o for o in offs if 0 <= o < size]
+    fails = []
+    for o in offs:
+        with open(bad_file, "wb") as f:
+            f.write(blob[:o])
+        for cmd in (("image", "verify", bad_file), ("image", "show", "--json", bad_file)):
+            fine, why = no_crash(cmd)
+            if not fine:
+                fails.append("%s at %d: %s" % (cmd[1], o, why))
+    t_ok(not fails, "truncated at %d offsets: verify and show exit 1, one line" % len(offs),
+         "\n".join(fails))
+
+    fails = []
+    step = max(1, size // 61)
+    for n, o in enumerate(range(3, size, step)):
+        b = bytearray(blob)
+        b[o] ^= 1 << (n % 8)
+        with open(bad_file, "wb") as f:
+            f.write(b)
+        fine, why = no_crash(("image", "verify", bad_file))
+        if not fine:
+            fails.append("bit %d of byte %d: %s" % (n % 8, o, why))
+    t_ok(not fails, "bit flips at %d offsets: verify exits 1, one line" % len(range(3, size, step)),
+         "\n".join(fails))
+    os.unlink(bad_file)
+
+    f = os.path.join(tmp, "c-np.img")
+    rc, out, err = run("snapshot", t.pid, "-o", f, "--parent", os.path.join(tmp, "none.img"))
+    t_ok(rc == 1 and one_line(err) and not os.path.exists(f),
+         "snapshot --parent MISSING: exit 1, one line, no file", "rc %d %r" % (rc, err))
+
+    moved = l1 + ".moved"
+    os.rename(l1, moved)
+    fine, why = no_crash(("image", "verify", l2))
+    os.rename(moved, l1)
+    t_ok(fine, "verify of a layer whose parent is missing: exit 1, one line", why)
+
+    saved = l1 + ".saved"
+    os.rename(l1, saved)
+    shutil.copyfile(other, l1)
+    fine, why = no_crash(("image", "verify", l2))
+    os.unlink(l1)
+    os.rename(saved, l1)
+    t_ok(fine, "verify of a layer whose parent was replaced by another image: exit 1, one line",
+         why)
+    rc, out, err = run("snapshot", t.pid, "-o", f, "--parent", other)
+    t_ok(rc == 1 and one_line(err) and not os.path.exists(f),
+         "snapshot --parent (another process's image): exit 1, one line, no file",
+         "rc %d %r" % (rc, err))
+
+    before = open(base, "rb").read()
+    rc, out, err = run("snapshot", t.pid, "-o", base)
+    same = open(base, "rb").read() == before
+    rc2, out2, err2 = run("snapshot", t.pid, "-o", base, "--force")
+    rc3 = run("image", "verify", base)[0]
+    t_ok(rc == 1 and one_line(err) and same and rc2 == 0 and rc3 == 0,
+         "existing FILE: exit 1 and unchanged without --force, replaced with --force",
+         "rc %d %r same %s; --force rc %d %r; verify %d" % (rc, err, same, rc2, err2, rc3))
+
+
+# ---------------------------------------------------------------- live
+def sec_live(exe, tmp):
+    t = Target(exe, tmp, "--live-pages", "16384")	# 64 MiB
+    try:
+        live_body(t, tmp)
+    finally:
+        t.quit()
+
+
+def live_body(t, tmp):
+    lv = t.reg["live"]
+    npages = lv["size"] // PS
+    # populate the live region: every page written (bounded)
+    t.cmd("live 2000")
+    t_end = time.time() + 60
+    while t.cmd("progress")["k"] < 6 * npages and time.time() < t_end:
+        time.sleep(0.05)
+    t.cmd("stop")
+    f = os.path.join(tmp, "rate.img")
+    rc, rep, err = snap(t, f)
+    rate = rep["bytes_copied"] / max(rep["duration_ms"], 1) * 1000 if rc == 0 and rep else 0
+    t_ok(rc == 0 and rate > 0, "frozen snapshot measures the copy rate: %.0f MB/s" % (rate / 1e6),
+         "rc %d %s report %s" % (rc, err.strip(), rep))
+    if os.path.exists(f):
+        os.unlink(f)
+    if not rate:
+        skip_rest("no copy rate")
+        return
+    for pct in (10, 50):
+        mbps = max(1.0, rate * pct / 100 / 1e6)
+        f = os.path.join(tmp, "live-%d.img" % pct)
+        t.cmd("live %.1f" % mbps)
+        k0 = t.cmd("progress")["k"]
+        t_end = time.time() + 10
+        while t.cmd("progress")["k"] < k0 + 500 and time.time() < t_end:
+            time.sleep(0.01)
+        rc, rep, err = snap(t, f, "--live", "--max-rounds", "10")
+        k_after = t.cmd("progress")["k"]
+        t.cmd("stop")
+        flags = (show(f) or {}).get("flags", []) if rc == 0 else []
+        layers = [x for x in os.listdir(tmp) if x.startswith("live-%d.img.live-" % pct)]
+        t_ok(rc == 0 and rep and isinstance(rep.get("pause_ms"), (int, float)) and
+             rep.get("rounds", 0) >= 1 and layers and "frozen" in flags and
+             rep.get("layers") == len(layers) + 1,
+             "--live at %d%% (%.0f MB/s): exit 0, rounds, layers, pause %s ms" % (
+                 pct, mbps, rep.get("pause_ms") if rep else None),
+             "rc %d %s\nreport %s\nlayers %s flags %s" % (rc, err.strip(), rep, layers, flags))
+        if rc != 0:
+            t_skip("--live at %d%%: image at the freeze" % pct, "the snapshot failed")
+            t_skip("--live at %d%%: verify" % pct, "the snapshot failed")
+            continue
+        diag("--live %d%%: pause %s ms, rounds %s, bytes_copied %s, layers %s" % (
+            pct, rep.get("pause_ms"), rep.get("rounds"), rep.get("bytes_copied"),
+            rep.get("layers")))
+        data, e = extract(f, lv, tmp)
+        if data is None:
+            t_ok(False, "--live at %d%%: image equals the memory at the freeze" % pct, e)
+        else:
+            K, bad = live_check(data, npages)
+            t_ok(not bad and k0 <= K <= k_after,
+                 "--live at %d%%: image equals the memory after exactly K=%d writes" % (pct, K),
+                 "K %d, writes %d..%d\n%s" % (K, k0, k_after, "\n".join(bad[:15])))
+        rc, out, err = run("image", "verify", f)
+        t_ok(rc == 0, "--live at %d%%: image verify (the chain of live layers)" % pct, err)
+
+
+# ---------------------------------------------------------------- swap
+def sec_swap(exe, tmp, swap):
+    if not swap.ok:
+        skip_rest(swap.why)
+        return
+    mb = big_mb()
+    t = Target(exe, tmp, "--big", str(mb), "--live-pages", "1")
+    try:
+        swap_body(t, tmp)
+    finally:
+        t.quit()
+
+
+def big_mb():
+    """PT_TEST_SNAP_MB, or less when memory is short."""
+    mb = SNAP_MB
+    try:
+        with open("/proc/meminfo") as f:
+            avail = int([x for x in f if x.startswith("MemAvailable")][0].split()[1]) // 1024
+    except (OSError, IndexError):
+        avail = 0
+    if avail and mb * 3 > avail:
+        mb = max(64, avail // 3)
+        diag("big region: %d MiB (PT_TEST_SNAP_MB %d, %d MiB available)" % (mb, SNAP_MB, avail))
+    return mb
+
+
+def swap_body(t, tmp):
+    shm = t.reg["bigshm"]["a"]
+    t.cmd("pageout")
+    s0, o0 = t.status(), smaps_swap(t.pid, shm)
+    f = os.path.join(tmp, "swap.img")
+    rc, rep, err = snap(t, f)
+    s1, o1 = t.status(), smaps_swap(t.pid, shm)
+    diag("swap: before VmSwap %s RssAnon %s RssShmem %s, shared object swap %d kB; after "
+         "%s %s %s, %d kB" % (s0["VmSwap"], s0["RssAnon"], s0["RssShmem"], o0, s1["VmSwap"],
+                              s1["RssAnon"], s1["RssShmem"], o1))
+    if rc != 0:
+        t_ok(False, "snapshot of the half-swapped target", "rc %d %s" % (rc, err))
+        skip_rest("the snapshot failed")
+        return
+    t_ok(kb(s0, "VmSwap") > 0 and within(kb(s0, "VmSwap"), kb(s1, "VmSwap")),
+         "VmSwap after a snapshot within 2% of before")
+    t_ok(within(kb(s0, "RssAnon"), kb(s1, "RssAnon")) and
+         within(kb(s0, "RssShmem"), kb(s1, "RssShmem")) and o0 > 0 and within(o0, o1),
+         "RssAnon, RssShmem and the shared object's swap (smaps) within 2% of before")
+    t_ok(rep.get("pages_swapped_in", 0) > 0 and 0 < rep.get("pages_evicted", 0) <=
+         rep.get("pages_swapped_in", 0), "the report counts pages swapped in and evicted",
+         "%s" % rep)
+    os.unlink(f)
+
+    t.cmd("pageout")	# whatever the first snapshot left resident
+    s0, o0 = t.status(), smaps_swap(t.pid, shm)
+    rc, rep, err = snap(t, f, "--no-evict")
+    s1, o1 = t.status(), smaps_swap(t.pid, shm)
+    grew = (kb(s0, "VmSwap") - kb(s1, "VmSwap") + o0 - o1) // (PS // 1024)
+    diag("--no-evict: VmSwap %s -> %s, shared object swap %d -> %d kB" % (
+        s0["VmSwap"], s1["VmSwap"], o0, o1))
+    t_ok(rc == 0 and rep.get("pages_evicted") == 0 and grew > 0 and
+         rep.get("pages_swapped_in", 0) >= grew * 0.98,
+         "--no-evict: pages_evicted 0, pages_swapped_in covers the growth (%d pages)" % grew,
+         "rc %d %s report %s" % (rc, err.strip(), rep))
+    if os.path.exists(f):
+        os.unlink(f)
+
+
+# ---------------------------------------------------------------- kill
+def sec_kill(exe, tmp):
+    t = Target(exe, tmp, "--big", str(big_mb()), "--live-pages", "1")
+    try:
+        kill_body(t, tmp)
+    finally:
+        t.quit()
+
+
+def kill_body(t, tmp):
+    f = os.path.join(tmp, "kill.img")
+    before = set(os.listdir(tmp))
+    p = subprocess.Popen([PT, "snapshot", str(t.pid), "-o", f], env=env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught = False
+    t_end = time.time() + 120
+    while p.poll() is None and time.time() < t_end:
+        try:
+            if int(t.status().get("TracerPid", "0")) == p.pid:
+                caught = True
+                break
+        except (OSError, ValueError):
+            break
+        time.sleep(0.0005)
+    if caught:
+        p.send_signal(signal.SIGKILL)
+    elif p.poll() is None:
+        p.kill()
+    rc = p.wait()
+    if not caught:
+        diag("kill: pagetrack exit %s before the freeze was seen" % rc)
+        skip_rest("the snapshot ended before the target was seen frozen")
+        return
+    t_ok(rc == -signal.SIGKILL, "pagetrack SIGKILLed while the target is traced")
+    states = []
+    for tid in os.listdir("/proc/%d/task" % t.pid):
+        with open("/proc/%d/task/%s/stat" % (t.pid, tid)) as st:
+            states.append(st.read().rsplit(")", 1)[1].split()[0])
+    t_ok(t.answers(10) and "t" not in states and "T" not in states,
+         "the target runs on (answers, no thread stopped)", "states %s" % states)
+    left = set(os.listdir(tmp)) - before
+    t_ok(not os.path.exists(f), "no FILE left", "left: %s" % sorted(left))
+    if left:
+        diag("kill: left in the directory: %s" % sorted(left))
+        for x in left:
+            if x.startswith("kill.img"):
+                os.unlink(os.path.join(tmp, x))
+
+
+# ---------------------------------------------------------------- main
+def main():
+    global PT
+    if len(sys.argv) != 2:
+        skip_all("usage: test_snapshot.py BUILD_DIR")
+    build = os.path.abspath(sys.argv[1])
+    exe = os.path.join(build, "tests", "snaptarget")
+    PT = os.path.join(build, "tools", "pagetrack")
+    if not os.access(exe, os.X_OK):
+        skip_all("%s not built" % exe)
+    if os.geteuid() != 0:
+        skip_all("needs root (ptrace of the target, map_files, zram swap)")
+    have_pt = os.access(PT, os.X_OK)
+    cli = have_pt and subprocess.run([PT, "snapshot", "--help"], capture_output=True,
+                                     timeout=30).returncode == 0
+    plan(sum(n for _, n in SECTIONS))
+    tmp = tempfile.mkdtemp(prefix="pt-snaptest-")
+    swap = Swap(exe)
+    try:
+        for name, n in SECTIONS:
+            with Section(name, n):
+                if over_budget():
+                    skip_rest("time budget (PT_TEST_TIMEOUT %d s) exhausted" % BUDGET)
+                elif name == "target":
+                    sec_target(exe, tmp, swap)
+                elif not cli:
+                    skip_rest(NOT_BUILT)
+                elif name == "usage":
+                    sec_usage(tmp)
+                elif name == "chain":
+                    sec_chain(exe, tmp, swap)
+                elif name == "corrupt":
+                    sec_corrupt(exe, tmp)
+                elif name == "live":
+                    sec_live(exe, tmp)
+                elif name == "swap":
+                    sec_swap(exe, tmp, swap)
+                elif name == "kill":
+                    sec_kill(exe, tmp)
+    finally:
+        swap.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    done()
+
+
+if __name__ == "__main__":
+    main()
