@@ -238,9 +238,9 @@ static uint64_t file_size(const char *p)
 static void unlink_live(const char *path)
 {
 	for (int i = 0; i < 64; i++) {
-		char p[512];
+		char p[600];
 
-		snprintf(p, sizeof(p), "%s.live-%d", path, i);
+		snprintf(p, sizeof(p), "%.512s.live-%d", path, i);
 		unlink(p);
 	}
 }

@@ -7,10 +7,12 @@
 # bench_track options go in PT_BENCH_TRACK_ARGS (-n REPS -s SIZE_MiB -w WRITER_MiB
 # -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
 # (-c CAP_S -x areas|threads), bench_copy's in PT_BENCH_COPY_ARGS (-n REPS -s SIZE_MiB).
+# bench_snapshot's in PT_BENCH_SNAPSHOT_ARGS (-s SIZE_MiB -w WORKSET_MiB -r MB/s -d DIR
+# -x raw|frozen|chain|live|gcore).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track bench_scale bench_copy; do
+for b in bench_scan bench_track bench_scale bench_copy bench_snapshot; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -28,4 +30,6 @@ rc=0
 "$build/bench/bench_scale" ${PT_BENCH_SCALE_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_copy" ${PT_BENCH_COPY_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_snapshot" ${PT_BENCH_SNAPSHOT_ARGS:-} || rc=$?
 exit $rc
