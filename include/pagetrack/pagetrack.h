@@ -431,12 +431,23 @@ enum pt_track_backend {
 						   pages (it counts them): do not wait, after
 						   a round, for system calls in flight whose
 						   DMA may still land (uffd; doc/tracking.md) */
+#define PT_TRACK_HOT		(1u << 2)	/* hot-page skipping (doc/tracking.md, "Hot
+						   pages"): pages written round after round
+						   are left writable and reported every round
+						   with PT_DIRTY_HOT (uffd; other backends
+						   accept the flag and track as usual) */
 
 struct pt_tracker_opts {
 	size_t sz;			/* sizeof(struct pt_tracker_opts) */
 	enum pt_track_backend backend;
 	uint32_t flags;			/* PT_TRACK_* */
 	uint64_t start, end;		/* track only [start, end); 0, 0: everything */
+	/* PT_TRACK_HOT: a page written in each of the last hot_rounds rounds
+	   becomes hot; 0: adaptive (from 2).  Ignored without PT_TRACK_HOT. */
+	uint32_t hot_rounds;
+	/* rounds a hot page stays writable before it is re-armed and checked;
+	   0: adaptive (from 4, grows while re-armed pages turn hot again) */
+	uint32_t hot_lease;
 };
 
 /* Flags of a dirty region. */
@@ -455,6 +466,16 @@ struct pt_tracker_opts {
  * this flag; a page that holds data never carries it.
  */
 #define PT_DIRTY_HOLE		(1u << 3)
+/*
+ * A hot page (PT_TRACK_HOT): left writable, so every write to it is free
+ * for the target; it is reported by this collect (it may have been
+ * written) and is reported again by the next one (with this flag while
+ * it stays hot; without it in the round that re-arms it; as zeroed if it
+ * was dropped; not at all only when its area was unmapped).  A pre-copy
+ * copier may skip it until its final round and send it then, once
+ * (doc/tracking.md, "Hot pages").  Never together with PT_DIRTY_NEW.
+ */
+#define PT_DIRTY_HOT		(1u << 4)
 
 struct pt_dirty {
 	uint64_t start, end;	/* [start, end), page aligned */
@@ -585,6 +606,13 @@ struct pt_tracker_stats {
 	uint64_t self_cpu_ns;		/* the calling process's own CPU time in it
 					   (CLOCK_PROCESS_CPUTIME_ID: pagetrack's and
 					   whatever else the caller ran) */
+	/* Hot-page skipping (PT_TRACK_HOT; all 0 without it) */
+	uint64_t pages_hot;		/* of pages_dirty in the last round: PT_DIRTY_HOT
+					   (left writable: no fault, maybe not written) */
+	uint64_t pages_rearmed;		/* hot pages re-armed by the last round (reported
+					   without PT_DIRTY_HOT) */
+	uint64_t hot_rounds;		/* K in use: rounds in a row that make a page hot */
+	uint64_t hot_lease;		/* rounds a hot page stays writable before re-arming */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);
