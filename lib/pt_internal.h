@@ -73,6 +73,9 @@ _Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, h
 	       offsetof(struct pt_tracker_opts, backend) == sizeof(size_t) &&
 	       offsetof(struct pt_tracker_opts, start) == sizeof(size_t) + 8,
 	       "pt_tracker_opts has padding");
+_Static_assert(sizeof(struct pt_sampler_opts) == PT__OPTS_END(pt_sampler_opts, end) &&
+	       offsetof(struct pt_sampler_opts, pages_per_gib) == sizeof(size_t),
+	       "pt_sampler_opts has padding");
 _Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hot_lease) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");

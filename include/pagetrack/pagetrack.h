@@ -682,6 +682,67 @@ PT_API int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt
 PT_API const char *pt_area_reason_name(enum pt_area_reason r);
 
 /* ------------------------------------------------------------------ */
+/* Sampling: estimates of pages written, never for copying              */
+/*   (doc/tracking.md, "Sampling")                                      */
+
+/*
+ * A sampler watches a random, stratified sample of the target's data
+ * pages (pages present or swapped, per memory area) by content hash and
+ * estimates how many pages each area wrote in an interval, with a 95%
+ * interval.  It costs the target nothing (it is never stopped nor
+ * write-protected: the sampled pages are read with process_vm_readv);
+ * its cost is pagetrack's (about 2 x sample pages read and hashed per
+ * collect, plus a page-table scan of the tracked range).  It is a type
+ * apart from struct pt_tracker on purpose: it reports no page, so
+ * nothing that copies memory can be handed one.
+ */
+struct pt_sampler_opts {
+	size_t sz;			/* sizeof(struct pt_sampler_opts) */
+	uint32_t pages_per_gib;		/* sample size per GiB of data pages; 0: auto
+					   (512, as QEMU's calc-dirty-rate) */
+	uint32_t min_per_area;		/* at least this many per area (all of a smaller
+					   one); 0: 32 */
+	uint64_t seed;			/* of the random draws; 0: from the clock */
+	uint64_t start, end;		/* only [start, end); 0, 0: everything */
+};
+
+/*
+ * An estimate, for one area or for the total (.start = .end = 0).  The
+ * population is the pages holding data when the interval began (a page
+ * that gained data during it is not counted); "written" is "its content
+ * changed" (a rewrite of the same bytes is not seen; a sampled page that
+ * could not be read again, unmapped, counts as not written).
+ */
+struct pt_sample_estimate {
+	uint64_t start, end;		/* the area; 0, 0 for the total */
+	uint64_t pages;			/* data pages at the start of the interval */
+	uint64_t sampled;		/* of which in the sample (all: exact) */
+	uint64_t sampled_written;	/* of the sample, found written */
+	uint64_t est;			/* estimated pages written */
+	uint64_t lo, hi;		/* 95% interval of it (lo <= est <= hi) */
+};
+
+struct pt_sampler;
+
+/*
+ * Draw the first sample of @pid (0 = the caller) and read it.  NULL with
+ * errno: ESRCH, EPERM/EACCES (needs ptrace access, as process_vm_readv),
+ * EINVAL (bad @opts), ENOMEM.  Reads /proc/PID/maps, pagemap and the
+ * sampled pages; no stop, no helper process.
+ */
+PT_API struct pt_sampler *pt_sampler_create(pid_t pid, const struct pt_sampler_opts *opts);
+/*
+ * Close the interval: read the sample again, estimate, then draw and
+ * read a new sample for the next interval.  Fills *@total and the first
+ * @cap entries of @areas (in address order; areas without data pages
+ * are left out) and returns how many areas there were (may exceed @cap),
+ * or -errno (-ESRCH: target gone, -EINVAL, -ENOMEM).
+ */
+PT_API int pt_sampler_collect(struct pt_sampler *s, struct pt_sample_estimate *total,
+			      struct pt_sample_estimate *areas, size_t cap);
+PT_API void pt_sampler_free(struct pt_sampler *s);
+
+/* ------------------------------------------------------------------ */
 /* Copying memory out (lib/copy/, doc/api.md "Copying")                 */
 
 /* What a page of a copy (or of an image) is. Values frozen by doc/image-format.md. */
