@@ -6,11 +6,12 @@
 # Usage: bench/run.sh BUILD_DIR [bench_scan options: -n REPS -s SIZE_MiB -x scan|shared]
 # bench_track options go in PT_BENCH_TRACK_ARGS (-n REPS -s SIZE_MiB -w WRITER_MiB
 # -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
-# (-c CAP_S -x areas|threads).
+# (-c CAP_S -x areas|threads), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
+# -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track bench_scale; do
+for b in bench_scan bench_track bench_scale bench_modes; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -26,4 +27,6 @@ rc=0
 "$build/bench/bench_track" ${PT_BENCH_TRACK_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_scale" ${PT_BENCH_SCALE_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_modes" ${PT_BENCH_MODES_ARGS:-} || rc=$?
 exit $rc

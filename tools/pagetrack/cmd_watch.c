@@ -717,6 +717,10 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "target_minflt", w->st.target_minflt);
 	json_uint(j, "target_cpu_ns", w->st.target_cpu_ns);
 	json_uint(j, "self_cpu_ns", w->st.self_cpu_ns);
+	json_uint(j, "pages_hot", w->st.pages_hot);
+	json_uint(j, "pages_rearmed", w->st.pages_rearmed);
+	json_uint(j, "hot_rounds", w->st.hot_rounds);
+	json_uint(j, "hot_lease", w->st.hot_lease);
 	json_str(j, "auto_uffd_error", w->st.auto_uffd_err ? errno_name(w->st.auto_uffd_err) : NULL);
 	json_str(j, "auto_softdirty_error",
 		 w->st.auto_softdirty_err ? errno_name(w->st.auto_softdirty_err) : NULL);
@@ -956,9 +960,15 @@ static void emit_plain(struct watch *w, double t, double dt)
 	else if (w->f_hot)
 		printf("      hot: %s of it left writable (no fault; maybe unwritten)\n",
 		       fmt_size(w->f_hot * ps, b1, sizeof(b1)));
-	if (w->o.max_overhead >= 0)
-		printf("      budget: %s%s, %s\n", w->budget_changed ? "now " : "",
-		       mode_ids[w->budget_next], w->budget_why);
+	if (w->o.max_overhead >= 0) {	/* the reason on a line of its own when too long */
+		int n = snprintf(b1, sizeof(b1), "%s%s", w->budget_changed ? "now " : "",
+				 mode_ids[w->budget_next]);
+
+		if (14 + n + 2 + strlen(w->budget_why) <= 80)
+			printf("      budget: %s, %s\n", b1, w->budget_why);
+		else
+			printf("      budget: %s:\n        %s\n", b1, w->budget_why);
+	}
 	if (w->mode != MODE_SAMPLE)
 		say_fallbacks(w);
 	for (size_t i = 0; i < w->ntop; i++) {
