@@ -8,11 +8,12 @@
 # -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
 # (-c CAP_S -x areas|threads), bench_copy's in PT_BENCH_COPY_ARGS (-n REPS -s SIZE_MiB).
 # bench_snapshot's in PT_BENCH_SNAPSHOT_ARGS (-s SIZE_MiB -w WORKSET_MiB -r MB/s -d DIR
-# -x raw|frozen|chain|live|gcore).
+# -x raw|frozen|chain|live|gcore), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
+# -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track bench_scale bench_copy bench_snapshot; do
+for b in bench_scan bench_track bench_scale bench_copy bench_snapshot bench_modes; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -32,4 +33,6 @@ rc=0
 "$build/bench/bench_copy" ${PT_BENCH_COPY_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_snapshot" ${PT_BENCH_SNAPSHOT_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_modes" ${PT_BENCH_MODES_ARGS:-} || rc=$?
 exit $rc

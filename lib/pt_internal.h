@@ -69,11 +69,14 @@ _Static_assert(sizeof(struct pt_target_opts) == PT__OPTS_END(pt_target_opts, res
 _Static_assert(sizeof(struct pt_scan_opts) == PT__OPTS_END(pt_scan_opts, reserved) &&
 	       offsetof(struct pt_scan_opts, flags) == sizeof(size_t),
 	       "pt_scan_opts has padding");
-_Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, end) &&
+_Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, hot_lease) &&
 	       offsetof(struct pt_tracker_opts, backend) == sizeof(size_t) &&
 	       offsetof(struct pt_tracker_opts, start) == sizeof(size_t) + 8,
 	       "pt_tracker_opts has padding");
-_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, self_cpu_ns) &&
+_Static_assert(sizeof(struct pt_sampler_opts) == PT__OPTS_END(pt_sampler_opts, end) &&
+	       offsetof(struct pt_sampler_opts, pages_per_gib) == sizeof(size_t),
+	       "pt_sampler_opts has padding");
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hot_lease) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
 

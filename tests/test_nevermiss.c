@@ -68,6 +68,9 @@ static int cmp_dirty(const void *x, const void *y)
 	return a->start < b->start ? -1 : a->start > b->start;
 }
 
+/* PT_TRACK_HOT modes: pages reported hot and re-armed, over all rounds */
+static uint64_t hot_seen, rearmed_seen;
+
 /* One whole round into @v (sorted); 0 or -errno. */
 static int collect_round(struct pt_tracker *tr, struct dvec *v)
 {
@@ -92,6 +95,8 @@ static int collect_round(struct pt_tracker *tr, struct dvec *v)
 		v->n += (size_t)n;
 	}
 	qsort(v->d, v->n, sizeof(*v->d), cmp_dirty);
+	hot_seen += tr->st.pages_hot;
+	rearmed_seen += tr->st.pages_rearmed;
 	return 0;
 }
 
@@ -1218,10 +1223,18 @@ static void find_odirect_dir(void)
 
 int main(void)
 {
+	/*
+	 * The backends, then uffd again with hot-page skipping (PT_TRACK_HOT,
+	 * adaptive K and lease, a writer that keeps a hot set): the only
+	 * backend that leaves pages writable.  Soft-dirty and hash accept
+	 * the flag and track as usual, which their own modes cover.
+	 */
 	static const enum pt_track_backend bks[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY,
-						     PT_TRACK_HASH };
-	const char *why[3] = { NULL, NULL, NULL };
-	bool usable[3];
+						     PT_TRACK_HASH, PT_TRACK_UFFD };
+	static const char *const names[] = { "uffd", "softdirty", "hash", "uffd+hot" };
+#define NMODES (sizeof(bks) / sizeof(bks[0]))
+	const char *why[NMODES] = { NULL };
+	bool usable[NMODES];
 	unsigned parts = 0;	/* modes with rounds still to run: they share the time budget */
 	const char *env = getenv("PT_NEVERMISS_ROUNDS");
 	unsigned rounds = env ? (unsigned)strtoul(env, NULL, 10) : 300;
@@ -1236,12 +1249,12 @@ int main(void)
 	if (!odirect_dir[0])
 		tap_diag("no O_DIRECT-capable disk filesystem (/var/tmp is tmpfs or refuses): "
 			 "the o_direct-read op is skipped");
-	tap_plan((int)(sizeof(bks) / sizeof(bks[0])) * N_BACKEND);
+	tap_plan((int)NMODES * N_BACKEND + 1);
 	/* the probes decide; then every tracker creation below must succeed */
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < NMODES; i++) {
 		const char *only = getenv("PT_NEVERMISS_BACKEND");
 
-		if (only && strcmp(only, pt_track_backend_name(bks[i]))) {
+		if (only && strcmp(only, names[i]) && strcmp(only, pt_track_backend_name(bks[i]))) {
 			usable[i] = false;
 			why[i] = "PT_NEVERMISS_BACKEND is set";
 		} else {
@@ -1249,19 +1262,31 @@ int main(void)
 		}
 		parts += usable[i] ? 2 : 0;
 	}
-	for (size_t i = 0; i < sizeof(bks) / sizeof(bks[0]); i++) {
-		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = bks[i] };
-		const char *bk = pt_track_backend_name(bks[i]);
+	for (size_t i = 0; i < NMODES; i++) {
+		bool hot = i == NMODES - 1;
+		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = bks[i],
+					     .flags = hot ? PT_TRACK_HOT : 0 };
+		const char *bk = names[i];
 		uint64_t t0 = now_ms();
 
 		if (!usable[i]) {
-			tap_skip_n(N_BACKEND, why[i], "%s: never misses a write", bk);
+			tap_skip_n(N_BACKEND + hot, why[i], "%s: never misses a write", bk);
 			continue;
 		}
+		if (hot)
+			setenv("PT_WRITER_HOT", "1", 1);
+		hot_seen = rearmed_seen = 0;
 		lockstep(&o, bk, rounds, fx_deadline_ms(parts--));
 		concurrent(&o, bk, rounds + rounds / 2, fx_deadline_ms(parts--));
 		killed(&o, bk, false);
 		killed(&o, bk, true);
+		if (hot) {
+			/* else the mode checked nothing the uffd one did not */
+			tap_ok(hot_seen > 0 && rearmed_seen > 0, "%s: pages were left writable (%" PRIu64
+			       " reports with PT_DIRTY_HOT) and re-armed (%" PRIu64 " pages)", bk,
+			       hot_seen, rearmed_seen);
+			unsetenv("PT_WRITER_HOT");
+		}
 		tap_diag("%s: %.1f s", bk, (double)(now_ms() - t0) / 1000.0);
 	}
 	munmap(ctl, PG);

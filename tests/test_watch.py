@@ -215,7 +215,16 @@ def test_usage(pt):
                        (["1", "--", "true"], "PID and CMD"), (["--"], "empty CMD"),
                        (["--bogus", "1"], "unknown option"),
                        (["--kill-after", "1s", "1"], "--kill-after with a PID"),
-                       (["--kill-after", "x", "--", "true"], "bad --kill-after")):
+                       (["--kill-after", "x", "--", "true"], "bad --kill-after"),
+                       (["--sample", "0", "1"], "--sample 0"),
+                       (["--sample", "x", "1"], "--sample x"),
+                       (["--sample", "auto", "--hot", "1"], "--sample with --hot"),
+                       (["--sample", "auto", "--backend", "uffd", "1"], "--sample with --backend"),
+                       (["--max-overhead", "x", "1"], "--max-overhead x"),
+                       (["--max-overhead", "-1", "1"], "--max-overhead -1"),
+                       (["--max-overhead", "5", "--sample", "auto", "1"],
+                        "--max-overhead with --sample"),
+                       (["--max-cpu", "5", "1"], "--max-cpu without --max-overhead")):
         rc, out, err = run(pt, ["watch"] + args)
         ok(rc == 2 and one_line(err), "%s: exit 2, one line" % what, "rc=%d %r" % (rc, err))
     rc, out, err = run(pt, ["watch", "--json", "--interval", "zz", "1"])
@@ -977,12 +986,95 @@ def test_overhead(pt, validator, uffd_why_not):
        "rc=%d %s\n%s" % (hrc, herr, hout[:1500]))
 
 
+N_MODES = 9      # subtests of test_modes(), skips included
+
+
+def test_modes(pt, validator, uffd_why_not):
+    """--sample (estimates, flagged), --hot (hot pages), --max-overhead (the budget says why)."""
+    w = Workload()
+    try:
+        rc, out, err = watch_json(pt, w, None, 4, ["--sample", "4096"])
+        hrc, hout, herr = run(pt, ["watch", "--interval", "200ms", "--count", "2", "--top", "3",
+                                   "--sample", "auto", str(w.pid)])
+        if uffd_why_not:
+            hot = budget = (0, "", "")
+        else:
+            hot = watch_json(pt, w, "uffd", 6, ["--hot", "--interval", "100ms"])
+            budget = watch_json(pt, w, None, 3, ["--max-overhead", "0"])
+        brc, bout, berr = run(pt, ["watch", "--interval", "200ms", "--count", "2",
+                                   "--max-overhead", "50", str(w.pid)])
+    finally:
+        w.stop()
+    docs = parse_lines(out)
+    iv = [d for d in docs if d and "interval" in d]
+    errs = schema_errors(validator, docs)
+    ok(rc == 0 and len(iv) == 4 and not errs, "--sample --json: exit 0, 4 intervals, schema-valid",
+       "rc=%d %s %s" % (rc, err, errs[:3]))
+
+    def est_ok(d):
+        e = d.get("estimate") or {}
+        return (d.get("mode") == "sample" and d.get("backend") == "sample" and
+                e.get("lo", 1) <= e.get("pages", 0) <= e.get("hi", -1) and
+                d["pages_written"] == e["pages"] and e["sampled"] > 0 and
+                d["overhead"]["target_pct"] == 0 and
+                all(v.get("tracked_by") == "sample" and "estimate" in v for v in d["vmas"]))
+    ok(iv and all(est_ok(d) for d in iv),
+       "--sample: every interval is flagged an estimate (mode, estimate with lo <= pages <= hi, "
+       "per-area estimates), at no overhead to the target", repr(iv[:1])[:1500])
+    # A (64 pages) is rewritten every tick: its estimate's interval must hold 64.
+    cover = [lo <= A_PAGES <= hi for lo, hi in
+             [(v["estimate"]["lo"], v["estimate"]["hi"]) for d in iv for v in d["vmas"]
+              if int(v["start"], 16) == w.a]]
+    ok(len(cover) >= 3 and sum(cover) >= len(cover) - 1,
+       "--sample: the area written whole every tick is estimated with an interval holding its "
+       "%d pages" % A_PAGES, repr(cover))
+    lines = hout.splitlines()
+    est = [ln for ln in lines if ln.startswith("      estimate: ~")]
+    rows = [ln for ln in lines if re.match(r"^ +[0-9]+ +[0-9.]+s +~", ln)]
+    ok(hrc == 0 and len(est) == 2 and len(rows) == 2 and all(len(ln) <= 80 for ln in lines),
+       "--sample human output: written marked ~, an estimate line with its 95% interval",
+       "rc=%d %s\n%s" % (hrc, herr, hout[:1500]))
+    if uffd_why_not:
+        skip_n(4, "--hot / --max-overhead 0: hot pages and the budget's moves", uffd_why_not)
+    else:
+        docs = parse_lines(hot[1])
+        iv = [d for d in docs if d and "interval" in d]
+        errs = schema_errors(validator, docs)
+        ok(hot[0] == 0 and len(iv) == 6 and not errs and all(d["mode"] == "hot" for d in iv),
+           "--hot --json: exit 0, 6 intervals of mode hot, schema-valid",
+           "rc=%d %s %s" % (hot[0], hot[2], errs[:3]))
+        # A is written every tick (every round): hot after K rounds, then counted each interval.
+        ok(any(d["flags"]["hot_pages"] >= A_PAGES // 2 and d["stats"]["pages_hot"] > 0 and
+               vma_pages(d, w.a) == A_PAGES for d in iv[2:]),
+           "--hot: the area written every round turns hot and is still counted whole",
+           repr([(d["flags"]["hot_pages"], d["stats"]["hot_rounds"], vma_pages(d, w.a))
+                 for d in iv]))
+        docs = parse_lines(budget[1])
+        iv = [d for d in docs if d and "interval" in d]
+        errs = schema_errors(validator, docs)
+        b = [d.get("budget") or {} for d in iv]
+        ok(budget[0] == 0 and len(iv) == 3 and not errs and all(x.get("reason") for x in b),
+           "--max-overhead --json: exit 0, schema-valid, a reason every interval",
+           "rc=%d %s %s %r" % (budget[0], budget[2], errs[:3], b))
+        ok(iv and iv[0]["mode"] == "exact" and b[0].get("next_mode") == "hot" and b[0]["changed"]
+           and iv[1]["mode"] == "hot" and b[1].get("next_mode") in ("hash", "sample") and
+           iv[2]["mode"] == b[1]["next_mode"],
+           "--max-overhead 0: a writing target moves exact -> hot -> hash or sample, each "
+           "move with its reason", repr([(d["mode"], x) for d, x in zip(iv, b)]))
+    lines = bout.splitlines()
+    bl = [ln for ln in lines if ln.startswith("      budget: ")]
+    ok(brc == 0 and len(bl) == 2 and all(len(ln) <= 80 for ln in lines) and
+       "budget: target overhead <= 50%" in bout,
+       "--max-overhead human output: a budget line per interval", "rc=%d %s\n%s" % (
+           brc, berr, bout[:1500]))
+
+
 def main():
     pt = pagetrack_binary(__file__)
     # schema, usage, errors, 3 backends, 3 churns, human, sigint, sigkill, target_exit, cmd
     # ... exec, signals during set-up, holes, human honesty, --kill-after, self
     plan(1 + 35 + 3 + 3 * N_BACKEND + 3 * N_CHURN + 2 + 4 + 1 + N_MEET + 1 + 4 + N_EXEC +
-         N_SETUP_SIG + 3 * N_HOLES + 2 + 2 + 1 + N_OVERHEAD)
+         N_SETUP_SIG + 3 * N_HOLES + 2 + 2 + 1 + N_OVERHEAD + 8 + N_MODES)
     validator = schema_validator(SCHEMA, "doc/watch.schema.json")
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -1007,6 +1099,7 @@ def main():
     test_kill_after(pt)
     test_self(pt, validator)
     test_overhead(pt, validator, avail["uffd"])
+    test_modes(pt, validator, avail["uffd"])
     done()
 
 

@@ -71,6 +71,8 @@ struct writer {
 	size_t nbuf;
 	uint64_t flushed_epoch;
 	uint64_t dio_next;	/* next file page for O_DIRECT (see there) */
+	bool hot;		/* PT_WRITER_HOT=1: rewrite a hot set (w_hot) */
+	uint64_t hot_n;
 };
 
 static uint64_t w_epoch(struct writer *w)
@@ -196,6 +198,37 @@ static void w_log_moved(struct writer *w, struct w_area *a, enum op op, uint64_t
 			w_log(w, R_WRITE, op, a->p + i * PG, 1, e1, e2);
 			a->last[i] = e2;
 		}
+	}
+}
+
+/*
+ * PT_WRITER_HOT=1 (for PT_TRACK_HOT): the same HOT_PAGES pages of the base
+ * area rewritten every batch (lockstep) or epoch (concurrent), so they
+ * turn hot; skipped one time in HOT_PAUSE so that some cool down and are
+ * re-armed.  Without w->rng: the op sequence stays the one of PT_SEED.
+ */
+#define HOT_PAGES 24
+#define HOT_PAUSE 9
+static void w_hot(struct writer *w)
+{
+	uint64_t e1 = w_epoch(w);
+
+	if (!w->hot || ++w->hot_n % HOT_PAUSE == 0)
+		return;
+	for (int i = 0; i < w->na; i++) {
+		struct w_area *a = &w->a[i];
+
+		if (a->kind != K_BASE || a->ro)
+			continue;
+		for (size_t k = 0; k < HOT_PAGES && k * 7 < a->pages; k++) {
+			/* a third of them only every other time: streaks of all lengths */
+			if (k % 3 == 2 && (w->hot_n & 1))
+				continue;
+			*(volatile uint64_t *)(a->p + k * 7 * PG + 8 * (w->hot_n % (PG / 8))) = ++w->val;
+			w_log(w, R_WRITE, OP_WRITE, a->p + k * 7 * PG, 1, e1, w_epoch(w));
+			a->last[k * 7] = w_epoch(w);
+		}
+		return;
 	}
 }
 
@@ -484,6 +517,7 @@ void writer_main(int log_fd, int cmd_fd, bool concurrent)
 	w->log_fd = log_fd;
 	w->cmd_fd = cmd_fd;
 	w->concurrent = concurrent;
+	w->hot = getenv("PT_WRITER_HOT") && !strcmp(getenv("PT_WRITER_HOT"), "1");
 	w_setup(w);
 	atomic_store(&ctl->ready, 1);
 	if (concurrent) {
@@ -498,6 +532,7 @@ void writer_main(int log_fd, int cmd_fd, bool concurrent)
 				w_flush(w);
 				last = e;
 				ops = 0;
+				w_hot(w);
 			}
 			if (ops++ >= OPS_PER_EPOCH) {
 				usleep(50);
@@ -515,6 +550,7 @@ void writer_main(int log_fd, int cmd_fd, bool concurrent)
 		if (read(cmd_fd, &b, sizeof(b)) != sizeof(b) || !b)
 			_exit(0);
 		w->batch = b;
+		w_hot(w);
 		for (uint64_t n = 10 + rnd(&w->rng) % 40; n; n--)
 			w_op(w);
 		/* targets for the parent's process_vm_writev */

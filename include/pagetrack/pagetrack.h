@@ -431,12 +431,23 @@ enum pt_track_backend {
 						   pages (it counts them): do not wait, after
 						   a round, for system calls in flight whose
 						   DMA may still land (uffd; doc/tracking.md) */
+#define PT_TRACK_HOT		(1u << 2)	/* hot-page skipping (doc/tracking.md, "Hot
+						   pages"): pages written round after round
+						   are left writable and reported every round
+						   with PT_DIRTY_HOT (uffd; other backends
+						   accept the flag and track as usual) */
 
 struct pt_tracker_opts {
 	size_t sz;			/* sizeof(struct pt_tracker_opts) */
 	enum pt_track_backend backend;
 	uint32_t flags;			/* PT_TRACK_* */
 	uint64_t start, end;		/* track only [start, end); 0, 0: everything */
+	/* PT_TRACK_HOT: a page written in each of the last hot_rounds rounds
+	   becomes hot; 0: adaptive (from 2).  Ignored without PT_TRACK_HOT. */
+	uint32_t hot_rounds;
+	/* rounds a hot page stays writable before it is re-armed and checked;
+	   0: adaptive (from 4, grows while re-armed pages turn hot again) */
+	uint32_t hot_lease;
 };
 
 /* Flags of a dirty region. */
@@ -455,6 +466,16 @@ struct pt_tracker_opts {
  * this flag; a page that holds data never carries it.
  */
 #define PT_DIRTY_HOLE		(1u << 3)
+/*
+ * A hot page (PT_TRACK_HOT): left writable, so every write to it is free
+ * for the target; it is reported by this collect (it may have been
+ * written) and is reported again by the next one (with this flag while
+ * it stays hot; without it in the round that re-arms it; as zeroed if it
+ * was dropped; not at all only when its area was unmapped).  A pre-copy
+ * copier may skip it until its final round and send it then, once
+ * (doc/tracking.md, "Hot pages").  Never together with PT_DIRTY_NEW.
+ */
+#define PT_DIRTY_HOT		(1u << 4)
 
 struct pt_dirty {
 	uint64_t start, end;	/* [start, end), page aligned */
@@ -585,6 +606,13 @@ struct pt_tracker_stats {
 	uint64_t self_cpu_ns;		/* the calling process's own CPU time in it
 					   (CLOCK_PROCESS_CPUTIME_ID: pagetrack's and
 					   whatever else the caller ran) */
+	/* Hot-page skipping (PT_TRACK_HOT; all 0 without it) */
+	uint64_t pages_hot;		/* of pages_dirty in the last round: PT_DIRTY_HOT
+					   (left writable: no fault, maybe not written) */
+	uint64_t pages_rearmed;		/* hot pages re-armed by the last round (reported
+					   without PT_DIRTY_HOT) */
+	uint64_t hot_rounds;		/* K in use: rounds in a row that make a page hot */
+	uint64_t hot_lease;		/* rounds a hot page stays writable before re-arming */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);
@@ -652,6 +680,67 @@ struct pt_track_area {
 PT_API int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt_track_area *info);
 /* "none", "shared", "pinned", "unsupported", "refused" (stable); NULL if unknown. */
 PT_API const char *pt_area_reason_name(enum pt_area_reason r);
+
+/* ------------------------------------------------------------------ */
+/* Sampling: estimates of pages written, never for copying              */
+/*   (doc/tracking.md, "Sampling")                                      */
+
+/*
+ * A sampler watches a random, stratified sample of the target's data
+ * pages (pages present or swapped, per memory area) by content hash and
+ * estimates how many pages each area wrote in an interval, with a 95%
+ * interval.  It costs the target nothing (it is never stopped nor
+ * write-protected: the sampled pages are read with process_vm_readv);
+ * its cost is pagetrack's (about 2 x sample pages read and hashed per
+ * collect, plus a page-table scan of the tracked range).  It is a type
+ * apart from struct pt_tracker on purpose: it reports no page, so
+ * nothing that copies memory can be handed one.
+ */
+struct pt_sampler_opts {
+	size_t sz;			/* sizeof(struct pt_sampler_opts) */
+	uint32_t pages_per_gib;		/* sample size per GiB of data pages; 0: auto
+					   (512, as QEMU's calc-dirty-rate) */
+	uint32_t min_per_area;		/* at least this many per area (all of a smaller
+					   one); 0: 32 */
+	uint64_t seed;			/* of the random draws; 0: from the clock */
+	uint64_t start, end;		/* only [start, end); 0, 0: everything */
+};
+
+/*
+ * An estimate, for one area or for the total (.start = .end = 0).  The
+ * population is the pages holding data when the interval began (a page
+ * that gained data during it is not counted); "written" is "its content
+ * changed" (a rewrite of the same bytes is not seen; a sampled page that
+ * could not be read again, unmapped, counts as not written).
+ */
+struct pt_sample_estimate {
+	uint64_t start, end;		/* the area; 0, 0 for the total */
+	uint64_t pages;			/* data pages at the start of the interval */
+	uint64_t sampled;		/* of which in the sample (all: exact) */
+	uint64_t sampled_written;	/* of the sample, found written */
+	uint64_t est;			/* estimated pages written */
+	uint64_t lo, hi;		/* 95% interval of it (lo <= est <= hi) */
+};
+
+struct pt_sampler;
+
+/*
+ * Draw the first sample of @pid (0 = the caller) and read it.  NULL with
+ * errno: ESRCH, EPERM/EACCES (needs ptrace access, as process_vm_readv),
+ * EINVAL (bad @opts), ENOMEM.  Reads /proc/PID/maps, pagemap and the
+ * sampled pages; no stop, no helper process.
+ */
+PT_API struct pt_sampler *pt_sampler_create(pid_t pid, const struct pt_sampler_opts *opts);
+/*
+ * Close the interval: read the sample again, estimate, then draw and
+ * read a new sample for the next interval.  Fills *@total and the first
+ * @cap entries of @areas (in address order; areas without data pages
+ * are left out) and returns how many areas there were (may exceed @cap),
+ * or -errno (-ESRCH: target gone, -EINVAL, -ENOMEM).
+ */
+PT_API int pt_sampler_collect(struct pt_sampler *s, struct pt_sample_estimate *total,
+			      struct pt_sample_estimate *areas, size_t cap);
+PT_API void pt_sampler_free(struct pt_sampler *s);
 
 /* ------------------------------------------------------------------ */
 /* Copying memory out (lib/copy/, doc/api.md "Copying")                 */

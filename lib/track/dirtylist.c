@@ -49,10 +49,20 @@ void pt__dirty_sort_merge(struct pt_dirtylist *l)
 	for (size_t i = 1; i < l->n; i++) {
 		struct pt_dirty *last = &l->d[w];
 
-		if (l->d[i].start <= last->end) {
+		uint32_t hot = last->flags & l->d[i].flags & PT_DIRTY_HOT;
+
+		/*
+		 * PT_DIRTY_HOT lets a copier skip a page: never spread it to a
+		 * neighbour, and where a hot and a plain report overlap the
+		 * plain one wins.
+		 */
+		if (l->d[i].start == last->end &&
+		    ((last->flags ^ l->d[i].flags) & PT_DIRTY_HOT)) {
+			l->d[++w] = l->d[i];
+		} else if (l->d[i].start <= last->end) {
 			if (l->d[i].end > last->end)
 				last->end = l->d[i].end;
-			last->flags |= l->d[i].flags;
+			last->flags = ((last->flags | l->d[i].flags) & ~PT_DIRTY_HOT) | hot;
 		} else {
 			l->d[++w] = l->d[i];
 		}

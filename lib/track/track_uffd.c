@@ -426,9 +426,12 @@ static int add_pop(struct pt_tracker *tr, const struct page_region *r, void *arg
 }
 
 struct harvest_ctx {
+	struct pt_tracker *tr;
 	struct pt_dirtylist *out;
 	struct pt_dirtylist none;	/* holes: between the regions holding data */
 	uint64_t cur;			/* end of the last region seen */
+	enum pt_hot_kind kind;		/* of the segment being walked (PT_TRACK_HOT) */
+	const struct pt_hotrun *run;	/* its hot run (PT_HOT_KEEP) */
 };
 
 /*
@@ -446,10 +449,44 @@ static int add_data(struct pt_tracker *tr, const struct page_region *r, void *ar
 		return err;
 	c->cur = r->end;
 	if (!(r->categories & PAGE_IS_WRITTEN))
-		return 0;
+		return 0;	/* (in a hot segment: a fresh hot page not written, still protected) */
+	switch (c->kind) {
+	case PT_HOT_KEEP:	/* left writable: reported, kept hot, no barrier needed */
+		if (c->run->fresh)	/* protected until this write: its one fault */
+			tr->st.pages_faulted += (r->end - r->start) >> PT_PAGE_SHIFT;
+		if ((err = pt__hot_keep(tr->hot, r->start, r->end, c->run->n)))
+			return err;
+		return pt__dirty_add(c->out, r->start, r->end, PT_DIRTY_HOT);
+	case PT_HOT_REARM:	/* writable until this walk re-protected it: no fault */
+		u->protected = true;
+		if ((err = pt__hot_rearmed(tr->hot, r->start, r->end)))
+			return err;
+		return pt__dirty_add(c->out, r->start, r->end, 0);
+	case PT_HOT_COLD:
+		break;
+	}
 	u->protected = true;
 	tr->st.pages_faulted += (r->end - r->start) >> PT_PAGE_SHIFT;
+	if (tr->hot && (err = pt__hot_cold_written(tr->hot, r->start, r->end)))
+		return err;
 	return pt__dirty_add(c->out, r->start, r->end, 0);
+}
+
+/*
+ * One segment of a harvest: hot pages whose lease runs are walked
+ * without re-protection (they stay writable), everything else with.
+ */
+static int harvest_segment(uint64_t s, uint64_t e, enum pt_hot_kind kind,
+			   const struct pt_hotrun *run, void *arg)
+{
+	struct harvest_ctx *c = arg;
+	uint64_t flags = PM_SCAN_CHECK_WPASYNC;
+
+	if (kind != PT_HOT_KEEP)
+		flags |= PM_SCAN_WP_MATCHING;
+	c->kind = kind;
+	c->run = run;
+	return scan_pass(c->tr, s, e, flags, 0, 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_data, c);
 }
 
 /* Is the area containing [addr, addr+page) registered for async write-protect? */
@@ -719,7 +756,7 @@ static int uffd_arm(struct pt_tracker *tr, const struct pt_vma *v, uint64_t star
 static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start,
 			uint64_t end, struct pt_dirtylist *out)
 {
-	struct harvest_ctx c = { .out = out, .cur = start };
+	struct harvest_ctx c = { .tr = tr, .out = out, .cur = start };
 	int err;
 
 	(void)v;
@@ -732,9 +769,11 @@ static int uffd_harvest(struct pt_tracker *tr, const struct pt_vma *v, uint64_t 
 	 * page once: with a separate hole pass, a page dropped before the
 	 * round and filled between the passes could be missed by both.
 	 * Holes are not matched, so no PTE marker is installed in them.
+	 * With PT_TRACK_HOT the walk is cut at the hot runs, which are
+	 * walked without re-protection (lib/track/hot.c); still each page
+	 * is seen once, by one walk.
 	 */
-	err = scan_pass(tr, start, end, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, 0, 0,
-			PAGE_IS_PRESENT | PAGE_IS_SWAPPED, add_data, &c);
+	err = pt__hot_segments(tr->hot, start, end, harvest_segment, &c);
 	if (!err && c.cur < end)
 		err = pt__dirty_add(&c.none, c.cur, end, 0);
 	if (!err)

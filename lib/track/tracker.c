@@ -567,6 +567,8 @@ static int run_round(struct pt_tracker *tr, bool first)
 	usage_now(tr, &usage);
 	tr->round.n = tr->holes.n = 0;
 	tr->st.pages_new = tr->st.pages_hashed = tr->st.pages_faulted = 0;
+	if (tr->hot)
+		tr->hot->rearmed_pages = 0;
 	if (!pt__target_mm_alive(tr->t)) {
 		pt__log(PT_LOG_INFO, "pid %d exited or exec'd: its tracked memory is gone",
 			(int)tr->pid);
@@ -650,14 +652,29 @@ static int run_round(struct pt_tracker *tr, bool first)
 	pt__dirty_sort_merge(&tr->round);
 	mark_holes(tr);
 	clip_to_layout(tr);
-	tr->st.pages_dirty = 0;
-	for (size_t i = 0; i < tr->round.n; i++)
-		tr->st.pages_dirty += (tr->round.d[i].end - tr->round.d[i].start) >> PT_PAGE_SHIFT;
+	if (tr->hot && pt__hot_round_end(tr->hot))
+		pt__log(PT_LOG_WARN, "pid %d: out of memory: hot pages are re-armed next round",
+			(int)tr->pid);
+	tr->st.pages_dirty = tr->st.pages_hot = 0;
+	for (size_t i = 0; i < tr->round.n; i++) {
+		uint64_t pages = (tr->round.d[i].end - tr->round.d[i].start) >> PT_PAGE_SHIFT;
+
+		tr->st.pages_dirty += pages;
+		if (tr->round.d[i].flags & PT_DIRTY_HOT)
+			tr->st.pages_hot += pages;
+	}
+	if (tr->hot) {
+		tr->st.pages_rearmed = tr->hot->rearmed_pages;
+		tr->st.hot_rounds = tr->hot->k;
+		tr->st.hot_lease = tr->hot->lease;
+	}
 	if (!first)
 		tr->st.rounds++;
 	usage_round(tr, &usage, first);
 	tr->st.collect_ns = pt__now_ns() - t0;
 out:
+	if (err)	/* what its harvests left writable is re-armed by the next */
+		pt__hot_forget(tr->hot);
 	free(parts.p);
 	free(methods);
 	pt_vmas_free(vmas);
@@ -814,6 +831,20 @@ struct pt_tracker *pt_tracker_create(pid_t pid, const struct pt_tracker_opts *op
 	}
 	if (err)
 		goto fail;
+	/*
+	 * Hot-page skipping needs a backend that can leave chosen pages
+	 * writable: uffd.  Soft-dirty re-arms the whole address space at
+	 * once (clear_refs), and hashing charges the target nothing.
+	 */
+	if ((tr->flags & PT_TRACK_HOT) && tr->backend == PT_TRACK_UFFD) {
+		tr->hot = pt__hot_new(PT_OPTS_GET(opts, hot_rounds, 0), PT_OPTS_GET(opts, hot_lease, 0));
+		if (!tr->hot) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		tr->st.hot_rounds = tr->hot->k;
+		tr->st.hot_lease = tr->hot->lease;
+	}
 	return tr;
 fail:
 	pt_tracker_free(tr);
@@ -830,6 +861,7 @@ int pt_tracker_free(struct pt_tracker *tr)
 	if (tr->ops && tr->ops->fini)
 		err = tr->ops->fini(tr);
 	pt__hashstore_free(tr->hs);
+	pt__hot_free(tr->hot);
 	pt__dirty_free(&tr->round);
 	pt__dirty_free(&tr->pop_prev);
 	pt__dirty_free(&tr->pop_cur);

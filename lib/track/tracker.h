@@ -6,6 +6,7 @@
 #include "pt_internal.h"
 #include "dirtylist.h"
 #include "hashstore.h"
+#include "hot.h"
 #include "pinned.h"
 
 /* How an area is tracked. */
@@ -146,6 +147,7 @@ struct pt_tracker {
 	struct pt_parts *defer;		/* during a round: new parts for arm_batch() */
 
 	struct pt_hashstore *hs;
+	struct pt_hot *hot;		/* PT_TRACK_HOT with a backend that applies it, else NULL */
 	void *priv;			/* backend state */
 	struct pt_tracker_stats st;	/* backends add to st.pages_faulted in harvest() */
 

@@ -57,6 +57,22 @@ struct watch_opts {
 	char **cmd;			/* -- CMD ARGS (NULL-terminated), or NULL */
 	bool kill_after_set;		/* --kill-after given */
 	uint64_t kill_after_ns;
+	bool hot;			/* --hot: hot-page skipping (PT_TRACK_HOT) */
+	bool sample;			/* --sample: estimate with a pt_sampler */
+	uint32_t sample_per_gib;	/* --sample N (0: auto) */
+	double max_overhead;		/* --max-overhead PCT (< 0: no budget) */
+	double max_cpu;			/* --max-cpu PCT (pagetrack's CPU for hashing) */
+};
+
+/*
+ * How the watch counts (doc/cli.md, "Modes and budget"): exactly, with
+ * hot-page skipping, by hashing every page, or by sampling (estimates).
+ * With --max-overhead the budget moves between them each interval.
+ */
+enum wmode { MODE_EXACT = 0, MODE_HOT, MODE_HASH, MODE_SAMPLE };
+
+static const char *const mode_ids[] = {
+	[MODE_EXACT] = "exact", [MODE_HOT] = "hot", [MODE_HASH] = "hash", [MODE_SAMPLE] = "sample",
 };
 
 struct range {
@@ -109,6 +125,7 @@ struct watch {
 	uint64_t cur_pages, wss_pages, unattributed;
 	uint64_t f_new, f_zeroed, f_hashed;	/* written pages with each flag, this interval */
 	uint64_t f_hole;		/* holes of new areas this interval: not written */
+	uint64_t f_hot;			/* written pages reported hot (PT_DIRTY_HOT) */
 	uint64_t total_holes;
 	uint64_t fb_shown;		/* areas_fallback when the hashed areas were last listed */
 	uint64_t t0, prev;		/* CLOCK_MONOTONIC ns: start, previous collect */
@@ -116,6 +133,16 @@ struct watch {
 	struct pt_tracker_stats st;	/* after the last round */
 	bool layout_new;		/* the target exec'd: the next round's areas are new */
 	uint64_t execs;			/* execs followed */
+	enum wmode mode;
+	struct pt_sampler *smp;		/* MODE_SAMPLE, else NULL (then w->tr is NULL) */
+	struct pt_sample_estimate est;	/* MODE_SAMPLE: the total of the last interval */
+	struct pt_sample_estimate *est_areas;	/* per area, w->vmas order */
+	uint64_t smp_mono, smp_cpu;	/* MODE_SAMPLE: clocks at the last collect */
+	/* --max-overhead: what it chose for the next interval, and why */
+	bool budget_changed;
+	enum wmode budget_next;
+	unsigned calm;			/* intervals in a row the exact cost fitted in half */
+	char budget_why[128];
 };
 
 /* ---- signals ---- */
@@ -387,33 +414,41 @@ static int64_t rangeset_union(const struct rangeset *a, const struct rangeset *b
  * it reports is in one of its areas, which a maps read of our own, made
  * later, would not promise (the target maps and unmaps meanwhile).
  */
+static int adopt_layout(struct watch *w, struct pt_vma *v, size_t n)
+{
+	if (n > w->vcap) {
+		uint64_t *p = realloc(w->vpages, n * sizeof(*p));
+		struct topent *t = p ? realloc(w->top, n * sizeof(*t)) : NULL;
+		struct pt_sample_estimate *e = t ? realloc(w->est_areas, n * sizeof(*e)) : NULL;
+
+		if (p)
+			w->vpages = p;
+		if (t)
+			w->top = t;
+		if (!e) {
+			pt_vmas_free(v);
+			return -ENOMEM;
+		}
+		w->est_areas = e;
+		w->vcap = n;
+	}
+	pt_vmas_free(w->vmas);
+	w->vmas = v;
+	w->nvmas = n;
+	if (n) {
+		memset(w->vpages, 0, n * sizeof(*w->vpages));
+		memset(w->est_areas, 0, n * sizeof(*w->est_areas));
+	}
+	return 0;
+}
+
 static int read_layout(struct watch *w)
 {
 	struct pt_vma *v = NULL;
 	size_t n = 0;
 	int err = pt_tracker_vmas(w->tr, &v, &n);
 
-	if (err < 0)
-		return err;
-	if (n > w->vcap) {
-		uint64_t *p = realloc(w->vpages, n * sizeof(*p));
-		struct topent *t = p ? realloc(w->top, n * sizeof(*t)) : NULL;
-
-		if (p)
-			w->vpages = p;
-		if (!t) {
-			pt_vmas_free(v);
-			return -ENOMEM;
-		}
-		w->top = t;
-		w->vcap = n;
-	}
-	pt_vmas_free(w->vmas);
-	w->vmas = v;
-	w->nvmas = n;
-	if (n)
-		memset(w->vpages, 0, n * sizeof(*w->vpages));
-	return 0;
+	return err < 0 ? err : adopt_layout(w, v, n);
 }
 
 /*
@@ -486,7 +521,11 @@ static void count_flags(struct watch *w, const struct pt_dirty *d)
 		w->f_zeroed += n;
 	if (d->flags & PT_DIRTY_HASHED)
 		w->f_hashed += n;
+	if (d->flags & PT_DIRTY_HOT)
+		w->f_hot += n;
 }
+
+static int sample_round(struct watch *w);
 
 /*
  * One collect round: harvest until !more, take the round's layout from
@@ -500,8 +539,10 @@ static int collect_round(struct watch *w)
 	int64_t wss;
 	int err;
 
+	if (w->mode == MODE_SAMPLE)
+		return sample_round(w);
 	w->cur.n = 0;
-	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = 0;
+	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = w->f_hot = 0;
 	while (more) {
 		int n = pt_tracker_collect(w->tr, w->buf, COLLECT_BUF, &more);
 
@@ -567,6 +608,68 @@ static int collect_round(struct watch *w)
 	return 0;
 }
 
+static uint64_t self_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * MODE_SAMPLE: one interval of estimates.  The areas are the target's
+ * layout now; an area the sample drew from that is gone since counts in
+ * the total only.  The working set is not known: it stays as the exact
+ * intervals left it.  Stats are zero but for the clocks (the sampler
+ * charges the target nothing).  Returns 0 or -errno.
+ */
+static int sample_round(struct watch *w)
+{
+	uint64_t mono = now_ns(), cpu = self_cpu_ns(), rounds = w->st.rounds;
+	struct pt_sample_estimate *ar;
+	struct pt_vma *v = NULL;
+	size_t n = 0, k = 0;
+	int na, err;
+
+	err = pt_vmas_read(w->t, &v, &n);
+	if (err < 0)
+		return err;
+	ar = calloc(n + 64, sizeof(*ar));
+	if (!ar) {
+		pt_vmas_free(v);
+		return -ENOMEM;
+	}
+	na = pt_sampler_collect(w->smp, &w->est, ar, n + 64);
+	if (na < 0 || (err = adopt_layout(w, v, n)) < 0) {
+		free(ar);
+		return na < 0 ? na : err;
+	}
+	if ((size_t)na > n + 64)
+		na = (int)(n + 64);
+	for (int i = 0; i < na; i++) {
+		while (k < w->nvmas && w->vmas[k].end <= ar[i].start)
+			k++;
+		if (k < w->nvmas && w->vmas[k].start == ar[i].start) {
+			w->est_areas[k] = ar[i];
+			w->vpages[k] = ar[i].est;
+		}
+	}
+	free(ar);
+	w->cur.n = 0;
+	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = w->f_hot = 0;
+	w->unattributed = 0;
+	w->cur_pages = w->est.est;
+	w->total_pages += w->cur_pages;
+	rank(w);
+	w->st = (struct pt_tracker_stats){ .sz = sizeof(w->st), .rounds = rounds + 1 };
+	w->st.interval_ns = mono - w->smp_mono;
+	w->st.self_cpu_ns = cpu - w->smp_cpu;
+	w->st.collect_ns = now_ns() - mono;
+	w->smp_mono = mono;
+	w->smp_cpu = cpu;
+	return 0;
+}
+
 /* ---- output ---- */
 
 static double mb_per_s(uint64_t bytes, double secs)
@@ -614,6 +717,10 @@ static void json_stats(struct json *j, const struct watch *w)
 	json_uint(j, "target_minflt", w->st.target_minflt);
 	json_uint(j, "target_cpu_ns", w->st.target_cpu_ns);
 	json_uint(j, "self_cpu_ns", w->st.self_cpu_ns);
+	json_uint(j, "pages_hot", w->st.pages_hot);
+	json_uint(j, "pages_rearmed", w->st.pages_rearmed);
+	json_uint(j, "hot_rounds", w->st.hot_rounds);
+	json_uint(j, "hot_lease", w->st.hot_lease);
 	json_str(j, "auto_uffd_error", w->st.auto_uffd_err ? errno_name(w->st.auto_uffd_err) : NULL);
 	json_str(j, "auto_softdirty_error",
 		 w->st.auto_softdirty_err ? errno_name(w->st.auto_softdirty_err) : NULL);
@@ -631,6 +738,34 @@ static void json_tracked_by(struct json *j, const struct watch *w, const struct 
 				   : NULL);
 }
 
+/* An estimate (MODE_SAMPLE): the figure, its 95% interval, the sample. */
+static void json_estimate(struct json *j, const char *key, const struct pt_sample_estimate *e)
+{
+	json_obj_begin(j, key);
+	json_uint(j, "pages", e->est);
+	json_uint(j, "lo", e->lo);
+	json_uint(j, "hi", e->hi);
+	json_uint(j, "data_pages", e->pages);
+	json_uint(j, "sampled", e->sampled);
+	json_uint(j, "sampled_written", e->sampled_written);
+	json_obj_end(j);
+}
+
+static void json_budget(struct json *j, const struct watch *w)
+{
+	if (w->o.max_overhead < 0) {
+		json_str(j, "budget", NULL);
+		return;
+	}
+	json_obj_begin(j, "budget");
+	json_double(j, "max_overhead_pct", w->o.max_overhead);
+	json_double(j, "max_cpu_pct", w->o.max_cpu);
+	json_str(j, "next_mode", mode_ids[w->budget_next]);
+	json_bool(j, "changed", w->budget_changed);
+	json_str(j, "reason", w->budget_why);
+	json_obj_end(j);
+}
+
 static void emit_json(const struct watch *w, double t, double dt)
 {
 	struct json *j = json_new(stdout, false);
@@ -644,6 +779,7 @@ static void emit_json(const struct watch *w, double t, double dt)
 	json_double(j, "elapsed", dt);
 	json_int(j, "pid", w->pid);
 	json_str(j, "backend", w->backend);
+	json_str(j, "mode", mode_ids[w->mode]);
 	json_uint(j, "pages_written", w->cur_pages);
 	json_uint(j, "bytes_written", w->cur_pages * ps);
 	json_double(j, "mb_per_s", mb_per_s(w->cur_pages * ps, dt));
@@ -664,6 +800,8 @@ static void emit_json(const struct watch *w, double t, double dt)
 		json_uint(j, "bytes_written", w->top[i].pages * ps);
 		json_double(j, "mb_per_s", mb_per_s(w->top[i].pages * ps, dt));
 		json_tracked_by(j, w, v);
+		if (w->mode == MODE_SAMPLE)
+			json_estimate(j, "estimate", &w->est_areas[w->top[i].idx]);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
@@ -674,7 +812,13 @@ static void emit_json(const struct watch *w, double t, double dt)
 	json_uint(j, "zeroed_pages", w->f_zeroed);
 	json_uint(j, "hashed_pages", w->f_hashed);
 	json_uint(j, "new_hole_pages", w->f_hole);
+	json_uint(j, "hot_pages", w->f_hot);
 	json_obj_end(j);
+	if (w->mode == MODE_SAMPLE)
+		json_estimate(j, "estimate", &w->est);
+	else
+		json_str(j, "estimate", NULL);
+	json_budget(j, w);
 	json_obj_end(j);
 	json_free(j);
 }
@@ -720,7 +864,9 @@ static void print_columns(const struct watch *w)
 	       "Untouched pages of new areas hold no data: counted apart, as holes.\n"
 	       "overhead: the target's time in write faults tracking made it take (pages\n"
 	       "         faulted x the fault cost of pagetrack check), %% of the interval;\n"
-	       "         CPU: of the target and of pagetrack, %% of one CPU\n",
+	       "         CPU: of the target and of pagetrack, %% of one CPU\n"
+	       "~        an estimate from a sample (--sample, or the budget's choice):\n"
+	       "         the estimate line gives its 95%% interval; WSS is not updated\n",
 	       w->page_size, w->backend);
 	printf("%6s %6s %10s %10s %10s %10s %3s %7s %7s\n", "#", "TIME", "WRITTEN", "MB/s",
 	       "WSS", "NEW", "FB", "COLLECT", "PAUSE");
@@ -794,8 +940,12 @@ static void emit_plain(struct watch *w, double t, double dt)
 	uint64_t ps = w->page_size;
 	uint32_t r;
 
+	char est[26];
+
+	fmt_size(w->cur_pages * ps, b1, sizeof(b1));
+	snprintf(est, sizeof(est), "%s%s", w->mode == MODE_SAMPLE ? "~" : "", b1);
 	printf("%6" PRIu64 " %5.1fs %10s %10.1f %10s %10s %3" PRIu64 " %5.1fms %5.1fms\n",
-	       w->intervals, t, fmt_size(w->cur_pages * ps, b1, sizeof(b1)),
+	       w->intervals, t, est,
 	       mb_per_s(w->cur_pages * ps, dt), fmt_size(w->wss_pages * ps, b2, sizeof(b2)),
 	       fmt_size(w->f_new * ps, b3, sizeof(b3)), w->st.areas_fallback,
 	       (double)w->st.collect_ns / 1e6, (double)w->st.pause_ns_max / 1e6);
@@ -803,7 +953,24 @@ static void emit_plain(struct watch *w, double t, double dt)
 		printf("      overhead ~%.1f%% of target time; CPU: target %.0f%%, pagetrack %.1f%%\n",
 		       pct_of_interval(w, w->st.est_fault_ns), pct_of_interval(w, w->st.target_cpu_ns),
 		       pct_of_interval(w, w->st.self_cpu_ns));
-	say_fallbacks(w);
+	if (w->mode == MODE_SAMPLE)	/* 6 + 37 + 21 + 16 = 80 columns at most */
+		printf("      estimate: ~%" PRIu64 " pages (95%%: %" PRIu64 "-%" PRIu64 "), %" PRIu64
+		       " of %" PRIu64 " sampled\n", w->est.est, w->est.lo, w->est.hi, w->est.sampled,
+		       w->est.pages);
+	else if (w->f_hot)
+		printf("      hot: %s of it left writable (no fault; maybe unwritten)\n",
+		       fmt_size(w->f_hot * ps, b1, sizeof(b1)));
+	if (w->o.max_overhead >= 0) {	/* the reason on a line of its own when too long */
+		int n = snprintf(b1, sizeof(b1), "%s%s", w->budget_changed ? "now " : "",
+				 mode_ids[w->budget_next]);
+
+		if (14 + n + 2 + strlen(w->budget_why) <= 80)
+			printf("      budget: %s, %s\n", b1, w->budget_why);
+		else
+			printf("      budget: %s:\n        %s\n", b1, w->budget_why);
+	}
+	if (w->mode != MODE_SAMPLE)
+		say_fallbacks(w);
 	for (size_t i = 0; i < w->ntop; i++) {
 		const struct pt_vma *v = &w->vmas[w->top[i].idx];
 		const char *kind = pt_vma_kind_name((enum pt_vma_kind)v->kind);
@@ -812,7 +979,8 @@ static void emit_plain(struct watch *w, double t, double dt)
 		printf("      %012" PRIx64 "-%012" PRIx64 " %-8.8s %10s %8.1f %c %s\n", v->start,
 		       v->end, kind ? kind : "unknown",
 		       fmt_size(w->top[i].pages * ps, b1, sizeof(b1)),
-		       mb_per_s(w->top[i].pages * ps, dt), area_hashed(w, v, &r) ? 'H' : ' ',
+		       mb_per_s(w->top[i].pages * ps, dt),
+		       w->mode == MODE_SAMPLE ? '~' : area_hashed(w, v, &r) ? 'H' : ' ',
 		       short_path(v->path ? v->path : "", 17, path, sizeof(path)));
 	}
 	if (w->f_hole)
@@ -898,6 +1066,15 @@ static void usage(FILE *f)
 		"  -b, --backend B      uffd, softdirty, hash or auto (default: best available)\n"
 		"      --trust-shared   trust page tables for MAP_SHARED areas (faster; misses\n"
 		"                       writes by other processes or write(2) to the object)\n"
+		"      --hot            skip hot pages: pages written round after round are\n"
+		"                       left writable (no fault) and counted every interval\n"
+		"      --sample N|auto  estimate from a random sample of N pages per GiB of\n"
+		"                       data (auto: 512), read by hash: no cost to the target;\n"
+		"                       counts are estimates with a 95%% interval\n"
+		"      --max-overhead PCT  keep the target's tracking overhead under PCT%%:\n"
+		"                       each interval choose exact, hot-page skipping, hashing\n"
+		"                       (within --max-cpu) or sampling, and say why\n"
+		"      --max-cpu PCT    pagetrack's CPU the budget may spend hashing (default 25)\n"
 		"  -t, --top K          memory areas to list per interval (default 5)\n"
 		"  -j, --json           one JSON object per interval and line (doc/watch-json.md)\n"
 		"  -h, --help           show this help\n"
@@ -925,13 +1102,18 @@ static int parse_backend(const char *s, enum pt_track_backend *b)
 /* Returns 0, 1 (--help shown) or -EINVAL (usage error reported). */
 static int parse_args(int argc, char **argv, struct watch_opts *o)
 {
-	enum { OPT_TRUST_SHARED = 256, OPT_KILL_AFTER };
+	enum { OPT_TRUST_SHARED = 256, OPT_KILL_AFTER, OPT_HOT, OPT_SAMPLE, OPT_MAX_OVERHEAD,
+	       OPT_MAX_CPU };
 	static const struct option opts[] = {
 		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ "trust-shared", no_argument, NULL, OPT_TRUST_SHARED },
 		{ "kill-after", required_argument, NULL, OPT_KILL_AFTER },
+		{ "hot", no_argument, NULL, OPT_HOT },
+		{ "sample", required_argument, NULL, OPT_SAMPLE },
+		{ "max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD },
+		{ "max-cpu", required_argument, NULL, OPT_MAX_CPU },
 		{ "top", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -943,6 +1125,8 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 
 	o->interval_ns = NSEC;
 	o->top = TOP_DEFAULT;
+	o->max_overhead = -1;
+	o->max_cpu = -1;
 	o->backend = PT_TRACK_AUTO;
 	/* Everything after "--" is the command, never our options. */
 	for (int i = 1; i < argc; i++) {
@@ -982,6 +1166,39 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 			}
 			break;
 		case OPT_TRUST_SHARED: o->trust_shared = true; break;
+		case OPT_HOT: o->hot = true; break;
+		case OPT_SAMPLE:
+			o->sample = true;
+			if (!strcmp(optarg, "auto")) {
+				o->sample_per_gib = 0;
+			} else if (parse_uint(optarg, 1u << 18, &v) < 0 || !v) {
+				cli_error(o->json, 0, "invalid --sample '%s' (expected pages per GiB, 1 to "
+					  "262144, or auto)", optarg);
+				return -EINVAL;
+			} else {
+				o->sample_per_gib = (uint32_t)v;
+			}
+			break;
+		case OPT_MAX_OVERHEAD:
+		case OPT_MAX_CPU: {
+			char *end;
+			double pct;
+
+			errno = 0;
+			pct = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !isfinite(pct) || pct < 0 ||
+			    pct > (opt == OPT_MAX_CPU ? 10000 : 100)) {
+				cli_error(o->json, 0, "invalid --%s '%s' (expected a percentage, e.g. 5 "
+					  "or 0.5)", opt == OPT_MAX_CPU ? "max-cpu" : "max-overhead",
+					  optarg);
+				return -EINVAL;
+			}
+			if (opt == OPT_MAX_CPU)
+				o->max_cpu = pct;
+			else
+				o->max_overhead = pct;
+			break;
+		}
 		case OPT_KILL_AFTER:
 			if (parse_duration(optarg, &o->kill_after_ns, 0, INTERVAL_MAX_NS) < 0) {
 				cli_error(o->json, 0, "invalid --kill-after '%s' (expected e.g. 0, 500ms, "
@@ -1013,6 +1230,25 @@ static int parse_args(int argc, char **argv, struct watch_opts *o)
 				  optopt ? badopt : argv[optind - 1]);
 			return -EINVAL;
 		}
+	}
+	if (o->max_cpu >= 0 && o->max_overhead < 0) {
+		cli_error(o->json, 0, "--max-cpu needs --max-overhead");
+		return -EINVAL;
+	}
+	if (o->max_cpu < 0)
+		o->max_cpu = 25;
+	if ((o->sample || o->hot) && o->max_overhead >= 0) {
+		cli_error(o->json, 0, "--max-overhead chooses the mode itself: not with --%s",
+			  o->sample ? "sample" : "hot");
+		return -EINVAL;
+	}
+	if (o->sample && o->hot) {
+		cli_error(o->json, 0, "--sample and --hot exclude each other");
+		return -EINVAL;
+	}
+	if (o->sample && o->backend != PT_TRACK_AUTO) {
+		cli_error(o->json, 0, "--sample uses no tracker backend: not with --backend");
+		return -EINVAL;
 	}
 	if (o->kill_after_set && !o->cmd) {
 		cli_error(o->json, 0, "--kill-after needs -- CMD (a PID is never killed)");
@@ -1122,10 +1358,12 @@ static bool process_runs(pid_t pid)
 static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
 {
 	PT_OPTS(pt_tracker_opts, to,
-		.backend = w->o.backend,
+		.backend = w->mode == MODE_HASH ? PT_TRACK_HASH : w->o.backend,
 		/* counts only, copies nothing: never wait for the target's disk I/O */
-		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER,
+		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER |
+			 (w->mode == MODE_HOT ? PT_TRACK_HOT : 0),
 	);
+	PT_OPTS(pt_sampler_opts, so, .pages_per_gib = w->o.sample_per_gib);
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
 	sigset_t blocked;
 	int err = 0;
@@ -1141,17 +1379,26 @@ static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why
 		if (!w->t)
 			return -(errno ? errno : EIO);
 		sigprocmask(SIG_SETMASK, setupmask, &blocked);
-		w->tr = pt_tracker_create(pid, &to);
-		err = w->tr ? 0 : (errno ? errno : EIO);
+		if (w->mode == MODE_SAMPLE) {
+			w->smp = pt_sampler_create(pid, &so);
+			err = w->smp ? 0 : (errno ? errno : EIO);
+			w->smp_mono = now_ns();
+			w->smp_cpu = self_cpu_ns();
+		} else {
+			w->tr = pt_tracker_create(pid, &to);
+			err = w->tr ? 0 : (errno ? errno : EIO);
+		}
 		sigprocmask(SIG_SETMASK, &blocked, NULL);
 		if (w->tr)
 			w->backend = pt_track_backend_name(pt_tracker_backend(w->tr));
+		if (w->smp)
+			w->backend = "sample";
 		if (stop_signal) {
 			/* the caller frees the tracker at once: that leaves the target as found */
 			*why = STOP_SIGNAL;
 			return 0;
 		}
-		if (w->tr)
+		if (w->tr || w->smp)
 			return 0;
 		if (err != ESRCH || (w->child > 0 && reap_child(w, false)) || !process_runs(pid))
 			break;
@@ -1267,6 +1514,8 @@ static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_rea
 
 	pt_tracker_free(w->tr);
 	w->tr = NULL;
+	pt_sampler_free(w->smp);
+	w->smp = NULL;
 	w->execs++;
 	err = start(w, setupmask, why);
 	if (err < 0 || *why != STOP_NONE)
@@ -1278,15 +1527,126 @@ static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_rea
 	return 0;
 }
 
+/* ---- the budget (--max-overhead, --max-cpu) ---- */
+
+#define HASH_NS_PER_PAGE 1000	/* assumed CPU to hash one page; measured once hashing */
+#define CALM_INTERVALS 3	/* intervals the exact cost must fit in half before going back */
+
+/* The target's data pages (VmRSS + VmSwap), what the hash backend reads per round. */
+static uint64_t data_pages(const struct watch *w)
+{
+	char path[64], buf[4096], *p;
+	uint64_t kb = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if ((p = strstr(buf, "VmRSS:")))
+		kb += strtoull(p + 6, NULL, 10);
+	if ((p = strstr(buf, "VmSwap:")))
+		kb += strtoull(p + 7, NULL, 10);
+	return kb * 1024 / w->page_size;
+}
+
+/*
+ * Choose the mode of the next interval from what this one measured, and
+ * say why in w->budget_why.  Up the ladder exact -> hot -> hash -> sample
+ * while the target's overhead (or, hashing, pagetrack's CPU) is over its
+ * budget; back down to hot once exact tracking of what was written would
+ * have cost at most half the budget, CALM_INTERVALS intervals in a row.
+ */
+static enum wmode budget_decide(struct watch *w)
+{
+	double B = w->o.max_overhead, C = w->o.max_cpu, ivl = (double)w->st.interval_ns;
+	double over, exact, cpu, hash_cpu;
+	enum wmode m = w->mode;
+	uint64_t cost = 0;
+	char *y = w->budget_why;
+	size_t ylen = sizeof(w->budget_why);
+
+	pt_fault_cost_ns(&cost, NULL);	/* cached; measured once if sampling from the start */
+	if (ivl <= 0) {
+		snprintf(y, ylen, "nothing measured yet");
+		return m;
+	}
+	over = (double)w->st.est_fault_ns * 100.0 / ivl;
+	exact = (double)w->cur_pages * (double)cost * 100.0 / ivl;
+	cpu = (double)w->st.self_cpu_ns * 100.0 / ivl;
+	w->calm = exact <= B / 2 ? w->calm + 1 : 0;
+	switch (m) {
+	case MODE_EXACT:
+		if (over <= B) {
+			snprintf(y, ylen, "overhead %.1f%% within %.3g%%", over, B);
+			return m;
+		}
+		snprintf(y, ylen, "overhead %.1f%% > %.3g%%: skip hot pages", over, B);
+		return MODE_HOT;
+	case MODE_HOT:
+		if (over <= B) {
+			snprintf(y, ylen, "overhead %.1f%% within %.3g%% (hot pages skipped)", over, B);
+			return m;
+		}
+		hash_cpu = (double)data_pages(w) * HASH_NS_PER_PAGE * 100.0 / ivl;
+		if (hash_cpu <= C) {
+			snprintf(y, ylen, "overhead %.1f%% > %.3g%% with hot pages: hash (~%.0f%% CPU "
+				 "<= %.3g%%)", over, B, hash_cpu, C);
+			return MODE_HASH;
+		}
+		snprintf(y, ylen, "overhead %.1f%% > %.3g%% with hot pages, hashing ~%.0f%% CPU > "
+			 "%.3g%%: sample", over, B, hash_cpu, C);
+		return MODE_SAMPLE;
+	case MODE_HASH:
+		if (cpu > C) {
+			snprintf(y, ylen, "hashing took %.0f%% CPU > %.3g%%: sample", cpu, C);
+			return MODE_SAMPLE;
+		}
+		break;
+	case MODE_SAMPLE:
+		break;
+	}
+	if (w->calm >= CALM_INTERVALS) {
+		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: hot pages",
+			 exact, B, w->calm);
+		return MODE_HOT;
+	}
+	snprintf(y, ylen, "%s: target overhead 0%%, exact would cost ~%.1f%% (budget %.3g%%)",
+		 m == MODE_HASH ? "hashing" : "sampling", exact, B);
+	return m;
+}
+
+/* Leave the current tracker (or sampler) for one of mode @m.  0 or -errno. */
+static int switch_mode(struct watch *w, enum wmode m, const sigset_t *setupmask,
+		       enum stop_reason *why)
+{
+	pt_tracker_free(w->tr);
+	w->tr = NULL;
+	pt_sampler_free(w->smp);
+	w->smp = NULL;
+	w->mode = m;
+	w->calm = 0;
+	return start(w, setupmask, why);
+}
+
 static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 			    const sigset_t *setupmask)
 {
 	uint64_t deadline = w->t0 + w->o.interval_ns;
 
 	if (!w->o.json) {
-		printf("watching pid %d (%s) every %.3gs%s; Ctrl-C stops\n",
-		       (int)w->pid, w->backend, (double)w->o.interval_ns / 1e9,
-		       w->o.trust_shared ? ", shared trusted" : "");
+		printf("watching pid %d (%s%s) every %.3gs%s; Ctrl-C stops\n",
+		       (int)w->pid, w->backend, w->mode == MODE_HOT ? ", hot pages skipped" : "",
+		       (double)w->o.interval_ns / 1e9, w->o.trust_shared ? ", shared trusted" : "");
+		if (w->o.max_overhead >= 0)
+			printf("budget: target overhead <= %.3g%%, pagetrack CPU for hashing <= %.3g%%\n",
+			       w->o.max_overhead, w->o.max_cpu);
 		print_columns(w);
 		fflush(stdout);
 	}
@@ -1329,6 +1689,13 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 			return STOP_ERROR;
 		}
 		w->intervals++;
+		enum wmode want = w->mode;
+
+		if (w->o.max_overhead >= 0) {
+			want = budget_decide(w);
+			w->budget_next = want;
+			w->budget_changed = want != w->mode;
+		}
 		if (w->o.json)
 			emit_json(w, (double)(tstart - w->t0) / 1e9, (double)(tstart - w->prev) / 1e9);
 		else
@@ -1338,6 +1705,17 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 			return STOP_OUTPUT;
 		if (w->o.count && w->intervals >= w->o.count)
 			return STOP_COUNT;
+		if (want != w->mode) {
+			enum stop_reason why = STOP_NONE;
+
+			err = switch_mode(w, want, setupmask, &why);
+			if (err < 0) {
+				track_error(w, -err);
+				return STOP_ERROR;
+			}
+			if (why != STOP_NONE)
+				return why;
+		}
 next:
 		/* The next tick on the grid; ticks missed by a slow collect are skipped. */
 		deadline += w->o.interval_ns;
@@ -1361,6 +1739,7 @@ int cmd_watch(int argc, char **argv)
 		return PT_EXIT_RUNTIME;
 	w.page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	w.backend = "none";
+	w.mode = w.o.sample ? MODE_SAMPLE : w.o.hot ? MODE_HOT : MODE_EXACT;
 	stop_signal = stop_forward = child_event = 0;
 	err = signals_setup(&orig);
 	if (err < 0) {
@@ -1399,6 +1778,8 @@ int cmd_watch(int argc, char **argv)
 	/* Disarm first: the summary must never delay leaving the target as found. */
 	free_err = pt_tracker_free(w.tr);
 	w.tr = NULL;
+	pt_sampler_free(w.smp);
+	w.smp = NULL;
 	if (why == STOP_SIGNAL && w.child > 0 && stop_forward) {
 		kill(w.child, stop_signal);
 		stop_forward = 0;
@@ -1419,6 +1800,7 @@ int cmd_watch(int argc, char **argv)
 		ret = PT_EXIT_RUNTIME;
 out:
 	pt_tracker_free(w.tr);
+	pt_sampler_free(w.smp);
 	if (w.child > 0 && w.child_status < 0) {
 		/* pagetrack failed: the command must not outlive a failed watch. */
 		kill(w.child, SIGKILL);
@@ -1428,6 +1810,7 @@ out:
 	pt_vmas_free(w.vmas);
 	free(w.vpages);
 	free(w.top);
+	free(w.est_areas);
 	free(w.cur.r);
 	free(w.wss.r);
 	free(w.tmp.r);
