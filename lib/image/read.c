@@ -69,8 +69,13 @@ static int load_frame(struct pt_image *img, uint32_t fi, char *err, size_t errle
 		img->zbuf_cap = plen;
 	}
 	z = img->zbuf;
-	if (!img->fbuf && !(img->fbuf = malloc(IMG_FRAME_BYTES_MAX)))
-		return -ENOMEM;
+	if (img->fbuf_cap < ulen) {	/* the largest frame so far (writer default 1 MiB) */
+		free(img->fbuf);
+		img->fbuf_cap = 0;
+		if (!(img->fbuf = malloc(ulen)))
+			return -ENOMEM;
+		img->fbuf_cap = ulen;
+	}
 	if (!img->dctx) {
 		img->dctx = ZSTD_createDCtx();
 		if (!img->dctx ||

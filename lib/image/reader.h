@@ -81,6 +81,7 @@ struct pt_image {
 	size_t zbuf_cap;
 	long cached_chunk;
 	unsigned char *fbuf;		/* decompressed frame */
+	size_t fbuf_cap;
 	long cached_frame;
 	ZSTD_DCtx *dctx;
 
