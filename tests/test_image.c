@@ -336,10 +336,12 @@ static int write_model(struct pt__imgw *w, uint32_t ot, uint32_t owner, const ui
 	return r;
 }
 
+static pid_t chain_pid = 777;
+
 static int write_chain_layer(const char *path, int L, struct pt_image *parent)
 {
 	struct pt__imgw_opts o = {
-		.flags = L == 2 ? PT_IMAGE_FROZEN : PT_IMAGE_LIVE, .pid = 777, .comm = "chain",
+		.flags = L == 2 ? PT_IMAGE_FROZEN : PT_IMAGE_LIVE, .pid = chain_pid, .comm = "chain",
 		.parent = parent, .frame_pages = 3,
 	};
 	uint32_t delta = L == 0 ? PT_DELTA_FULL : L == 1 ? PT_DELTA_TRACKED : PT_DELTA_COMPARED;
@@ -530,6 +532,24 @@ static void test_broken_chain(void)
 	rename(pathof("c0.away"), pathof("c0.img"));
 	r1 = read_all(pathof("c1.img"), e1, sizeof(e1));
 	tap_ok(r1 == 0, "the right parent back: read %d (%s)", r1, e1);
+	/* another pid: a TRACKED delta cannot span processes, a COMPARED one can */
+	{
+		struct pt_image *c0 = NULL, *c1 = NULL;
+
+		chain_pid = 778;
+		r1 = r2 = -1;
+		if (!pt_image_open(pathof("c0.img"), &c0, NULL, 0) &&
+		    !write_chain_layer(pathof("pid1.img"), 1, c0))
+			r1 = read_all(pathof("pid1.img"), e1, sizeof(e1));
+		if (!pt_image_open(pathof("c1.img"), &c1, NULL, 0) &&
+		    !write_chain_layer(pathof("pid2.img"), 2, c1))
+			r2 = read_all(pathof("pid2.img"), e2, sizeof(e2));
+		chain_pid = 777;
+		pt_image_close(c0);
+		pt_image_close(c1);
+		tap_ok(r1 == -ESTALE && r2 == 0, "parent of another pid: TRACKED child %d (%s), "
+		       "COMPARED child %d", r1, e1, r2);
+	}
 }
 
 /* ---- several big frames ---- */
@@ -727,13 +747,16 @@ static void test_flips(const char *name, size_t samples)
 
 /* ---- writer misuse ---- */
 
+static bool w_overwrite;
+
 static struct pt__imgw *w_two(const char *name, struct pt_image *parent)
 {
 	static struct pt_image_area a[2] = {
 		{ 0x1000000, 0x1000000 + 4 * P, 0, 3, PT_VMA_ANON, 0, PT_IMAGE_NO_OBJECT, "", 0 },
 		{ 0x2000000, 0x2000000 + 4 * P, 0, 3, PT_VMA_ANON, 0, PT_IMAGE_NO_OBJECT, "", 0 },
 	};
-	struct pt__imgw_opts o = { .flags = PT_IMAGE_LIVE, .pid = 9, .parent = parent };
+	struct pt__imgw_opts o = { .flags = PT_IMAGE_LIVE, .pid = 9, .parent = parent,
+				   .overwrite = w_overwrite };
 	struct pt__imgw *w;
 
 	if (pt__imgw_open(pathof(name), &o, &w, errbuf, sizeof(errbuf)))
@@ -753,7 +776,7 @@ static void test_misuse(void)
 	int r1, r2, r3, r4, r5, r6;
 
 	if (!w) {
-		tap_skip_n(4, "writer did not open", "writer misuse (%s)", errbuf);
+		tap_skip_n(5, "writer did not open", "writer misuse (%s)", errbuf);
 		return;
 	}
 	r1 = pt__imgw_run(w, PT_OWNER_AREA, 1, PT_PAGE_HOLE, 0, 1, NULL);	/* area 0 first */
@@ -792,6 +815,26 @@ static void test_misuse(void)
 	       count_files(dir, ".misuse") == 0 && count_files(dir, "misuse") == 1,
 	       "writer: set_delta then UNCHANGED is fine; an existing name is -EEXIST without "
 	       "overwrite, temp removed (%d %d %d %d %d %d)", r1, r2, r3, r4, r5, r6);
+	w_overwrite = true;
+	w = c0 ? w_two("misuse.img", c0) : NULL;
+	r1 = w ? pt__imgw_run(w, PT_OWNER_AREA, 0, PT_PAGE_ZERO, 0, 4, NULL) : -1;
+	r2 = w ? pt__imgw_run(w, PT_OWNER_AREA, 1, PT_PAGE_HOLE, 0, 4, NULL) : -1;
+	r3 = w ? pt__imgw_finish(w, NULL, errbuf, sizeof(errbuf)) : -1;
+	w_overwrite = false;
+	{
+		struct pt_image *img = NULL;
+		uint8_t k[4] = { 0 };
+		unsigned char buf[4 * P];
+
+		r4 = pt_image_open(pathof("misuse.img"), &img, errbuf, sizeof(errbuf));
+		if (!r4)
+			r4 = pt_image_read(img, 0x2000000, 4, buf, k, errbuf, sizeof(errbuf));
+		pt_image_close(img);
+		tap_ok(r1 == 0 && r2 == 0 && r3 == 0 && r4 == 0 && k[0] == PT_PAGE_HOLE &&
+		       count_files(dir, ".misuse") == 0 && count_files(dir, "misuse") == 1,
+		       "writer: with overwrite the new layer replaces the old one (%d %d %d %d)", r1,
+		       r2, r3, r4);
+	}
 	pt_image_close(c0);
 }
 
@@ -904,10 +947,10 @@ int main(void)
 	strcpy(dir, "/tmp/pt-test-image-XXXXXX");
 	if (!mkdtemp(dir))
 		tap_skip_all("mkdtemp failed");
-	tap_plan(38);
+	tap_plan(40);
 	test_small();		/* 13 */
 	test_chain();		/* 4 */
-	test_broken_chain();	/* 4 */
+	test_broken_chain();	/* 5 */
 	test_frames();		/* 2 */
 	test_example();		/* 2 */
 	test_truncation("small.img", 8, 0);
@@ -916,7 +959,7 @@ int main(void)
 	test_flips("small.img", 0);
 	test_flips("c2.img", 400);
 	test_flips("big.img", 100);
-	test_misuse();		/* 4 */
+	test_misuse();		/* 5 */
 	test_enospc();		/* 1 */
 	test_read_errors();	/* 2 */
 	cleanup();

@@ -872,7 +872,8 @@ struct pt_image_area {
 	uint32_t kind;		/* enum pt_vma_kind */
 	uint32_t delta;		/* enum pt_image_delta */
 	uint32_t object;	/* index into the objects, or PT_IMAGE_NO_OBJECT */
-	const char *path;	/* as /proc/PID/maps showed it; "" anonymous */
+	const char *path;	/* as /proc/PID/maps showed it, path_len bytes, NOT
+				   NUL-terminated (images: "%.*s"); "" anonymous */
 	size_t path_len;
 };
 
@@ -885,7 +886,7 @@ struct pt_image_object {
 	uint32_t delta;		/* enum pt_image_delta */
 	uint32_t flags;		/* PT_OBJECT_* */
 	uint32_t sysv_key;
-	const char *name;
+	const char *name;	/* name_len bytes, NOT NUL-terminated */
 	size_t name_len;
 };
 
