@@ -159,7 +159,23 @@ class Target:
         doc = json.loads(ans)
         if isinstance(doc, dict) and "error" in doc:
             raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
+        self.wait_idle()
         return doc
+
+    def wait_idle(self, tries=2000):
+        """Wait until the main thread is back in read(0, ...): it printed its
+        answer before finishing the command, and memory it touches on the way
+        (stdio buffers, its stack) must be still when a test compares."""
+        path = "/proc/%d/task/%d/syscall" % (self.pid, self.pid)
+        for _ in range(tries):
+            try:
+                with open(path) as f:
+                    if f.read().startswith("0 0x0 "):
+                        return True
+            except OSError:
+                return False
+            time.sleep(0.001)
+        return False
 
     def answers(self, timeout=10):
         """True if the target answers a ping within @timeout seconds."""
