@@ -873,6 +873,7 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 	if (sn->layers)
 		err = collect_round(s, &sn->dl);
 	s->total = sn->layers ? dirty_bytes(&sn->dl) : 0;
+	uint64_t t_collect = pt__now_ns();
 	if (!err && frozen && (err = pt__capture(&fz, &cap)))
 		fail(s, err, "capturing the threads of %d: %s", (int)s->pid, strerror(-err));
 	if (!err && (err = pt_tracker_vmas(s->tr, &v, &nv)))
@@ -883,6 +884,8 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 	if (!err && (err = sn->layers ? layer_copy_dirty(&l, &sn->dl, !frozen && sn->hot)
 				      : layer_copy_all(&l)))
 		layer_free(&l);
+	uint64_t t_copy = pt__now_ns();
+
 	if (frozen) {
 		s->rep->pause_ns = pt__thaw(&fz);
 		copy_totals(s);
@@ -891,6 +894,10 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 		copy_totals(s);
 	}
 	s->copy_ns += pt__now_ns() - c0;
+	pt__log(PT_LOG_DEBUG, "snapshot: layer %llu (%s): collect %.1f ms, copy %.1f ms of %llu KiB "
+		"pending, pause %.1f ms", (unsigned long long)sn->layers, frozen ? "frozen" : "live",
+		(double)(t_collect - c0) / 1e6, (double)(t_copy - t_collect) / 1e6,
+		(unsigned long long)(s->total >> 10), frozen ? (double)s->rep->pause_ns / 1e6 : 0.0);
 	if (!err) {
 		report_final(s, &l);
 		s->rep->threads = cap.nthreads;
