@@ -59,6 +59,10 @@ NOT_BUILT = "snapshot command not built"
 REPORT_KEYS = ("pause_ms", "rounds", "bytes_copied", "bytes_stored", "pages_data", "pages_zero",
                "pages_hole", "pages_unchanged", "pages_unreadable", "pages_swapped_in",
                "pages_evicted", "duration_ms", "layers", "deltas", "file")
+SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas", "objects",
+             "pages", "frames", "file_size", "frame_bytes", "chain")
+AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
+OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
 SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 7), ("live", 7),
             ("swap", 4), ("kill", 3))
 
@@ -138,7 +142,15 @@ class Target:
                                   env=e)
         self.pid = self.p.pid
         self.files = []
-        self.layout = self.cmd("layout", timeout=300)
+        try:
+            self.layout = self.cmd("layout", timeout=300)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+            for f in ("/dev/shm/%s-devshm" % self.tag, os.path.join(tmp, self.tag + "-file")):
+                if os.path.exists(f):
+                    os.unlink(f)
+            raise
         self.files = self.layout["files"]
         self.reg = {r["name"]: r for r in self.layout["regions"]}
         for r in self.layout["regions"]:
@@ -236,8 +248,11 @@ PT = None
 
 
 def run(*args, timeout=300):
+    """pagetrack ARGS: (exit status, stdout, stderr); a call that outlives
+    @timeout or the time budget raises (its section fails the rest)."""
+    left = max(10, BUDGET * 0.95 - (time.time() - T0))
     p = subprocess.run([PT] + [str(a) for a in args], capture_output=True, text=True,
-                       env=env(), timeout=timeout)
+                       env=env(), timeout=min(timeout, left))
     return p.returncode, p.stdout, p.stderr
 
 
@@ -555,8 +570,17 @@ def chain_body(t, tmp, swap):
     if not doc:
         bad.append("image show failed")
     else:
-        if "frozen" not in doc.get("flags", []) or doc.get("pid") != t.pid:
-            bad.append("flags %s pid %s" % (doc.get("flags"), doc.get("pid")))
+        if "frozen" not in doc.get("flags", []) or doc.get("pid") != t.pid or \
+                doc.get("comm") != "snaptarget":
+            bad.append("flags %s pid %s comm %s" % (doc.get("flags"), doc.get("pid"),
+                                                     doc.get("comm")))
+        miss = [k for k in SHOW_KEYS if k not in doc]
+        miss += ["areas[].%s" % k for k in AREA_KEYS if doc.get("areas") and
+                 any(k not in a for a in doc["areas"])]
+        miss += ["objects[].%s" % k for k in OBJECT_KEYS if doc.get("objects") and
+                 any(k not in o for o in doc["objects"])]
+        if miss:
+            bad.append("keys missing: %s" % miss)
         areas = {int(a["start"], 16): a for a in doc.get("areas", [])}
         objs = doc.get("objects", [])
         for r in t.layout["regions"]:
