@@ -22,7 +22,8 @@ with its reason):
   chain    a full snapshot and three --parent layers with known writes
            between them: verify, verify PID, diff, extract, show, core;
            verify PID after more writes lists them
-  corrupt  truncation, bit flips, missing/wrong parent, --force
+  corrupt  truncation, bit flips (also with BUILD_DIR/../build-asan's
+           pagetrack when built), missing/wrong parent, --force
   live     --live at 10% and 50% of the measured copy rate
   swap     residency after a snapshot of a half-swapped target, --no-evict
   kill     pagetrack SIGKILLed while the target is frozen
@@ -63,7 +64,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
              "pages", "frames", "file_size", "frame_bytes", "chain")
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
-SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 7), ("live", 7),
+SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 7),
             ("swap", 4), ("kill", 3))
 
 
@@ -247,12 +248,16 @@ def env():
 PT = None
 
 
-def run(*args, timeout=300):
+def run(*args, timeout=300, binary=None):
     """pagetrack ARGS: (exit status, stdout, stderr); a call that outlives
     @timeout or the time budget raises (its section fails the rest)."""
     left = max(10, BUDGET * 0.95 - (time.time() - T0))
-    p = subprocess.run([PT] + [str(a) for a in args], capture_output=True, text=True,
-                       env=env(), timeout=min(timeout, left))
+    e = env()
+    if binary:	# the ASan build: its errors as exit codes, as run-tests.sh sets them
+        e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=99"
+        e["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=98"
+    p = subprocess.run([binary or PT] + [str(a) for a in args], capture_output=True, text=True,
+                       env=e, timeout=min(timeout, left))
     return p.returncode, p.stdout, p.stderr
 
 
@@ -688,10 +693,17 @@ def chain_body(t, tmp, swap):
 
 
 # ---------------------------------------------------------------- corrupt
-def no_crash(args):
+def no_crash(args, binary=None):
     """(fine, detail): exit 1 with one line on stderr, no signal."""
-    rc, out, err = run(*args, timeout=120)
+    rc, out, err = run(*args, timeout=120, binary=binary)
     return rc == 1 and one_line(err), "rc %d stderr %r" % (rc, err[:300])
+
+
+def asan_binary():
+    """BUILD_DIR/../build-asan/tools/pagetrack (make asan), or None."""
+    p = os.path.join(os.path.dirname(os.path.dirname(PT)), os.pardir, "build-asan", "tools",
+                     "pagetrack")
+    return os.path.normpath(p) if os.access(p, os.X_OK) else None
 
 
 def sec_corrupt(exe, tmp):
@@ -749,6 +761,23 @@ def corrupt_body(t, u, tmp):
             fails.append("bit %d of byte %d: %s" % (n % 8, o, why))
     t_ok(not fails, "bit flips at %d offsets: verify exits 1, one line" % len(range(3, size, step)),
          "\n".join(fails))
+    asan = asan_binary()
+    if asan:
+        fails = []
+        for n, o in enumerate(offs[::3]):
+            b = bytearray(blob[:o] if n % 2 else blob)
+            if not n % 2:
+                b[o] ^= 0x10
+            with open(bad_file, "wb") as f:
+                f.write(b)
+            for cmd in (("image", "verify", bad_file), ("image", "show", "--json", bad_file)):
+                fine, why = no_crash(cmd, binary=asan)
+                if not fine:
+                    fails.append("%s %s at %d: %s" % (cmd[1], "cut" if n % 2 else "flip", o, why))
+        t_ok(not fails, "the same under ASan (%s): exit 1, one line" % asan, "\n".join(fails))
+    else:
+        t_skip("truncation and bit flips under ASan", "no ASan build beside BUILD_DIR "
+               "(build-asan: make asan)")
     os.unlink(bad_file)
 
     f = os.path.join(tmp, "c-np.img")
