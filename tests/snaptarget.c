@@ -58,6 +58,11 @@
  *                   i = 1..511, at RATE MB/s: {"addr", "pages"}
  *   stop            stops it: {"k": last complete write}
  *   progress        {"k": writes completed so far}
+ *   check           (writer stopped) the live region against the state
+ *                   after exactly k writes, recomputed here (e.g. after
+ *                   a restore; it reads every page, so never-written ones
+ *                   get the zero page): {"k", "bad": pages that differ,
+ *                   "first_bad"}
  *   ping            {"pong": PID}
  *   quit            removes its files, {"bye": PID}, exit 0
  * EOF on stdin is quit.  Run it with GLIBC_TUNABLES=glibc.pthread.rseq=0 for a
@@ -657,6 +662,34 @@ static void cmd_stop(void)
 	printf("{\"k\": %" PRIu64 "}\n", atomic_load(&live_k));
 }
 
+/* The live region against the state after exactly live_k writes (writer stopped). */
+static void cmd_check(void)
+{
+	uint64_t npages = live_reg->size / ps, k = atomic_load(&live_k), bad = 0, first = 0;
+	uint64_t *last = calloc(npages, sizeof(*last));
+
+	if (live_on || !last) {
+		printf("{\"error\": \"%s\"}\n", live_on ? "stop the writer first" : "out of memory");
+		free(last);
+		return;
+	}
+	for (uint64_t kk = 1; kk <= k; kk++)
+		last[mix(kk) % npages] = kk;
+	for (uint64_t p = 0; p < npages; p++) {
+		const uint64_t *w = (const uint64_t *)(live_reg->addr + p * ps);
+		uint64_t kk = last[p];
+		bool good = w[0] == kk;
+
+		for (size_t i = 1; i < ps / 8 && good; i++)
+			good = w[i] == (kk ? (kk << 12) ^ i ^ (p << 40) : 0);
+		if (!good && !bad++)
+			first = (uint64_t)(live_reg->addr + p * ps);
+	}
+	free(last);
+	printf("{\"k\": %" PRIu64 ", \"bad\": %" PRIu64 ", \"first_bad\": \"0x%" PRIx64 "\"}\n", k,
+	       bad, first);
+}
+
 static void *idle_main(void *arg)
 {
 	char c;
@@ -758,6 +791,8 @@ int main(int argc, char **argv)
 			cmd_live(strtod(argvv[1], NULL));
 		else if (!strcmp(argvv[0], "stop"))
 			cmd_stop();
+		else if (!strcmp(argvv[0], "check"))
+			cmd_check();
 		else if (!strcmp(argvv[0], "progress"))
 			printf("{\"k\": %" PRIu64 "}\n", atomic_load(&live_k));
 		else if (!strcmp(argvv[0], "ping"))

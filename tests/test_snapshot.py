@@ -64,7 +64,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
              "pages", "frames", "file_size", "frame_bytes", "chain")
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
-SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 7),
+SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 7),
             ("swap", 4), ("kill", 3))
 
 
@@ -500,6 +500,19 @@ def sec_target(exe, tmp, swap):
         K, bad = live_check(data, npages)
         t_ok(k > 0 and K == k and not bad, "live writer: the state after exactly k writes",
              "k %d, K %d\n%s" % (k, K, "\n".join(bad[:10])))
+        c1 = t.cmd("check")
+        pk = mix(k) % npages
+        with open("/proc/%d/mem" % t.pid, "r+b", buffering=0) as mem:
+            mem.seek(lv["a"] + pk * PS + 8)
+            mem.write(b"\xff")
+            c2 = t.cmd("check")
+            mem.seek(lv["a"] + pk * PS + 8)
+            mem.write(data[pk * PS + 8:pk * PS + 9])
+        c3 = t.cmd("check")
+        t_ok(c1 == {"k": k, "bad": 0, "first_bad": "0x0"} and c2["bad"] == 1 and
+             int(c2["first_bad"], 16) == lv["a"] + pk * PS and c3["bad"] == 0,
+             "the target's own check: clean, then one page changed from outside found",
+             "%s %s %s" % (c1, c2, c3))
         victim = mix(max(1, k // 2)) % npages
         broken = bytearray(data)
         broken[victim * PS + 100] ^= 1
