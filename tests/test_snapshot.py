@@ -977,7 +977,7 @@ def kill_body(t, tmp):
     t_end = time.time() + 120
     while p.poll() is None and time.time() < t_end:
         try:
-            if int(t.status().get("TracerPid", "0")) == p.pid:
+            if int(t.status().get("TracerPid", "0")) != 0:	# pagetrack or a helper of its
                 caught = True
                 break
         except (OSError, ValueError):
