@@ -28,7 +28,9 @@
  *   live       written only by the live writer thread
  *   big        (--big MB) private anon, every page holds data
  *   bigshm     (--big MB) memfd "snap-bigshm" of MB/4, every page data
- * Two idle threads ("snap-idle") block in read() on a pipe.
+ * Two idle threads ("snap-idle") block in read() on a pipe.  For debuggers:
+ * the global snap_global (0x5eed5eed12345678) and snap_heap, a heap object
+ * {magic 0x48ea948ea948ea9, text "snaptarget heap object"}.
  *
  * Commands (one answer line each; errors: {"error": "..."}):
  *   layout          {"pid", "page_size", "regions": [{name, kind, addr,
@@ -133,6 +135,19 @@ static double live_rate;		/* bytes per second */
 static struct region *live_reg;
 static _Atomic pid_t idle_tid[2];
 static int idle_pipe[2] = { -1, -1 };
+
+/*
+ * Known values for debuggers reading a core file or a restored process:
+ * a global and a heap object (snap_heap points to it), set at start.
+ */
+struct snap_heap_obj {
+	uint64_t magic;		/* SNAP_HEAP_MAGIC */
+	char text[32];		/* "snaptarget heap object" */
+};
+#define SNAP_GLOBAL_MAGIC 0x5eed5eed12345678ULL
+#define SNAP_HEAP_MAGIC 0x48ea948ea948ea9ULL
+volatile uint64_t snap_global;
+struct snap_heap_obj *volatile snap_heap;
 
 static uint64_t mix(uint64_t x)
 {
@@ -760,6 +775,12 @@ int main(int argc, char **argv)
 	if (mem_fd < 0 || pagemap_fd < 0)
 		die("/proc/self");
 	signal(SIGPIPE, SIG_IGN);
+	snap_global = SNAP_GLOBAL_MAGIC;
+	snap_heap = calloc(1, sizeof(*snap_heap));
+	if (!snap_heap)
+		die("calloc");
+	snap_heap->magic = SNAP_HEAP_MAGIC;
+	snprintf(snap_heap->text, sizeof(snap_heap->text), "snaptarget heap object");
 	set_up(big_mb, live_pages);
 	if (pipe2(idle_pipe, O_CLOEXEC) < 0)
 		die("pipe");
@@ -810,6 +831,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++)
 		pthread_join(idle[i], NULL);
 	cleanup_files();
+	free(snap_heap);
 	printf("{\"bye\": %d}\n", getpid());
 	return 0;
 }

@@ -236,6 +236,11 @@ def sec_target(exe, tmp, swap):
                 bad.append("%s path %r" % (n, t.reg[n]["path"]))
         t_ok(not bad, "every region is one VMA of /proc/PID/maps, objects named", "\n".join(bad))
 
+        with open("/proc/%d/smaps" % t.pid) as f:
+            sm = f.read()
+        at = sm.find("%x-" % t.reg["thp"]["a"])
+        thp = sm[at:].split("AnonHugePages:", 1)[1].split()[0] if at >= 0 else "?"
+        diag("target: the thp region holds %s kB of huge pages" % thp)
         tasks = os.listdir("/proc/%d/task" % t.pid)
         t_ok(sorted(int(x) for x in tasks) == sorted(t.layout["threads"]),
              "the threads of the layout are the target's tasks", "%s" % tasks)
