@@ -24,7 +24,8 @@ with its reason):
            verify PID after more writes lists them
   corrupt  truncation, bit flips (also with BUILD_DIR/../build-asan's
            pagetrack when built), missing/wrong parent, --force
-  live     --live at 10% and 50% of the measured copy rate
+  live     a frozen snapshot while the target writes; --live at 10% and
+           50% of the measured copy rate
   swap     residency after a snapshot of a half-swapped target, --no-evict
   kill     pagetrack SIGKILLed while the target is frozen
 Env: PT_TEST_SNAP_MB (default 1024) the size of the swap test's region;
@@ -61,7 +62,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
              "pages", "frames", "file_size", "frame_bytes", "chain")
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
-SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 7),
+SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
             ("swap", 4), ("kill", 3))
 
 
@@ -670,6 +671,20 @@ def live_body(t, tmp):
     if not rate:
         skip_rest("no copy rate")
         return
+    # the default (frozen) mode with the writer running: one instant too
+    f = os.path.join(tmp, "frozen-running.img")
+    t.cmd("live %.1f" % max(1.0, rate * 0.5 / 1e6))
+    k0 = t.cmd("progress")["k"]
+    rc, rep, err = snap(t, f)
+    k_after = t.cmd("progress")["k"]
+    t.cmd("stop")
+    data, e = extract(f, lv, tmp) if rc == 0 else (None, err.strip())
+    K, bad = live_check(data, npages) if data else (0, [e])
+    t_ok(rc == 0 and not bad and k0 <= K <= k_after,
+         "frozen snapshot with the writer running: the memory after exactly K=%d writes" % K,
+         "rc %d K %d, writes %d..%d\n%s" % (rc, K, k0, k_after, "\n".join(bad[:15])))
+    if os.path.exists(f):
+        os.unlink(f)
     for pct in (10, 50):
         mbps = max(1.0, rate * pct / 100 / 1e6)
         f = os.path.join(tmp, "live-%d.img" % pct)
