@@ -63,7 +63,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
 SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
-            ("swap", 4), ("kill", 3))
+            ("swap", 4), ("kill", 3), ("core", 6))
 
 
 # ---------------------------------------------------------------- sections
@@ -812,6 +812,62 @@ def swap_body(t, tmp):
 
 
 # ---------------------------------------------------------------- kill
+def gdb_batch(exe, core, *cmds):
+    args = ["gdb", "-batch", "-nx", "-q"]
+    for c in cmds:
+        args += ["-ex", c]
+    r = subprocess.run(args + [exe, core], capture_output=True, text=True, timeout=180)
+    return r.stdout + r.stderr
+
+
+def sec_core(exe, tmp):
+    """snapshot --core and image core: gdb opens them (issue 10, section 4)."""
+    if not shutil.which("gdb"):
+        skip_rest("gdb not installed (scripts/deps.sh test installs it)")
+        return
+    t = Target(exe, tmp)
+    try:
+        core_body(t, exe, tmp)
+    finally:
+        t.quit()
+
+
+def core_body(t, exe, tmp):
+    f = os.path.join(tmp, "core.img")
+    core = os.path.join(tmp, "core.elf")
+    rc, out, err = run("snapshot", t.pid, "-o", f, "--core", core)
+    with open(core, "rb") if os.path.exists(core) else open(os.devnull, "rb") as c:
+        magic = c.read(4)
+    t_ok(rc == 0 and magic == b"\x7fELF", "snapshot --core: an ELF core file",
+         "rc %d %r" % (rc, err))
+    threads = t.layout.get("threads", [])
+    o = gdb_batch(exe, core, "info threads", "thread apply all bt", "print/x snap_global",
+                  "print/x snap_heap->magic", "print snap_heap->text")
+    tids = re.findall(r"LWP (\d+)", o)
+    t_ok(sorted(set(int(x) for x in tids)) == sorted(threads),
+         "gdb: every thread of the target (%d) in the core" % len(threads), o[-1500:])
+    bts = o.split("\nThread ")
+    t_ok(len(bts) - 1 >= len(threads) and "main" in o and "idle_main" in o,
+         "gdb: a backtrace per thread, through main and idle_main", o[-1500:])
+    t_ok(re.search(r"= 0x5eed5eed12345678", o) is not None,
+         "gdb: the global snap_global", o[-800:])
+    t_ok(re.search(r"= 0x48ea948ea948ea9\b", o) is not None and
+         "snaptarget heap object" in o, "gdb: the heap object snap_heap points to", o[-800:])
+    # a live snapshot's frozen layer, through its chain
+    g = os.path.join(tmp, "core-live.img")
+    core2 = os.path.join(tmp, "core-live.elf")
+    rc, out, err = run("snapshot", t.pid, "-o", g, "--live")
+    rc2, out2, err2 = run("image", "core", g, "-o", core2)
+    o2 = gdb_batch(exe, core2, "print/x snap_global", "info threads") if rc2 == 0 else ""
+    t_ok(rc == 0 and rc2 == 0 and "0x5eed5eed12345678" in o2 and
+         len(set(re.findall(r"LWP (\d+)", o2))) == len(threads),
+         "image core of a --live snapshot: gdb sees the global and every thread",
+         "rc %d %d %r %r %s" % (rc, rc2, err, err2, o2[-600:]))
+    for x in os.listdir(tmp):
+        if x.startswith("core"):
+            os.unlink(os.path.join(tmp, x))
+
+
 def sec_kill(exe, tmp):
     t = Target(exe, tmp, "--big", str(big_mb()), "--live-pages", "1")
     try:
@@ -899,6 +955,8 @@ def main():
                     sec_swap(exe, tmp, swap)
                 elif name == "kill":
                     sec_kill(exe, tmp)
+                elif name == "core":
+                    sec_core(exe, tmp)
     finally:
         swap.stop()
         shutil.rmtree(tmp, ignore_errors=True)
