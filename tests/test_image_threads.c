@@ -328,7 +328,7 @@ static void enospc_child(const char *mnt, int fd)
 	struct pt__imgw_opts o = { .flags = PT_IMAGE_LIVE, .pid = 1, .frame_pages = 2 };
 	struct pt_image_area a = { BASE, BASE + 64 * P, 0, 3, PT_VMA_ANON, 0,
 				   PT_IMAGE_NO_OBJECT, "", 0 };
-	int res[5] = { 0, -1, -1, -1, -1 };
+	int res[6] = { 0, -1, -1, -1, -1, tasks() };
 	unsigned char pg[P];
 	uint64_t st = 12345;
 	char path[192];
@@ -369,7 +369,7 @@ static void enospc_child(const char *mnt, int fd)
 static void test_enospc(void)
 {
 	char mnt[128];
-	int pfd[2], res[5] = { 0, -1, -1, -1, -1 };
+	int pfd[2], res[6] = { 0, -1, -1, -1, -1, -1 };
 	pid_t pid;
 
 	snprintf(mnt, sizeof(mnt), "%s/small-fs", dir);
@@ -395,10 +395,11 @@ static void test_enospc(void)
 		return;
 	}
 	tap_ok(res[0] == -ENOSPC && (res[2] == 0 || res[2] == -ENOSPC) && res[1] == 0 &&
-	       res[3] == 5 && res[4] == 1,
+	       res[3] == res[5] + 4 && res[4] == res[5],
 	       "ENOSPC on a 64 KiB tmpfs with 4 threads and 2-page frames: finish %d (%s), "
-	       "sticky %d, %d files left, threads %d while writing and %d after", res[0],
-	       res[0] == -ENOSPC ? "ENOSPC" : strerror(-res[0]), res[2], res[1], res[3], res[4]);
+	       "sticky %d, %d files left, threads %d before, %d while writing, %d after",
+	       res[0], res[0] == -ENOSPC ? "ENOSPC" : strerror(-res[0]), res[2], res[1], res[5],
+	       res[3], res[4]);
 }
 
 int main(void)
