@@ -318,6 +318,38 @@ static void test_abort(void)
 	pt__imgw_abort(w);
 	tap_ok(r == 0 && during == base, "1 thread forced: no worker (%d threads, %d before)",
 	       during, base);
+	/* by default, as many workers as CPUs the process may run on: none on one CPU */
+	{
+		cpu_set_t old, one;
+		int all = -1, want = -1;
+
+		if (sched_getaffinity(0, sizeof(old), &old)) {
+			tap_skip("sched_getaffinity failed", "workers on one CPU");
+		} else {
+			CPU_ZERO(&one);
+			for (int c = 0; c < CPU_SETSIZE; c++)
+				if (CPU_ISSET(c, &old)) {
+					CPU_SET(c, &one);
+					break;
+				}
+			sched_setaffinity(0, sizeof(one), &one);
+			r = pt__imgw_open(path, &o, &w, errbuf, sizeof(errbuf));
+			during = r ? -1 : tasks();
+			pt__imgw_abort(w);
+			sched_setaffinity(0, sizeof(old), &old);
+			if (!r && !pt__imgw_open(path, &o, &w, errbuf, sizeof(errbuf))) {
+				all = tasks() - base;
+				pt__imgw_abort(w);
+			}
+			want = CPU_COUNT(&old) > 4 ? 4 : CPU_COUNT(&old) < 2 ? 0 : CPU_COUNT(&old);
+			if (sysconf(_SC_NPROCESSORS_ONLN) < want)
+				want = (int)sysconf(_SC_NPROCESSORS_ONLN);
+			tap_ok(r == 0 && during == base && all == (want < 2 ? 0 : want),
+			       "by default: no worker confined to one CPU (%d threads, %d before), "
+			       "%d workers on the process's %d CPUs", during, base, all,
+			       CPU_COUNT(&old));
+		}
+	}
 	rmdir(sub);
 }
 
@@ -407,9 +439,10 @@ int main(void)
 	strcpy(dir, "/tmp/pt-test-zpar-XXXXXX");
 	if (!mkdtemp(dir))
 		tap_skip_all("mkdtemp failed");
-	tap_plan(10);
+	unsetenv("PT_FORCE_ZSTD_THREADS");
+	tap_plan(11);
 	test_same_bytes();	/* 6 */
-	test_abort();		/* 3 */
+	test_abort();		/* 4 */
 	test_enospc();		/* 1 */
 	cleanup_dir(dir);
 	return tap_done();

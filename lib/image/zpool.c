@@ -6,13 +6,16 @@
  * frames out in ring order (submission order) once the workers have
  * compressed them; a worker takes the oldest queued slot.  So at most 2W
  * frames are in memory, and a frame that compresses slowly holds back
- * the writer only once the ring is full.  Each worker has its own zstd
- * context with the writer's parameters: a frame's bytes do not depend on
+ * the writer only once the ring is full; then, if no worker has taken the
+ * oldest frame yet, the writer compresses it itself rather than sleep.
+ * Each worker (and the writer) has its own zstd context with the same
+ * parameters: a frame's bytes do not depend on
  * which context compressed it (one-shot ZSTD_compress2, no dictionary,
  * no multithreading inside zstd).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +42,9 @@ struct pt__zpool {
 	pthread_mutex_t lock;
 	pthread_cond_t work, done;
 	bool stop;
-	unsigned nthreads, nstarted;
+	unsigned nthreads, nstarted, ncctx;
 	pthread_t *tids;
-	ZSTD_CCtx **cctx;		/* one per worker; [0] the caller's when inline */
+	ZSTD_CCtx **cctx;		/* one per worker, then the caller's */
 	struct zslot *slots;
 	unsigned nslots, head, fill, nsub;
 	uint32_t fcap, next_no;
@@ -51,6 +54,7 @@ struct pt__zpool {
 unsigned pt__zpool_threads(void)
 {
 	const char *force = getenv("PT_FORCE_ZSTD_THREADS");
+	cpu_set_t set;
 	long n;
 
 	if (force && *force) {
@@ -61,6 +65,9 @@ unsigned pt__zpool_threads(void)
 			return (unsigned)n;
 	}
 	n = sysconf(_SC_NPROCESSORS_ONLN);
+	/* a process confined to fewer CPUs (taskset, cpuset) gets fewer workers */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < n)
+		n = CPU_COUNT(&set);
 	if (n < 1)
 		n = 1;
 	return n > ZP_THREADS_AUTO_MAX ? ZP_THREADS_AUTO_MAX : (unsigned)n;
@@ -166,7 +173,7 @@ static int start_workers(struct pt__zpool *p)
 int pt__zpool_create(int level, uint32_t fcap, unsigned nthreads, struct pt__zpool **out)
 {
 	struct pt__zpool *p;
-	unsigned ncctx = nthreads > 1 ? nthreads : 1;
+	unsigned ncctx = nthreads > 1 ? nthreads + 1 : 1;
 	int r;
 
 	*out = NULL;
@@ -182,6 +189,7 @@ int pt__zpool_create(int level, uint32_t fcap, unsigned nthreads, struct pt__zpo
 	p->nslots = nthreads > 1 ? 2 * nthreads : 1;
 	p->fcap = fcap;
 	p->ccap = ZSTD_compressBound((size_t)fcap * PT_PAGE_SIZE);
+	p->ncctx = ncctx;
 	p->tids = calloc(ncctx, sizeof(*p->tids));
 	p->cctx = calloc(ncctx, sizeof(*p->cctx));
 	p->slots = calloc(p->nslots, sizeof(*p->slots));
@@ -257,6 +265,17 @@ const struct pt__zframe *pt__zpool_done(struct pt__zpool *p, bool wait)
 	if (!p->nthreads)
 		return &s->f;
 	pthread_mutex_lock(&p->lock);
+	if (wait && s->state == SL_QUEUED) {
+		/*
+		 * No worker has taken it yet (all busy, or not scheduled yet on
+		 * a busy machine): compress it here rather than sleep.
+		 */
+		s->state = SL_BUSY;
+		pthread_mutex_unlock(&p->lock);
+		compress(p->cctx[p->nthreads], s, p->ccap);
+		pthread_mutex_lock(&p->lock);
+		s->state = SL_DONE;
+	}
 	while (s->state != SL_DONE && wait)
 		pthread_cond_wait(&p->done, &p->lock);
 	wait = s->state == SL_DONE;
@@ -288,7 +307,7 @@ void pt__zpool_free(struct pt__zpool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->nstarted; i++)
 		pthread_join(p->tids[i], NULL);
-	for (unsigned i = 0; p->cctx && i < (p->nthreads ? p->nthreads : 1); i++)
+	for (unsigned i = 0; p->cctx && i < p->ncctx; i++)
 		ZSTD_freeCCtx(p->cctx[i]);
 	for (unsigned i = 0; p->slots && i < p->nslots; i++) {
 		free(p->slots[i].f.ubuf);

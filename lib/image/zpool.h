@@ -37,7 +37,8 @@ struct pt__zframe {
 
 /*
  * The number of threads compressing: PT_FORCE_ZSTD_THREADS=N (1..16) if
- * set, else the online CPUs capped at 4; at least 1.  1 means inline.
+ * set, else the online CPUs the process may run on (its affinity), capped
+ * at 4; at least 1.  1 means inline.
  */
 PT_HIDDEN unsigned pt__zpool_threads(void);
 /*
