@@ -9,7 +9,7 @@
  * `make check`).  With libFuzzer (clang):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DPT_LIBFUZZER \
  *     -Iinclude \
- *     -Ilib -Itests lib/image/reader.c lib/image/writer.c lib/log.c \
+ *     -Ilib -Itests lib/image/reader.c lib/image/writer.c lib/image/zpool.c lib/log.c \
  *     tests/fuzz_image.c -lxxhash -lzstd -o fuzz_image
  *   PT_FUZZ_DIR=DIR ./fuzz_image CORPUS
  * with the seed layers (test_fuzz_image writes them) in CORPUS, and the

@@ -16,7 +16,8 @@ echo "1..3"
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -DPT_LIBFUZZER -I"$top/include" -I"$top/lib" -I"$top/tests" \
 	"$top/lib/image/reader.c" "$top/lib/image/sections.c" "$top/lib/image/read.c" \
-	"$top/lib/image/writer.c" "$top/lib/log.c" "$top/tests/fuzz_image.c" \
+	"$top/lib/image/writer.c" "$top/lib/image/zpool.c" "$top/lib/log.c" \
+	"$top/tests/fuzz_image.c" \
 	-lxxhash -lzstd -lpthread -o "$tmp/fuzz_image" >"$tmp/build.log" 2>&1; then
 	if grep -q "fuzzer" "$tmp/build.log"; then
 		echo "ok 1 - build with libFuzzer # SKIP clang has no libFuzzer runtime here"
