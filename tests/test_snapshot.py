@@ -63,7 +63,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
 SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
-            ("swap", 4), ("kill", 3), ("core", 6))
+            ("swap", 4), ("kill", 3), ("core", 6), ("errors", 4))
 
 
 # ---------------------------------------------------------------- sections
@@ -916,6 +916,76 @@ def kill_body(t, tmp):
                 os.unlink(os.path.join(tmp, x))
 
 
+def sec_errors(exe, tmp):
+    """A full disk and a target that exits mid-snapshot: one line, exit 1, no file."""
+    t = Target(exe, tmp, "--big", str(min(big_mb(), 256)))
+    try:
+        errors_body(t, tmp)
+    finally:
+        t.quit()
+
+
+def errors_body(t, tmp):
+    # a 1 MiB tmpfs in a private mount namespace: the layer cannot fit
+    small = os.path.join(tmp, "small")
+    os.mkdir(small)
+    script = ('mount -t tmpfs -o size=1m pt-snaptest "$1" || exit 99; '
+              '"$2" snapshot "$3" -o "$1/full.img"; rc=$?; '
+              'echo "rc=$rc left=$(ls -A "$1" | tr "\\n" " ")"')
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                        small, PT, str(t.pid)], capture_output=True, text=True, timeout=300,
+                       env=env())
+    m = re.search(r"rc=(\d+) left=(.*)", r.stdout)
+    if r.returncode == 99 or not m:
+        t_skip("disk full", "cannot mount a small tmpfs here (%r)" % r.stderr[-200:])
+        t_skip("disk full: the target runs on", "no small tmpfs")
+    else:
+        t_ok(m.group(1) == "1" and one_line(r.stderr) and "No space left" in r.stderr and
+             m.group(2).strip() == "",
+             "disk full: exit 1, one line, nothing left in the directory",
+             "rc %s left %r stderr %r" % (m.group(1), m.group(2), r.stderr))
+        t_ok(t.answers(10), "disk full: the target runs on")
+    os.rmdir(small)
+    # the target killed while pagetrack copies it
+    f = os.path.join(tmp, "gone.img")
+    p = subprocess.Popen([PT, "snapshot", str(t.pid), "-o", f, "--level", "19"], env=env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = False
+    t_end = time.time() + 60
+    while p.poll() is None and time.time() < t_end:
+        try:
+            if int(t.status().get("TracerPid", "0")) != 0:
+                seen = True
+                break
+        except (OSError, ValueError):
+            break
+        time.sleep(0.0005)
+    os.kill(t.pid, signal.SIGKILL)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    if not seen:
+        t_skip("target exits mid-snapshot", "the snapshot ended before the freeze was seen")
+        t_skip("target exits mid-snapshot: no file", "not reached")
+        return
+    if p.returncode == 0:
+        # everything had been copied when the kill landed: a complete layer
+        # of the state at the freeze is the right outcome
+        vrc, vout, verr = run("image", "verify", f)
+        t_ok(vrc == 0, "target killed after the copy: a complete, valid layer", verr)
+        t_ok(not [x for x in os.listdir(tmp) if x.startswith(".gone.img")],
+             "target killed after the copy: no temp file", str(os.listdir(tmp)))
+        os.unlink(f)
+        return
+    t_ok(p.returncode == 1 and one_line(err) and ("exited" in err or "no such process" in err),
+         "target killed mid-snapshot: exit 1, one line naming it", "rc %s %r" %
+         (p.returncode, err))
+    t_ok(not os.path.exists(f) and not [x for x in os.listdir(tmp) if x.startswith(".gone.img")],
+         "target killed mid-snapshot: no file, no temp file", str(os.listdir(tmp)))
+
+
 # ---------------------------------------------------------------- main
 def main():
     global PT
@@ -957,6 +1027,8 @@ def main():
                     sec_kill(exe, tmp)
                 elif name == "core":
                     sec_core(exe, tmp)
+                elif name == "errors":
+                    sec_errors(exe, tmp)
     finally:
         swap.stop()
         shutil.rmtree(tmp, ignore_errors=True)

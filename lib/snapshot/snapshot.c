@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,19 @@ static int fail(struct snap *s, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err < 0 ? err : -EIO;
+}
+
+/*
+ * Whatever step failed (a freeze, a read of the layout, a copy), when
+ * the target is gone the one line says so: that is the cause.
+ */
+static int gone_msg(pid_t pid, int err, char *buf, size_t len)
+{
+	if (err < 0 && buf && len && kill(pid, 0) < 0 && errno == ESRCH) {
+		snprintf(buf, len, "target %d exited during the snapshot", (int)pid);
+		return -ESRCH;
+	}
+	return err;
 }
 
 static void progress(struct snap *s, bool force)
@@ -727,7 +741,8 @@ static int snap_frozen(struct snap *s, const char *path)
 		pt_target_free(t);
 		pt_image_close(parent);
 		return fail(s, err, "freezing %d: %s", (int)s->pid,
-			    err == -EBUSY ? "it is traced by another process" : strerror(-err));
+			    err == -EBUSY ? "it is traced by another process"
+			    : err == -ESRCH ? "it exited" : strerror(-err));
 	}
 	s->phase = PT_SNAP_PHASE_FROZEN;
 	err = pt_vmas_read(t, &v, &nv);
@@ -865,7 +880,8 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 	memset(&cap, 0, sizeof(cap));
 	if (frozen && (err = pt__freeze(s->pid, &fz)))
 		return fail(s, err, "freezing %d: %s", (int)s->pid,
-			    err == -EBUSY ? "it is traced by another process" : strerror(-err));
+			    err == -EBUSY ? "it is traced by another process"
+			    : err == -ESRCH ? "it exited" : strerror(-err));
 	c0 = pt__now_ns();
 	s->phase = frozen ? PT_SNAP_PHASE_FROZEN : PT_SNAP_PHASE_ROUND;
 	s->round = (uint32_t)sn->layers;
@@ -979,6 +995,7 @@ int pt_snapshotter_layer(struct pt_snapshotter *sn, const char *path, uint32_t f
 	uint64_t t0 = pt__now_ns();
 
 	e = sn_layer(sn, path, !(flags & PT_SNAP_LIVE));
+	e = gone_msg(sn->s.pid, e, err, errlen);
 	sn->s.err = NULL;
 	if (report) {
 		struct pt_snapshot_report r = sn->rep;
@@ -1090,6 +1107,7 @@ int pt_snapshot(pid_t pid, const char *path, const struct pt_snapshot_opts *opts
 	else
 		e = snap_frozen(&s, path);
 	pt_copier_free(s.cp);
+	e = gone_msg(pid, e, err, errlen);
 	if (!e && opts && opts->core_path) {
 		struct pt_image *img = NULL;
 		char m[512] = "";
