@@ -7,7 +7,7 @@
  * deterministic and bounded by work, not by time.
  *
  * Usage:
- *   snaptarget [--tag TAG] [--dir DIR] [--big MB] [--live-pages N]
+ *   snaptarget [--tag TAG] [--dir DIR] [--big MB] [--live-pages N] [--live-shm]
  *   snaptarget --swap MB     hold zram swap (tools/common/zram.h) until
  *                            stdin closes or says "quit"; answers
  *                            {"swap": 0|1, "why": ...} first
@@ -25,7 +25,9 @@
  *   zeropage   PROT_READ, every page read (the zero page, if mapped)
  *   guard      pages 4-7 of 16 guard pages (MADV_GUARD_INSTALL = 102)
  *              when the kernel accepts it
- *   live       written only by the live writer thread
+ *   live       written only by the live writer thread; private anon, or
+ *              with --live-shm /dev/shm/TAG-live mapped shared (the object
+ *              a migration test sends with --object)
  *   big        (--big MB) private anon, every page holds data
  *   bigshm     (--big MB) memfd "snap-bigshm" of MB/4, every page data
  * Two idle threads ("snap-idle") block in read() on a pipe.
@@ -116,7 +118,7 @@ static struct region reg[MAXREG];
 static int nreg;
 static size_t ps;
 static int mem_fd = -1, pagemap_fd = -1;
-static char tag[128], dir[256], devshm_path[512], file_path[512];
+static char tag[128], dir[256], devshm_path[512], file_path[512], live_path[512];
 static bool guard_ok;
 
 /* live writer */
@@ -230,7 +232,7 @@ static void open_object(struct region *g)
 		die(p);
 }
 
-static void set_up(size_t big_mb, size_t live_pages)
+static void set_up(size_t big_mb, size_t live_pages, bool live_shm)
 {
 	struct region *g;
 	char *p;
@@ -356,9 +358,20 @@ static void set_up(size_t big_mb, size_t live_pages)
 	}
 
 	/* live: untouched until the writer runs */
-	g = add("live", "anon", live_pages * ps, false);
-	g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (live_shm) {
+		g = add("live", "shm_file", live_pages * ps, true);
+		snprintf(live_path, sizeof(live_path), "/dev/shm/%s-live", tag);
+		fd = open(live_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, (off_t)g->size) < 0)
+			die(live_path);
+		g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size,
+				    PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		close(fd);
+	} else {
+		g = add("live", "anon", live_pages * ps, false);
+		g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size,
+				    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	}
 	g->writable = false;	/* not for "write": the writer thread's */
 	live_reg = g;
 
@@ -453,6 +466,10 @@ static void cmd_layout(void)
 	json_str(stdout, devshm_path);
 	printf(", ");
 	json_str(stdout, file_path);
+	if (live_path[0]) {
+		printf(", ");
+		json_str(stdout, live_path);
+	}
 	printf("]}\n");
 }
 
@@ -674,6 +691,8 @@ static void cleanup_files(void)
 		unlink(devshm_path);
 	if (file_path[0])
 		unlink(file_path);
+	if (live_path[0])
+		unlink(live_path);
 }
 
 static int swap_holder(size_t mb)
@@ -696,6 +715,7 @@ static int swap_holder(size_t mb)
 int main(int argc, char **argv)
 {
 	size_t big_mb = 0, live_pages = 4096;
+	bool live_shm = false;
 	char line[4096];
 	pthread_t idle[2];
 
@@ -714,9 +734,11 @@ int main(int argc, char **argv)
 			big_mb = strtoull(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--live-pages") && i + 1 < argc)
 			live_pages = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--live-shm"))
+			live_shm = true;
 		else {
 			fprintf(stderr, "usage: snaptarget [--tag TAG] [--dir DIR] [--big MB] "
-					"[--live-pages N] | --swap MB\n");
+					"[--live-pages N] [--live-shm] | --swap MB\n");
 			return 2;
 		}
 	}
@@ -727,7 +749,7 @@ int main(int argc, char **argv)
 	if (mem_fd < 0 || pagemap_fd < 0)
 		die("/proc/self");
 	signal(SIGPIPE, SIG_IGN);
-	set_up(big_mb, live_pages);
+	set_up(big_mb, live_pages, live_shm);
 	if (pipe2(idle_pipe, O_CLOEXEC) < 0)
 		die("pipe");
 	for (intptr_t i = 0; i < 2; i++)
