@@ -1196,20 +1196,24 @@ def bench(net, tmp, key):
     link = net.rate["1g"]
     print("migrate-net: veth pair, tc tbf 1gbit (TCP measured %.1f MB/s), snaptarget with a "
           "%d MiB live region, --downtime 300ms (default)" % (link / 1e6, mib))
-    print("%-6s %-9s %8s %7s %12s %10s %10s %6s %8s %s" % (
-        "dirty", "wire", "MB/s", "rounds", "downtime_ms", "round0_MiB", "total_MiB", "x_r0",
-        "throttle", "result"))
+    print("%-6s %-6s %-9s %8s %7s %12s %10s %10s %6s %8s %s" % (
+        "dirty", "dest", "wire", "MB/s", "rounds", "downtime_ms", "round0_MiB", "total_MiB",
+        "x_r0", "throttle", "result"))
     rc_all = 0
+    variants = [("-o", [])] + ([("-o", NOCOMP), ("--into", NOCOMP)] if NOCOMP else
+                               [("--into", [])])
     for pct in (0, 10, 50):
-        for comp in ([], NOCOMP):
-            if comp is NOCOMP and not NOCOMP:
-                continue
-            t = Target(net, tmp, mib)
+        for dest, comp in variants:
+            into = dest == "--into"
+            t = Target(net, tmp, mib, shm=into)
             m = Mig(net, tmp, t, "bench")
             try:
                 t.populate()
-                out = os.path.join(tmp, "bench.img")
-                if not m.receiver(key, out=out):
+                out = os.path.join(tmp, "bench.img") if not into else None
+                dst = "/dev/shm/ptmig-%d-bench" % os.getpid() if into else None
+                if dst:
+                    FILES.extend([dst, dst + ".pagetrack-incomplete"])
+                if not m.receiver(key, out=out, into=dst):
                     print("bench: no receiver: %s" % m.recv.story())
                     return 1
                 mbps = share_rate(net, pct) if pct else 0
@@ -1221,8 +1225,8 @@ def bench(net, tmp, key):
                 rounds = [d for d in m.send.jsons() if "round" in d and "result" not in d]
                 r0 = rounds[0].get("bytes_sent", 0) if rounds else 0
                 tot = fin.get("total_bytes", 0)
-                print("%-6s %-9s %8.1f %7s %12s %10.1f %10.1f %6.2f %8s %s" % (
-                    "%d%%" % pct, "raw" if comp else "zstd-auto", mbps, fin.get("rounds"),
+                print("%-6s %-6s %-9s %8.1f %7s %12s %10.1f %10.1f %6.2f %8s %s" % (
+                    "%d%%" % pct, dest, "raw" if comp else "zstd-auto", mbps, fin.get("rounds"),
                     "%.0f" % fin["downtime_ms"] if "downtime_ms" in fin else "-", r0 / 2**20,
                     tot / 2**20, tot / r0 if r0 else 0, fin.get("throttle_percent"),
                     fin.get("result")))
@@ -1237,8 +1241,9 @@ def bench(net, tmp, key):
                     except Exception:
                         pass
                 t.quit()
-                if m.out and os.path.exists(m.out):
-                    os.unlink(m.out)
+                for f in (m.out, m.into, m.into and m.into + ".pagetrack-incomplete"):
+                    if f and os.path.exists(f):
+                        os.unlink(f)
     print("x_r0: total bytes / bytes of round 0 (everything once, as sent); targets: "
           "downtime <= 300 ms at <= 50%, total <= 1.5x memory at 10%")
     return rc_all
