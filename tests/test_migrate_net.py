@@ -1295,7 +1295,7 @@ def main():
             with Section(name, n):
                 skip_rest(why)
         done()
-    tmp = tempfile.mkdtemp(prefix="pt-migtest-")
+    tmp = tempfile.mkdtemp(prefix="pt-mignet-")
     net = None
     try:
         key = new_key(tmp, "mig.key")
