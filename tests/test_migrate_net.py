@@ -324,15 +324,19 @@ class Net:
         self.loss_obj = None
         self.loss_why = None
         self.delay = None	# the delay line (Proc) of lat20
-        for ns in (self.a, self.b):
-            must("ip", "netns", "add", ns)
-            self.made.append(ns)
-        must("ip", "link", "add", self.va, "netns", self.a, "type", "veth",
-             "peer", "name", self.vb, "netns", self.b)
-        for ns, dev, addr in ((self.a, self.va, ADDR_A), (self.b, self.vb, ADDR_B)):
-            must("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            must("ip", "-n", ns, "link", "set", dev, "up")
-            must("ip", "-n", ns, "link", "set", "lo", "up")
+        try:
+            for ns in (self.a, self.b):
+                must("ip", "netns", "add", ns)
+                self.made.append(ns)
+            must("ip", "link", "add", self.va, "netns", self.a, "type", "veth",
+                 "peer", "name", self.vb, "netns", self.b)
+            for ns, dev, addr in ((self.a, self.va, ADDR_A), (self.b, self.vb, ADDR_B)):
+                must("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
+                must("ip", "-n", ns, "link", "set", dev, "up")
+                must("ip", "-n", ns, "link", "set", "lo", "up")
+        except Exception:
+            self.close()	# nothing half-made stays behind
+            raise
 
     def in_a(self, *argv):
         return ["ip", "netns", "exec", self.a] + [str(x) for x in argv]
