@@ -898,6 +898,9 @@ def check_equal(t, m, tmp, k0):
 def fail_checks(m, t, before, rs, rr, result=None, recv_killed=False, recv_err=None):
     """The 4 subtests of a failure."""
     fin = m.send.final()
+    diag("%s: sender %s: %s | receiver %s: %s" % (
+        Section.cur.name, rs, " ".join(m.send.error_lines())[:160], rr,
+        " ".join(m.recv.error_lines())[:160]))
     want = (fin.get("result") == result) if result else True
     t_ok(rs == 1 and m.send.one_error() and want,
          "sender: exit 1, one error line%s" % (", result %s" % result if result else ""),
