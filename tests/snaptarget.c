@@ -58,6 +58,10 @@
  *                   to page p(k) = mix(k) % npages of "live": word 0 = k
  *                   first, then word i = (k << 12) ^ i ^ (p << 40) for
  *                   i = 1..511, at RATE MB/s: {"addr", "pages"}
+ *   live RATE_MBPS nocatchup   the same, but writes missed while the
+ *                   writer was held up (stopped, throttled: more than
+ *                   ~10 ms of them) are not made up for: the rate is one
+ *                   of running time, as a CPU-bound program's
  *   stop            stops it: {"k": last complete write}
  *   progress        {"k": writes completed so far}
  *   ping            {"pong": PID}
@@ -127,6 +131,7 @@ static bool live_on;
 static _Atomic uint64_t live_k;		/* last complete write */
 static _Atomic int live_stop;
 static double live_rate;		/* bytes per second */
+static bool live_nocatchup;		/* "live RATE nocatchup" */
 static struct region *live_reg;
 static _Atomic pid_t idle_tid[2];
 static int idle_pipe[2] = { -1, -1 };
@@ -629,6 +634,15 @@ static void *live_main(void *arg)
 		double due = (double)(now_ns() - t0) * 1e-9 * live_rate / (double)ps;
 		uint64_t n = 0;
 
+		/* nocatchup: held up (stopped, throttled) for more than ~10 ms
+		   of writes, the writer forgets them and goes on at the rate */
+		if (live_nocatchup && due > (double)(k - k0) + 16 &&
+		    due > (double)(k - k0) + live_rate * 0.01 / (double)ps) {
+			t0 = now_ns();
+			k0 = k;
+			due = 0;
+		}
+
 		while (k < k0 + (uint64_t)due && n++ < 256) {
 			uint64_t kk = k + 1, p = mix(kk) % npages;
 			volatile uint64_t *w = (volatile uint64_t *)(live_reg->addr + p * ps);
@@ -647,13 +661,14 @@ static void *live_main(void *arg)
 	return NULL;
 }
 
-static void cmd_live(double mbps)
+static void cmd_live(double mbps, bool nocatchup)
 {
 	if (live_on || mbps <= 0) {
 		printf("{\"error\": \"%s\"}\n", live_on ? "already live" : "bad rate");
 		return;
 	}
 	live_rate = mbps * 1e6;
+	live_nocatchup = nocatchup;
 	atomic_store(&live_stop, 0);
 	if (pthread_create(&live_thr, NULL, live_main, NULL) != 0) {
 		printf("{\"error\": \"pthread_create\"}\n");
@@ -776,8 +791,8 @@ int main(int argc, char **argv)
 			cmd_pageout();
 		else if (!strcmp(argvv[0], "dump") && n >= 2)
 			cmd_dump(argvv[1], argvv + 2, n - 2);
-		else if (!strcmp(argvv[0], "live") && n == 2)
-			cmd_live(strtod(argvv[1], NULL));
+		else if (!strcmp(argvv[0], "live") && (n == 2 || (n == 3 && !strcmp(argvv[2], "nocatchup"))))
+			cmd_live(strtod(argvv[1], NULL), n == 3);
 		else if (!strcmp(argvv[0], "stop"))
 			cmd_stop();
 		else if (!strcmp(argvv[0], "progress"))

@@ -797,7 +797,9 @@ def share_rate(net, pct):
 
 
 def start_writer(t, mbps):
-    t.cmd("live %.2f" % mbps)
+    # nocatchup: a writer held up (frozen, throttled) does not make up for
+    # it afterwards, as a CPU-bound program; else throttling cannot work
+    t.cmd("live %.2f nocatchup" % mbps)
     k0 = t.cmd("progress")["k"]
     wait_until(lambda: t.cmd("progress")["k"] > k0 + 50, 10, 0.01, 1000)
 
