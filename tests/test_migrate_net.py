@@ -1205,8 +1205,8 @@ def bench(net, tmp, key):
     link = net.rate["1g"]
     print("migrate-net: veth pair, tc tbf 1gbit (TCP measured %.1f MB/s), snaptarget with a "
           "%d MiB live region, --downtime 300ms (default)" % (link / 1e6, mib))
-    print("%-6s %-6s %-9s %8s %7s %12s %10s %10s %6s %8s %s" % (
-        "dirty", "dest", "wire", "MB/s", "rounds", "downtime_ms", "round0_MiB", "total_MiB",
+    print("%-6s %-6s %-9s %11s %7s %12s %10s %10s %6s %8s %s" % (
+        "dirty", "dest", "wire", "MB/s set/got", "rounds", "downtime_ms", "round0_MiB", "total_MiB",
         "x_r0", "throttle", "result"))
     rc_all = 0
     variants = [("-o", [])] + ([("-o", NOCOMP), ("--into", NOCOMP)] if NOCOMP else
@@ -1228,14 +1228,17 @@ def bench(net, tmp, key):
                 mbps = share_rate(net, pct) if pct else 0
                 if pct:
                     start_writer(t, mbps)
+                k0, t0 = t.cmd("progress")["k"], time.time()
                 m.sender(key, after="resume", extra=comp)
                 rs, rr = m.finish(300)
+                got = (t.cmd("progress")["k"] - k0) * PS / max(time.time() - t0, 1e-3) / 1e6
                 fin = m.send.final()
                 rounds = [d for d in m.send.jsons() if "round" in d and "result" not in d]
                 r0 = rounds[0].get("bytes_sent", 0) if rounds else 0
                 tot = fin.get("total_bytes", 0)
-                print("%-6s %-6s %-9s %8.1f %7s %12s %10.1f %10.1f %6.2f %8s %s" % (
-                    "%d%%" % pct, dest, "raw" if comp else "zstd-auto", mbps, fin.get("rounds"),
+                print("%-6s %-6s %-9s %11s %7s %12s %10.1f %10.1f %6.2f %8s %s" % (
+                    "%d%%" % pct, dest, "raw" if comp else "zstd-auto",
+                    "%.1f/%.1f" % (mbps, got), fin.get("rounds"),
                     "%.0f" % fin["downtime_ms"] if "downtime_ms" in fin else "-", r0 / 2**20,
                     tot / 2**20, tot / r0 if r0 else 0, fin.get("throttle_percent"),
                     fin.get("result")))
@@ -1253,7 +1256,8 @@ def bench(net, tmp, key):
                 for f in (m.out, m.into, m.into and m.into + ".pagetrack-incomplete"):
                     if f and os.path.exists(f):
                         os.unlink(f)
-    print("x_r0: total bytes / bytes of round 0 (everything once, as sent); targets: "
+    print("MB/s got: the writer's rate during the migration (frozen and throttled time "
+          "included); x_r0: total bytes / bytes of round 0 (everything once, as sent); targets: "
           "downtime <= 300 ms at <= 50%, total <= 1.5x memory at 10%")
     return rc_all
 
