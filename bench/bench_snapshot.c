@@ -13,7 +13,9 @@
  * fraction of all pages once.  Parts:
  *   raw:     process_vm_readv of the whole target (the reference rate)
  *   frozen:  pt_snapshot() frozen, to DIR (default /dev/shm): rate and
- *            ratio to raw; image size against the resident size
+ *            ratio to raw; the CPU time it took (this process, all
+ *            threads: a rate below what the CPU time allows means the
+ *            machine was busy); image size against the resident size
  *   chain:   pt_snapshotter: a base layer, then layers after dirtying
  *            1% and 10% of the pages: time against the base layer's
  *   live:    pt_snapshot(PT_SNAP_LIVE) while the writer runs: the pause
@@ -30,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -46,6 +49,16 @@ static uint64_t size = 4 * GiB, wset = 256 * MiB, rate = 100 * MiB;
 static const char *dir = "/dev/shm";
 static const char *only;
 static int failed;
+
+/* CPU time of this process, all its threads (the writer's compression workers too). */
+static uint64_t cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
+}
 
 static uint64_t now_ns(void)
 {
@@ -305,7 +318,9 @@ int main(int argc, char **argv)
 	if (want("frozen")) {
 		PT_OPTS(pt_snapshot_opts, so, .flags = PT_SNAP_OVERWRITE);
 		PT_OPTS(pt_snapshot_report, r);
+		uint64_t c0 = cpu_ns();
 		int err = pt_snapshot(c.pid, path, &so, &r, e, sizeof(e));
+		uint64_t cpu = cpu_ns() - c0;
 
 		if (err) {
 			fprintf(stderr, "bench_snapshot: frozen: %s\n", e);
@@ -319,6 +334,8 @@ int main(int argc, char **argv)
 			    rt >= GiB ? "PASS" : "MISS");
 			snprintf(a, sizeof(a), "%.0f ms", (double)r.pause_ns / 1e6);
 			row("frozen snapshot pause (the whole copy)", a, "-", -1, "-", "info");
+			snprintf(a, sizeof(a), "%.0f ms", (double)cpu / 1e6);
+			row("frozen snapshot CPU (all threads)", a, "-", -1, "-", "info");
 			uint64_t fs = file_size(path);
 
 			snprintf(a, sizeof(a), "%" PRIu64 " MiB", fs / MiB);

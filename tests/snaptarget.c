@@ -30,7 +30,9 @@
  *              a migration test sends with --object)
  *   big        (--big MB) private anon, every page holds data
  *   bigshm     (--big MB) memfd "snap-bigshm" of MB/4, every page data
- * Two idle threads ("snap-idle") block in read() on a pipe.
+ * Two idle threads ("snap-idle") block in read() on a pipe.  For debuggers:
+ * the global snap_global (0x5eed5eed12345678) and snap_heap, a heap object
+ * {magic 0x48ea948ea948ea9, text "snaptarget heap object"}.
  *
  * Commands (one answer line each; errors: {"error": "..."}):
  *   layout          {"pid", "page_size", "regions": [{name, kind, addr,
@@ -64,6 +66,11 @@
  *                   of running time, as a CPU-bound program's
  *   stop            stops it: {"k": last complete write}
  *   progress        {"k": writes completed so far}
+ *   check           (writer stopped) the live region against the state
+ *                   after exactly k writes, recomputed here (e.g. after
+ *                   a restore; it reads every page, so never-written ones
+ *                   get the zero page): {"k", "bad": pages that differ,
+ *                   "first_bad"}
  *   ping            {"pong": PID}
  *   quit            removes its files, {"bye": PID}, exit 0
  * EOF on stdin is quit.  Run it with GLIBC_TUNABLES=glibc.pthread.rseq=0 for a
@@ -135,6 +142,19 @@ static bool live_nocatchup;		/* "live RATE nocatchup" */
 static struct region *live_reg;
 static _Atomic pid_t idle_tid[2];
 static int idle_pipe[2] = { -1, -1 };
+
+/*
+ * Known values for debuggers reading a core file or a restored process:
+ * a global and a heap object (snap_heap points to it), set at start.
+ */
+struct snap_heap_obj {
+	uint64_t magic;		/* SNAP_HEAP_MAGIC */
+	char text[32];		/* "snaptarget heap object" */
+};
+#define SNAP_GLOBAL_MAGIC 0x5eed5eed12345678ULL
+#define SNAP_HEAP_MAGIC 0x48ea948ea948ea9ULL
+volatile uint64_t snap_global;
+struct snap_heap_obj *volatile snap_heap;
 
 static uint64_t mix(uint64_t x)
 {
@@ -689,6 +709,34 @@ static void cmd_stop(void)
 	printf("{\"k\": %" PRIu64 "}\n", atomic_load(&live_k));
 }
 
+/* The live region against the state after exactly live_k writes (writer stopped). */
+static void cmd_check(void)
+{
+	uint64_t npages = live_reg->size / ps, k = atomic_load(&live_k), bad = 0, first = 0;
+	uint64_t *last = calloc(npages, sizeof(*last));
+
+	if (live_on || !last) {
+		printf("{\"error\": \"%s\"}\n", live_on ? "stop the writer first" : "out of memory");
+		free(last);
+		return;
+	}
+	for (uint64_t kk = 1; kk <= k; kk++)
+		last[mix(kk) % npages] = kk;
+	for (uint64_t p = 0; p < npages; p++) {
+		const uint64_t *w = (const uint64_t *)(live_reg->addr + p * ps);
+		uint64_t kk = last[p];
+		bool good = w[0] == kk;
+
+		for (size_t i = 1; i < ps / 8 && good; i++)
+			good = w[i] == (kk ? (kk << 12) ^ i ^ (p << 40) : 0);
+		if (!good && !bad++)
+			first = (uint64_t)(live_reg->addr + p * ps);
+	}
+	free(last);
+	printf("{\"k\": %" PRIu64 ", \"bad\": %" PRIu64 ", \"first_bad\": \"0x%" PRIx64 "\"}\n", k,
+	       bad, first);
+}
+
 static void *idle_main(void *arg)
 {
 	char c;
@@ -764,6 +812,12 @@ int main(int argc, char **argv)
 	if (mem_fd < 0 || pagemap_fd < 0)
 		die("/proc/self");
 	signal(SIGPIPE, SIG_IGN);
+	snap_global = SNAP_GLOBAL_MAGIC;
+	snap_heap = calloc(1, sizeof(*snap_heap));
+	if (!snap_heap)
+		die("calloc");
+	snap_heap->magic = SNAP_HEAP_MAGIC;
+	snprintf(snap_heap->text, sizeof(snap_heap->text), "snaptarget heap object");
 	set_up(big_mb, live_pages, live_shm);
 	if (pipe2(idle_pipe, O_CLOEXEC) < 0)
 		die("pipe");
@@ -795,6 +849,8 @@ int main(int argc, char **argv)
 			cmd_live(strtod(argvv[1], NULL), n == 3);
 		else if (!strcmp(argvv[0], "stop"))
 			cmd_stop();
+		else if (!strcmp(argvv[0], "check"))
+			cmd_check();
 		else if (!strcmp(argvv[0], "progress"))
 			printf("{\"k\": %" PRIu64 "}\n", atomic_load(&live_k));
 		else if (!strcmp(argvv[0], "ping"))
@@ -812,6 +868,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++)
 		pthread_join(idle[i], NULL);
 	cleanup_files();
+	free(snap_heap);
 	printf("{\"bye\": %d}\n", getpid());
 	return 0;
 }

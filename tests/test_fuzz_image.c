@@ -207,6 +207,18 @@ int main(void)
 	for (int i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		seeds[i].b = r ? NULL : slurp(path, &seeds[i].len);
+		/* PT_FUZZ_SEEDS_OUT=DIR: also write the seeds there (tests/corpus/image/) */
+		if (seeds[i].b && getenv("PT_FUZZ_SEEDS_OUT")) {
+			char out[512];
+			FILE *f;
+
+			snprintf(out, sizeof(out), "%s/%s", getenv("PT_FUZZ_SEEDS_OUT"), names[i]);
+			f = fopen(out, "wb");
+			if (f) {
+				fwrite(seeds[i].b, 1, seeds[i].len, f);
+				fclose(f);
+			}
+		}
 		if (seeds[i].b) {
 			LLVMFuzzerTestOneInput(seeds[i].b, seeds[i].len);
 			valid += fuzz_image_stats.last_open == 0 && fuzz_image_stats.last_verify == 0;

@@ -22,8 +22,10 @@ with its reason):
   chain    a full snapshot and three --parent layers with known writes
            between them: verify, verify PID, diff, extract, show, core;
            verify PID after more writes lists them
-  corrupt  truncation, bit flips, missing/wrong parent, --force
-  live     --live at 10% and 50% of the measured copy rate
+  corrupt  truncation, bit flips (also with BUILD_DIR/../build-asan's
+           pagetrack when built), missing/wrong parent, --force
+  live     a frozen snapshot while the target writes; --live at 10% and
+           50% of the measured copy rate
   swap     residency after a snapshot of a half-swapped target, --no-evict
   kill     pagetrack SIGKILLed while the target is frozen
 Env: PT_TEST_SNAP_MB (default 1024) the size of the swap test's region;
@@ -34,10 +36,8 @@ import bisect
 import re
 import json
 import os
-import selectors
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -48,10 +48,9 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+from snaplib import (PS, ZERO_CRC, Swap, Target, free_pid, kb, live_check, mix,  # noqa: E402
+                     smaps_swap, within)
 
-PS = os.sysconf("SC_PAGE_SIZE")
-ZERO_CRC = "%08x" % zlib.crc32(bytes(PS))
-M64 = (1 << 64) - 1
 T0 = time.time()
 BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
 SNAP_MB = int(os.environ.get("PT_TEST_SNAP_MB", "0") or 0) or 1024
@@ -59,8 +58,12 @@ NOT_BUILT = "snapshot command not built"
 REPORT_KEYS = ("pause_ms", "rounds", "bytes_copied", "bytes_stored", "pages_data", "pages_zero",
                "pages_hole", "pages_unchanged", "pages_unreadable", "pages_swapped_in",
                "pages_evicted", "duration_ms", "layers", "deltas", "file")
-SECTIONS = (("target", 10), ("usage", 2), ("chain", 24), ("corrupt", 7), ("live", 7),
-            ("swap", 4), ("kill", 3))
+SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas", "objects",
+             "pages", "frames", "file_size", "frame_bytes", "chain")
+AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
+OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
+SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
+            ("swap", 4), ("kill", 3), ("core", 6))
 
 
 # ---------------------------------------------------------------- sections
@@ -112,119 +115,6 @@ def over_budget():
 
 
 # ---------------------------------------------------------------- helpers
-def mix(x):
-    x = (x + 0x9e3779b97f4a7c15) & M64
-    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
-    return x ^ (x >> 31)
-
-
-class Target:
-    """tests/snaptarget.c, driven on stdin: one JSON line per command."""
-    n = 0
-
-    def __init__(self, exe, tmp, *args):
-        Target.n += 1
-        self.tag = "pt-snaptest-%d-%d" % (os.getpid(), Target.n)
-        self.tmp = tmp
-        # Without rseq: the kernel rewrites each thread's rseq area (cpu_id)
-        # when it runs again after the freeze, so an idle target would not
-        # be idle to `image verify FILE PID`.
-        e = dict(os.environ)
-        e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
-                                                   "glibc.pthread.rseq=0") if x)
-        self.p = subprocess.Popen([exe, "--tag", self.tag, "--dir", tmp] + list(args),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env=e)
-        self.pid = self.p.pid
-        self.files = []
-        self.layout = self.cmd("layout", timeout=300)
-        self.files = self.layout["files"]
-        self.reg = {r["name"]: r for r in self.layout["regions"]}
-        for r in self.layout["regions"]:
-            r["a"] = int(r["addr"], 16)
-
-    def cmd(self, line, timeout=120):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
-        ready = sel.select(timeout)
-        sel.close()
-        if not ready:
-            raise RuntimeError("snaptarget: no answer to %r in %d s" % (line, timeout))
-        ans = self.p.stdout.readline()
-        if not ans:
-            raise RuntimeError("snaptarget: exited on %r (rc %s)" % (line, self.p.poll()))
-        doc = json.loads(ans)
-        if isinstance(doc, dict) and "error" in doc:
-            raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
-        return doc
-
-    def answers(self, timeout=10):
-        """True if the target answers a ping within @timeout seconds."""
-        try:
-            return self.cmd("ping", timeout=timeout).get("pong") == self.pid
-        except Exception:
-            return False
-
-    def dump(self, *names):
-        path = os.path.join(self.tmp, "dump-%s" % self.tag)
-        self.cmd("dump %s %s" % (path, " ".join(names)), timeout=300)
-        d = {}
-        with open(path) as f:
-            for line in f:
-                name, addr, val = line.split()
-                d[int(addr, 16)] = (name, val)
-        os.unlink(path)
-        return d
-
-    def status(self):
-        st = {}
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                st[k] = v.strip()
-        return st
-
-    def quit(self):
-        rc = None
-        if self.p.poll() is None:
-            try:
-                self.p.stdin.write("quit\n")
-                self.p.stdin.flush()
-                rc = self.p.wait(timeout=30)
-            except Exception:
-                self.p.kill()
-                self.p.wait()
-        else:
-            rc = self.p.returncode
-        for f in self.files:
-            if os.path.exists(f):
-                os.unlink(f)
-        return rc
-
-
-class Swap:
-    """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
-
-    def __init__(self, exe):
-        self.p = subprocess.Popen([exe, "--swap", "2048"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        doc = json.loads(self.p.stdout.readline() or "{}")
-        self.ok = bool(doc.get("active"))
-        self.why = doc.get("why") or "no swap"
-
-    def stop(self):
-        try:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.flush()
-            self.p.wait(timeout=120)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-
-
 def env():
     e = dict(os.environ)
     e.pop("PT_FORCE_TRACKER", None)
@@ -235,9 +125,16 @@ def env():
 PT = None
 
 
-def run(*args, timeout=300):
-    p = subprocess.run([PT] + [str(a) for a in args], capture_output=True, text=True,
-                       env=env(), timeout=timeout)
+def run(*args, timeout=300, binary=None):
+    """pagetrack ARGS: (exit status, stdout, stderr); a call that outlives
+    @timeout or the time budget raises (its section fails the rest)."""
+    left = max(10, BUDGET * 0.95 - (time.time() - T0))
+    e = env()
+    if binary:	# the ASan build: its errors as exit codes, as run-tests.sh sets them
+        e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=99"
+        e["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=98"
+    p = subprocess.run([binary or PT] + [str(a) for a in args], capture_output=True, text=True,
+                       env=e, timeout=min(timeout, left))
     return p.returncode, p.stdout, p.stderr
 
 
@@ -314,72 +211,6 @@ def image_vs_dump(img, t, dumpd, tmp, names=None):
     return bad
 
 
-def free_pid():
-    with open("/proc/sys/kernel/pid_max") as f:
-        pid = int(f.read()) - 1
-    while os.path.exists("/proc/%d" % pid):
-        pid -= 1
-    return pid
-
-
-def kb(st, key):
-    return int(st.get(key, "0 kB").split()[0])
-
-
-def smaps_swap(pid, start):
-    """kB of swap of the area at @start (smaps "Swap": for a shared
-    mapping, its object's pages swapped out in range)."""
-    with open("/proc/%d/smaps" % pid) as f:
-        cur = None
-        for line in f:
-            head = line.split(None, 1)[0]
-            if "-" in head and not head.endswith(":"):
-                cur = int(head.split("-")[0], 16)
-            elif head == "Swap:" and cur == start:
-                return int(line.split()[1])
-    return 0
-
-
-def within(before, after, frac=0.02, floor_kb=256):
-    return abs(after - before) <= max(before * frac, floor_kb)
-
-
-# ---- the live writer's state after exactly K writes (snaptarget.c "live")
-def live_page(k, p):
-    return struct.pack("<512Q", k, *[((k << 12) ^ i ^ (p << 40)) & M64 for i in range(1, 512)])
-
-
-def live_check(data, npages):
-    """(K, problems): K the last write in @data, problems the pages that
-    differ from the state after exactly K writes (the page of write K may
-    be torn: each word old or new)."""
-    heads = struct.unpack_from("<%dQ" % npages, b"".join(
-        data[i * PS:i * PS + 8] for i in range(npages)))
-    K = max(heads)
-    last, prev = {}, {}
-    for k in range(1, K + 1):
-        p = mix(k) % npages
-        if p in last:
-            prev[p] = last[p]
-        last[p] = k
-    pk = mix(K) % npages if K else -1
-    bad = []
-    zero = bytes(PS)
-    for p in range(npages):
-        page = data[p * PS:(p + 1) * PS]
-        k = last.get(p, 0)
-        if p == pk:
-            new = live_page(K, p)
-            old = live_page(prev[p], p) if p in prev else zero
-            if page != new and any(page[j:j + 8] not in (new[j:j + 8], old[j:j + 8])
-                                   for j in range(0, PS, 8)):
-                bad.append("page %d (write %d, torn?): neither old nor new words" % (p, K))
-            continue
-        if page != (live_page(k, p) if k else zero):
-            bad.append("page %d: expected write %d, holds %d" % (p, k, heads[p]))
-    return K, bad
-
-
 # ---------------------------------------------------------------- target
 def sec_target(exe, tmp, swap):
     t = Target(exe, tmp)
@@ -406,6 +237,11 @@ def sec_target(exe, tmp, swap):
                 bad.append("%s path %r" % (n, t.reg[n]["path"]))
         t_ok(not bad, "every region is one VMA of /proc/PID/maps, objects named", "\n".join(bad))
 
+        with open("/proc/%d/smaps" % t.pid) as f:
+            sm = f.read()
+        at = sm.find("%x-" % t.reg["thp"]["a"])
+        thp = sm[at:].split("AnonHugePages:", 1)[1].split()[0] if at >= 0 else "?"
+        diag("target: the thp region holds %s kB of huge pages" % thp)
         tasks = os.listdir("/proc/%d/task" % t.pid)
         t_ok(sorted(int(x) for x in tasks) == sorted(t.layout["threads"]),
              "the threads of the layout are the target's tasks", "%s" % tasks)
@@ -480,6 +316,19 @@ def sec_target(exe, tmp, swap):
         K, bad = live_check(data, npages)
         t_ok(k > 0 and K == k and not bad, "live writer: the state after exactly k writes",
              "k %d, K %d\n%s" % (k, K, "\n".join(bad[:10])))
+        c1 = t.cmd("check")
+        pk = mix(k) % npages
+        with open("/proc/%d/mem" % t.pid, "r+b", buffering=0) as mem:
+            mem.seek(lv["a"] + pk * PS + 8)
+            mem.write(b"\xff")
+            c2 = t.cmd("check")
+            mem.seek(lv["a"] + pk * PS + 8)
+            mem.write(data[pk * PS + 8:pk * PS + 9])
+        c3 = t.cmd("check")
+        t_ok(c1 == {"k": k, "bad": 0, "first_bad": "0x0"} and c2["bad"] == 1 and
+             int(c2["first_bad"], 16) == lv["a"] + pk * PS and c3["bad"] == 0,
+             "the target's own check: clean, then one page changed from outside found",
+             "%s %s %s" % (c1, c2, c3))
         victim = mix(max(1, k // 2)) % npages
         broken = bytearray(data)
         broken[victim * PS + 100] ^= 1
@@ -558,8 +407,17 @@ def chain_body(t, tmp, swap):
     if not doc:
         bad.append("image show failed")
     else:
-        if "frozen" not in doc.get("flags", []) or doc.get("pid") != t.pid:
-            bad.append("flags %s pid %s" % (doc.get("flags"), doc.get("pid")))
+        if "frozen" not in doc.get("flags", []) or doc.get("pid") != t.pid or \
+                doc.get("comm") != "snaptarget":
+            bad.append("flags %s pid %s comm %s" % (doc.get("flags"), doc.get("pid"),
+                                                     doc.get("comm")))
+        miss = [k for k in SHOW_KEYS if k not in doc]
+        miss += ["areas[].%s" % k for k in AREA_KEYS if doc.get("areas") and
+                 any(k not in a for a in doc["areas"])]
+        miss += ["objects[].%s" % k for k in OBJECT_KEYS if doc.get("objects") and
+                 any(k not in o for o in doc["objects"])]
+        if miss:
+            bad.append("keys missing: %s" % miss)
         areas = {int(a["start"], 16): a for a in doc.get("areas", [])}
         objs = doc.get("objects", [])
         for r in t.layout["regions"]:
@@ -667,10 +525,17 @@ def chain_body(t, tmp, swap):
 
 
 # ---------------------------------------------------------------- corrupt
-def no_crash(args):
+def no_crash(args, binary=None):
     """(fine, detail): exit 1 with one line on stderr, no signal."""
-    rc, out, err = run(*args, timeout=120)
+    rc, out, err = run(*args, timeout=120, binary=binary)
     return rc == 1 and one_line(err), "rc %d stderr %r" % (rc, err[:300])
+
+
+def asan_binary():
+    """BUILD_DIR/../build-asan/tools/pagetrack (make asan), or None."""
+    p = os.path.join(os.path.dirname(os.path.dirname(PT)), os.pardir, "build-asan", "tools",
+                     "pagetrack")
+    return os.path.normpath(p) if os.access(p, os.X_OK) else None
 
 
 def sec_corrupt(exe, tmp):
@@ -728,6 +593,32 @@ def corrupt_body(t, u, tmp):
             fails.append("bit %d of byte %d: %s" % (n % 8, o, why))
     t_ok(not fails, "bit flips at %d offsets: verify exits 1, one line" % len(range(3, size, step)),
          "\n".join(fails))
+    asan = asan_binary()
+    if asan:
+        fails = []
+        for n, o in enumerate(offs[::3]):
+            b = bytearray(blob[:o] if n % 2 else blob)
+            if not n % 2:
+                b[o] ^= 0x10
+            with open(bad_file, "wb") as f:
+                f.write(b)
+            for cmd in (("image", "verify", bad_file), ("image", "show", "--json", bad_file)):
+                if cmd[1] == "show" and not n % 2:
+                    # show validates the layout, not the frames (they are
+                    # checked when read): a flip in a frame may pass it, but
+                    # must never crash it or the sanitizers
+                    rc, out, err = run(*cmd, timeout=120, binary=asan)
+                    fine = rc == 0 or (rc == 1 and one_line(err))
+                    why = "rc %d stderr %r" % (rc, err[:300])
+                else:
+                    fine, why = no_crash(cmd, binary=asan)
+                if not fine:
+                    fails.append("%s %s at %d: %s" % (cmd[1], "cut" if n % 2 else "flip", o, why))
+        t_ok(not fails, "the same under ASan (%s): exit 1, one line (show of a flipped frame: "
+             "exit 0 too)" % asan, "\n".join(fails))
+    else:
+        t_skip("truncation and bit flips under ASan", "no ASan build beside BUILD_DIR "
+               "(build-asan: make asan)")
     os.unlink(bad_file)
 
     f = os.path.join(tmp, "c-np.img")
@@ -802,6 +693,20 @@ def live_body(t, tmp):
     if not rate:
         skip_rest("no copy rate")
         return
+    # the default (frozen) mode with the writer running: one instant too
+    f = os.path.join(tmp, "frozen-running.img")
+    t.cmd("live %.1f" % max(1.0, rate * 0.5 / 1e6))
+    k0 = t.cmd("progress")["k"]
+    rc, rep, err = snap(t, f)
+    k_after = t.cmd("progress")["k"]
+    t.cmd("stop")
+    data, e = extract(f, lv, tmp) if rc == 0 else (None, err.strip())
+    K, bad = live_check(data, npages) if data else (0, [e])
+    t_ok(rc == 0 and not bad and k0 <= K <= k_after,
+         "frozen snapshot with the writer running: the memory after exactly K=%d writes" % K,
+         "rc %d K %d, writes %d..%d\n%s" % (rc, K, k0, k_after, "\n".join(bad[:15])))
+    if os.path.exists(f):
+        os.unlink(f)
     for pct in (10, 50):
         mbps = max(1.0, rate * pct / 100 / 1e6)
         f = os.path.join(tmp, "live-%d.img" % pct)
@@ -907,6 +812,62 @@ def swap_body(t, tmp):
 
 
 # ---------------------------------------------------------------- kill
+def gdb_batch(exe, core, *cmds):
+    args = ["gdb", "-batch", "-nx", "-q"]
+    for c in cmds:
+        args += ["-ex", c]
+    r = subprocess.run(args + [exe, core], capture_output=True, text=True, timeout=180)
+    return r.stdout + r.stderr
+
+
+def sec_core(exe, tmp):
+    """snapshot --core and image core: gdb opens them (issue 10, section 4)."""
+    if not shutil.which("gdb"):
+        skip_rest("gdb not installed (scripts/deps.sh test installs it)")
+        return
+    t = Target(exe, tmp)
+    try:
+        core_body(t, exe, tmp)
+    finally:
+        t.quit()
+
+
+def core_body(t, exe, tmp):
+    f = os.path.join(tmp, "core.img")
+    core = os.path.join(tmp, "core.elf")
+    rc, out, err = run("snapshot", t.pid, "-o", f, "--core", core)
+    with open(core, "rb") if os.path.exists(core) else open(os.devnull, "rb") as c:
+        magic = c.read(4)
+    t_ok(rc == 0 and magic == b"\x7fELF", "snapshot --core: an ELF core file",
+         "rc %d %r" % (rc, err))
+    threads = t.layout.get("threads", [])
+    o = gdb_batch(exe, core, "info threads", "thread apply all bt", "print/x snap_global",
+                  "print/x snap_heap->magic", "print snap_heap->text")
+    tids = re.findall(r"LWP (\d+)", o)
+    t_ok(sorted(set(int(x) for x in tids)) == sorted(threads),
+         "gdb: every thread of the target (%d) in the core" % len(threads), o[-1500:])
+    bts = o.split("\nThread ")
+    t_ok(len(bts) - 1 >= len(threads) and "main" in o and "idle_main" in o,
+         "gdb: a backtrace per thread, through main and idle_main", o[-1500:])
+    t_ok(re.search(r"= 0x5eed5eed12345678", o) is not None,
+         "gdb: the global snap_global", o[-800:])
+    t_ok(re.search(r"= 0x48ea948ea948ea9\b", o) is not None and
+         "snaptarget heap object" in o, "gdb: the heap object snap_heap points to", o[-800:])
+    # a live snapshot's frozen layer, through its chain
+    g = os.path.join(tmp, "core-live.img")
+    core2 = os.path.join(tmp, "core-live.elf")
+    rc, out, err = run("snapshot", t.pid, "-o", g, "--live")
+    rc2, out2, err2 = run("image", "core", g, "-o", core2)
+    o2 = gdb_batch(exe, core2, "print/x snap_global", "info threads") if rc2 == 0 else ""
+    t_ok(rc == 0 and rc2 == 0 and "0x5eed5eed12345678" in o2 and
+         len(set(re.findall(r"LWP (\d+)", o2))) == len(threads),
+         "image core of a --live snapshot: gdb sees the global and every thread",
+         "rc %d %d %r %r %s" % (rc, rc2, err, err2, o2[-600:]))
+    for x in os.listdir(tmp):
+        if x.startswith("core"):
+            os.unlink(os.path.join(tmp, x))
+
+
 def sec_kill(exe, tmp):
     t = Target(exe, tmp, "--big", str(big_mb()), "--live-pages", "1")
     try:
@@ -924,7 +885,7 @@ def kill_body(t, tmp):
     t_end = time.time() + 120
     while p.poll() is None and time.time() < t_end:
         try:
-            if int(t.status().get("TracerPid", "0")) == p.pid:
+            if int(t.status().get("TracerPid", "0")) != 0:	# pagetrack or a helper of its
                 caught = True
                 break
         except (OSError, ValueError):
@@ -994,6 +955,8 @@ def main():
                     sec_swap(exe, tmp, swap)
                 elif name == "kill":
                     sec_kill(exe, tmp)
+                elif name == "core":
+                    sec_core(exe, tmp)
     finally:
         swap.stop()
         shutil.rmtree(tmp, ignore_errors=True)

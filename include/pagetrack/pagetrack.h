@@ -1050,7 +1050,10 @@ struct pt_snapshot_report {
  * written as layers "PATH.live-N" beside @path, then a freeze for the
  * last delta (the FROZEN layer @path, whose chain holds everything).
  * Errors: -errno with one line in @err; no partial file is left, and
- * the target is resumed.
+ * the target is resumed.  Frames are compressed in up to 4 threads of
+ * the calling process (PT_FORCE_ZSTD_THREADS; all signals blocked),
+ * joined before the call returns (doc/api.md, "Side effects"); the same
+ * for pt_snapshotter_layer().
  */
 PT_API int pt_snapshot(pid_t pid, const char *path, const struct pt_snapshot_opts *opts,
 		       struct pt_snapshot_report *report, char *err, size_t errlen);

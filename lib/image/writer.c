@@ -6,8 +6,12 @@
  * INDEX and FRAMES chunks as their buffers fill, and at finish the layout
  * (STRINGS, OBJECTS, AREAS: deltas may change until then) and the capture
  * sections, the directory and the footer.  The whole-file checksum is
- * accumulated as bytes go out.  Memory: one frame buffer and its
- * compressed twin, one chunk buffer each of runs and frame entries, the
+ * accumulated as bytes go out.  Frames are compressed by a pool of
+ * workers (lib/image/zpool.c) and written in submission order; anything
+ * else written while frames are in flight (an INDEX chunk) waits for them
+ * first, so the file's bytes do not depend on the number of threads.
+ * Memory: up to 2W frame buffers and their compressed twins (one of each
+ * with one thread), one chunk buffer each of runs and frame entries, the
  * layout and the encoded capture.
  */
 #include <errno.h>
@@ -27,6 +31,7 @@
 
 #include "image/format.h"
 #include "image/image.h"
+#include "image/zpool.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -82,9 +87,8 @@ struct pt__imgw {
 	unsigned char *ichunk, *fchunk;
 	size_t ifill, ffill;
 
-	ZSTD_CCtx *cctx;
-	unsigned char *fbuf, *cbuf;
-	size_t ccap;
+	struct pt__zpool *zp;
+	struct pt__zframe *cur;		/* the frame being filled */
 	uint32_t fpages, fcap, frame_no;
 
 	unsigned char *dir;
@@ -173,9 +177,9 @@ static int dir_add(struct pt__imgw *w, uint32_t type, uint16_t flags, uint64_t o
 	return 0;
 }
 
-/* One section: header, payload, zero padding; listed in the directory if @in_dir. */
-static int section(struct pt__imgw *w, uint32_t type, uint16_t flags, const void *payload,
-		   uint64_t len, uint32_t count, uint32_t esize, bool in_dir)
+/* One section: header, payload (of XXH3 @hash), zero padding; listed in the directory if @in_dir. */
+static int section_h(struct pt__imgw *w, uint32_t type, uint16_t flags, const void *payload,
+		     uint64_t len, uint32_t count, uint32_t esize, bool in_dir, uint64_t hash)
 {
 	static const unsigned char zeros[8];
 	unsigned char h[IMG_SEC_HDR] = { 0 };
@@ -187,7 +191,7 @@ static int section(struct pt__imgw *w, uint32_t type, uint16_t flags, const void
 	img_put64(h + 8, len);
 	img_put32(h + 16, count);
 	img_put32(h + 20, esize);
-	img_put64(h + 24, XXH3_64bits(payload, len));
+	img_put64(h + 24, hash);
 	if (in_dir && (r = dir_add(w, type, flags, at, len)))
 		return r;
 	if ((r = wr(w, h, sizeof(h))) || (len && (r = wr(w, payload, len))))
@@ -197,12 +201,23 @@ static int section(struct pt__imgw *w, uint32_t type, uint16_t flags, const void
 	return 0;
 }
 
+static int section(struct pt__imgw *w, uint32_t type, uint16_t flags, const void *payload,
+		   uint64_t len, uint32_t count, uint32_t esize, bool in_dir)
+{
+	return section_h(w, type, flags, payload, len, count, esize, in_dir,
+			 XXH3_64bits(payload, len));
+}
+
+static int drain_frames(struct pt__imgw *w);
+
 static int flush_index(struct pt__imgw *w)
 {
 	int r;
 
 	if (!w->ifill)
 		return 0;
+	if ((r = drain_frames(w)))
+		return r;
 	r = section(w, IMG_S_INDEX, 0, w->ichunk, w->ifill, (uint32_t)(w->ifill / IMG_E_RUN),
 		    IMG_E_RUN, true);
 	w->ifill = 0;
@@ -221,37 +236,81 @@ static int flush_frames_table(struct pt__imgw *w)
 	return r;
 }
 
-static int flush_frame(struct pt__imgw *w)
+/* A compressed frame into the file (in frame order) and its FRAMES entry. */
+static int write_frame(struct pt__imgw *w, const struct pt__zframe *f)
 {
-	size_t ulen = (size_t)w->fpages * PT_PAGE_SIZE, clen;
 	unsigned char *e;
 	uint64_t at = w->off;
 	int r;
 
-	if (!w->fpages)
-		return 0;
-	clen = ZSTD_compress2(w->cctx, w->cbuf, w->ccap, w->fbuf, ulen);
-	if (ZSTD_isError(clen))
-		return fail(w, -EIO, "zstd: %s", ZSTD_getErrorName(clen));
-	if (clen > IMG_FRAME_CLEN_MAX)
-		return fail(w, -EIO, "zstd frame of %zu bytes over the format's cap", clen);
-	if ((r = section(w, IMG_S_FRAME, 0, w->cbuf, clen, w->fpages, 0, false)))
+	if (w->err)
+		return w->err;
+	if (f->zerr)
+		return fail(w, -EIO, "zstd: %s", ZSTD_getErrorName(f->zerr));
+	if (f->clen > IMG_FRAME_CLEN_MAX)
+		return fail(w, -EIO, "zstd frame of %zu bytes over the format's cap", f->clen);
+	if ((r = section_h(w, IMG_S_FRAME, 0, f->cbuf, f->clen, f->npages, 0, false,
+			   f->payload_hash)))
 		return r;
 	if (w->ffill + IMG_E_FRAME > w->chunk_bytes && (r = flush_frames_table(w)))
 		return r;
 	e = w->fchunk + w->ffill;
 	memset(e, 0, IMG_E_FRAME);
 	img_put64(e, at);
-	img_put64(e + 8, clen);
-	img_put32(e + 16, w->fpages);
+	img_put64(e + 8, f->clen);
+	img_put32(e + 16, f->npages);
 	e[20] = IMG_CODEC_ZSTD;
-	img_put64(e + 24, XXH3_64bits(w->fbuf, ulen));
+	img_put64(e + 24, f->content_hash);
 	w->ffill += IMG_E_FRAME;
 	w->res.frames++;
-	w->res.frame_bytes += clen;
+	w->res.frame_bytes += f->clen;
+	return 0;
+}
+
+/* Write the compressed frames in order: all submitted (@wait), or those done already. */
+static int write_frames(struct pt__imgw *w, bool wait)
+{
+	const struct pt__zframe *f;
+	int r = 0;
+
+	while ((f = pt__zpool_done(w->zp, wait))) {
+		int e = write_frame(w, f);
+
+		pt__zpool_release(w->zp);
+		if (!r)
+			r = e;
+	}
+	return r;
+}
+
+static int drain_frames(struct pt__imgw *w)
+{
+	return write_frames(w, true);
+}
+
+/* Submit the frame being filled; write the oldest while the ring is full. */
+static int flush_frame(struct pt__imgw *w)
+{
+	int r = 0;
+
+	if (!w->fpages)
+		return 0;
+	w->cur->npages = w->fpages;
+	pt__zpool_submit(w->zp);
 	w->frame_no++;
 	w->fpages = 0;
-	return 0;
+	while (pt__zpool_full(w->zp)) {
+		const struct pt__zframe *f = pt__zpool_done(w->zp, true);
+		int e = write_frame(w, f);
+
+		pt__zpool_release(w->zp);
+		if (!r)
+			r = e;
+	}
+	if (!r)
+		r = write_frames(w, false);
+	w->cur = pt__zpool_filling(w->zp);
+	return r;
 }
 
 static int push_run(struct pt__imgw *w, const struct wrun *rn)
@@ -520,16 +579,11 @@ int pt__imgw_open(const char *path, const struct pt__imgw_opts *o, struct pt__im
 	w->name = strdup(base);
 	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
 	w->xs = XXH3_createState();
-	w->cctx = ZSTD_createCCtx();
 	w->fcap = o->frame_pages ? o->frame_pages : IMG_FRAME_PAGES_DEFAULT;
 	w->chunk_bytes = o->chunk_bytes ? o->chunk_bytes / 32 * 32 : IMG_CHUNK_DEFAULT;
-	w->ccap = ZSTD_compressBound((size_t)w->fcap * PT_PAGE_SIZE);
-	w->fbuf = malloc((size_t)w->fcap * PT_PAGE_SIZE);
-	w->cbuf = malloc(w->ccap);
 	w->ichunk = malloc(w->chunk_bytes);
 	w->fchunk = malloc(w->chunk_bytes);
-	if (!w->path || !w->name || !dir || !w->xs || !w->cctx || !w->fbuf || !w->cbuf ||
-	    !w->ichunk || !w->fchunk) {
+	if (!w->path || !w->name || !dir || !w->xs || !w->ichunk || !w->fchunk) {
 		free(dir);
 		pt__imgw_abort(w);
 		put_err(err, errlen, "image writer: out of memory");
@@ -537,16 +591,15 @@ int pt__imgw_open(const char *path, const struct pt__imgw_opts *o, struct pt__im
 	}
 	XXH3_64bits_reset(w->xs);
 	lvl = o->level ? o->level : 1;
-	if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, lvl)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_dictIDFlag, 0)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_windowLog, IMG_WINDOW_LOG_MAX))) {
+	r = pt__zpool_create(lvl, w->fcap, pt__zpool_threads(), &w->zp);
+	if (r) {
 		free(dir);
 		pt__imgw_abort(w);
-		put_err(err, errlen, "image writer: invalid zstd level");
-		return -EINVAL;
+		put_err(err, errlen, r == -EINVAL ? "image writer: invalid zstd level"
+				     : "image writer: cannot start the compression threads");
+		return r;
 	}
+	w->cur = pt__zpool_filling(w->zp);
 	w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (w->dirfd < 0) {
 		r = -errno;
@@ -740,7 +793,8 @@ int pt__imgw_run(struct pt__imgw *w, uint32_t owner_type, uint32_t owner, uint32
 		if (k > npages)
 			k = (uint32_t)npages;
 		rn = (struct wrun){ owner_type, owner, kind, 0, page, k, w->frame_no, w->fpages };
-		memcpy(w->fbuf + (size_t)w->fpages * PT_PAGE_SIZE, data, (size_t)k * PT_PAGE_SIZE);
+		memcpy(w->cur->ubuf + (size_t)w->fpages * PT_PAGE_SIZE, data,
+		       (size_t)k * PT_PAGE_SIZE);
 		data = (const unsigned char *)data + (size_t)k * PT_PAGE_SIZE;
 		w->fpages += k;
 		if ((r = add_run(w, &rn)))
@@ -1042,7 +1096,8 @@ static int write_tail(struct pt__imgw *w)
 	if (w->have_pend && (r = push_run(w, &w->pend)))
 		return r;
 	w->have_pend = false;
-	if ((r = flush_frame(w)) || (r = flush_frames_table(w)) || (r = flush_index(w)) ||
+	if ((r = flush_frame(w)) || (r = drain_frames(w)) || (r = flush_frames_table(w)) ||
+	    (r = flush_index(w)) ||
 	    (r = write_layout(w)))
 		return r;
 	for (int i = 0; w->have_capture && i < CAP__N; i++)
@@ -1111,8 +1166,8 @@ void pt__imgw_abort(struct pt__imgw *w)
 		unlinkat(w->dirfd, w->tmp, 0);
 	if (w->dirfd >= 0)
 		close(w->dirfd);
+	pt__zpool_free(w->zp);	/* joins the workers first: nothing runs after abort */
 	XXH3_freeState(w->xs);
-	ZSTD_freeCCtx(w->cctx);
 	for (int i = 0; i < CAP__N; i++)
 		free(w->cap[i]);
 	free(w->path);
@@ -1126,8 +1181,6 @@ void pt__imgw_abort(struct pt__imgw *w)
 	free(w->unchanged);
 	free(w->ichunk);
 	free(w->fchunk);
-	free(w->fbuf);
-	free(w->cbuf);
 	free(w->dir);
 	free(w);
 }

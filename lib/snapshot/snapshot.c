@@ -516,14 +516,27 @@ static int collect_round(struct snap *s, struct dirty *dl)
 	qsort(dl->d, dl->n, sizeof(*dl->d), cmp_dirty);
 	size_t o = 0;
 
+	/*
+	 * Merge overlapping and adjacent ranges of the same hotness; where a
+	 * hot range overlaps a plain one, the plain one wins (it must be
+	 * copied now).  Other flags go: holes are found again by the copy's
+	 * scan.
+	 */
 	for (size_t i = 0; i < dl->n; i++) {
-		if (o && dl->d[i].start <= dl->d[o - 1].end) {
+		uint32_t hot = dl->d[i].flags & PT_DIRTY_HOT;
+
+		if (o && dl->d[i].start < dl->d[o - 1].end) {	/* overlap */
 			if (dl->d[i].end > dl->d[o - 1].end)
 				dl->d[o - 1].end = dl->d[i].end;
+			dl->d[o - 1].flags &= hot;
+			continue;
+		}
+		if (o && dl->d[i].start == dl->d[o - 1].end && (dl->d[o - 1].flags == hot)) {
+			dl->d[o - 1].end = dl->d[i].end;
 			continue;
 		}
 		dl->d[o] = dl->d[i];
-		dl->d[o++].flags = 0;	/* holes are found again by the copy's scan */
+		dl->d[o++].flags = hot;
 	}
 	dl->n = o;
 	return 0;
@@ -587,8 +600,14 @@ static int area_gap(struct layer *l, size_t i, uint64_t from, uint64_t to)
 	return 0;
 }
 
-/* A layer of the pages in @dl (TRACKED areas); objects compared. */
-static int layer_copy_dirty(struct layer *l, const struct dirty *dl)
+/*
+ * A layer of the pages in @dl (TRACKED areas); objects compared.
+ * @skip_hot: leave PT_DIRTY_HOT ranges UNCHANGED (a live round: the
+ * tracker reports a hot page every round until it re-arms it, reporting
+ * it then too, so the page reaches a later layer, the frozen one at the
+ * latest; doc/tracking.md, "Hot pages").
+ */
+static int layer_copy_dirty(struct layer *l, const struct dirty *dl, bool skip_hot)
 {
 	size_t j = 0;
 
@@ -603,6 +622,8 @@ static int layer_copy_dirty(struct layer *l, const struct dirty *dl)
 		while (j < dl->n && dl->d[j].end <= a->start)
 			j++;
 		for (size_t k = j; k < dl->n && dl->d[k].start < a->end; k++) {
+			if (skip_hot && (dl->d[k].flags & PT_DIRTY_HOT))
+				continue;
 			uint64_t ds = dl->d[k].start > a->start ? dl->d[k].start : a->start;
 			uint64_t de = dl->d[k].end < a->end ? dl->d[k].end : a->end;
 
@@ -770,13 +791,14 @@ struct pt_snapshotter {
 	struct pt_image *prev;		/* the last layer written */
 	struct dirty dl;		/* collected, not yet in a layer */
 	uint64_t layers;
+	bool hot;			/* PT_TRACK_HOT: live layers skip hot pages */
 };
 
-static struct pt_snapshotter *sn_create(pid_t pid, const struct pt_snapshot_opts *opts, char *err,
-					size_t errlen, int *res)
+static struct pt_snapshotter *sn_create(pid_t pid, const struct pt_snapshot_opts *opts, bool hot,
+					char *err, size_t errlen, int *res)
 {
 	struct pt_snapshotter *sn = calloc(1, sizeof(*sn));
-	PT_OPTS(pt_tracker_opts, to, .backend = PT_TRACK_AUTO);
+	PT_OPTS(pt_tracker_opts, to, .backend = PT_TRACK_AUTO, .flags = hot ? PT_TRACK_HOT : 0);
 	int e;
 
 	if (!sn) {
@@ -786,6 +808,7 @@ static struct pt_snapshotter *sn_create(pid_t pid, const struct pt_snapshot_opts
 	if (opts)
 		memcpy(&sn->o, opts, opts->sz < sizeof(sn->o) ? opts->sz : sizeof(sn->o));
 	sn->o.sz = sizeof(sn->o);
+	sn->hot = hot;
 	sn->rep.sz = sizeof(sn->rep);
 	sn->s = (struct snap){ .pid = pid, .o = &sn->o, .rep = &sn->rep, .err = err,
 			       .errlen = errlen, .t0 = pt__now_ns() };
@@ -850,6 +873,7 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 	if (sn->layers)
 		err = collect_round(s, &sn->dl);
 	s->total = sn->layers ? dirty_bytes(&sn->dl) : 0;
+	uint64_t t_collect = pt__now_ns();
 	if (!err && frozen && (err = pt__capture(&fz, &cap)))
 		fail(s, err, "capturing the threads of %d: %s", (int)s->pid, strerror(-err));
 	if (!err && (err = pt_tracker_vmas(s->tr, &v, &nv)))
@@ -857,8 +881,11 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 	if (!err)
 		err = layer_open(&l, s, path, frozen ? PT_IMAGE_FROZEN : PT_IMAGE_LIVE, sn->prev, v,
 				 nv, true);
-	if (!err && (err = sn->layers ? layer_copy_dirty(&l, &sn->dl) : layer_copy_all(&l)))
+	if (!err && (err = sn->layers ? layer_copy_dirty(&l, &sn->dl, !frozen && sn->hot)
+				      : layer_copy_all(&l)))
 		layer_free(&l);
+	uint64_t t_copy = pt__now_ns();
+
 	if (frozen) {
 		s->rep->pause_ns = pt__thaw(&fz);
 		copy_totals(s);
@@ -867,6 +894,10 @@ static int sn_layer(struct pt_snapshotter *sn, const char *path, bool frozen)
 		copy_totals(s);
 	}
 	s->copy_ns += pt__now_ns() - c0;
+	pt__log(PT_LOG_DEBUG, "snapshot: layer %llu (%s): collect %.1f ms, copy %.1f ms of %llu KiB "
+		"pending, pause %.1f ms", (unsigned long long)sn->layers, frozen ? "frozen" : "live",
+		(double)(t_collect - c0) / 1e6, (double)(t_copy - t_collect) / 1e6,
+		(unsigned long long)(s->total >> 10), frozen ? (double)s->rep->pause_ns / 1e6 : 0.0);
 	if (!err) {
 		report_final(s, &l);
 		s->rep->threads = cap.nthreads;
@@ -918,7 +949,7 @@ struct pt_snapshotter *pt_snapshotter_create(pid_t pid, const struct pt_snapshot
 		errno = EINVAL;
 		return NULL;
 	}
-	struct pt_snapshotter *sn = sn_create(pid, opts, NULL, 0, &err);
+	struct pt_snapshotter *sn = sn_create(pid, opts, false, NULL, 0, &err);
 
 	if (!sn)
 		errno = -err;
@@ -983,7 +1014,7 @@ static int snap_live(struct snap *s, const char *path)
 
 	if (s->o->parent)
 		return fail(s, -EINVAL, "--live and --parent do not go together");
-	sn = sn_create(s->pid, &so, s->err, s->errlen, &err);
+	sn = sn_create(s->pid, &so, true, s->err, s->errlen, &err);
 	if (!sn)
 		return err;
 	for (;;) {
