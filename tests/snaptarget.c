@@ -7,7 +7,7 @@
  * deterministic and bounded by work, not by time.
  *
  * Usage:
- *   snaptarget [--tag TAG] [--dir DIR] [--big MB] [--live-pages N]
+ *   snaptarget [--tag TAG] [--dir DIR] [--big MB] [--live-pages N] [--live-shm]
  *   snaptarget --swap MB     hold zram swap (tools/common/zram.h) until
  *                            stdin closes or says "quit"; answers
  *                            {"swap": 0|1, "why": ...} first
@@ -25,7 +25,9 @@
  *   zeropage   PROT_READ, every page read (the zero page, if mapped)
  *   guard      pages 4-7 of 16 guard pages (MADV_GUARD_INSTALL = 102)
  *              when the kernel accepts it
- *   live       written only by the live writer thread
+ *   live       written only by the live writer thread; private anon, or
+ *              with --live-shm /dev/shm/TAG-live mapped shared (the object
+ *              a migration test sends with --object)
  *   big        (--big MB) private anon, every page holds data
  *   bigshm     (--big MB) memfd "snap-bigshm" of MB/4, every page data
  * Two idle threads ("snap-idle") block in read() on a pipe.  For debuggers:
@@ -58,6 +60,10 @@
  *                   to page p(k) = mix(k) % npages of "live": word 0 = k
  *                   first, then word i = (k << 12) ^ i ^ (p << 40) for
  *                   i = 1..511, at RATE MB/s: {"addr", "pages"}
+ *   live RATE_MBPS nocatchup   the same, but writes missed while the
+ *                   writer was held up (stopped, throttled: more than
+ *                   ~10 ms of them) are not made up for: the rate is one
+ *                   of running time, as a CPU-bound program's
  *   stop            stops it: {"k": last complete write}
  *   progress        {"k": writes completed so far}
  *   check           (writer stopped) the live region against the state
@@ -123,7 +129,7 @@ static struct region reg[MAXREG];
 static int nreg;
 static size_t ps;
 static int mem_fd = -1, pagemap_fd = -1;
-static char tag[128], dir[256], devshm_path[512], file_path[512];
+static char tag[128], dir[256], devshm_path[512], file_path[512], live_path[512];
 static bool guard_ok;
 
 /* live writer */
@@ -132,6 +138,7 @@ static bool live_on;
 static _Atomic uint64_t live_k;		/* last complete write */
 static _Atomic int live_stop;
 static double live_rate;		/* bytes per second */
+static bool live_nocatchup;		/* "live RATE nocatchup" */
 static struct region *live_reg;
 static _Atomic pid_t idle_tid[2];
 static int idle_pipe[2] = { -1, -1 };
@@ -250,7 +257,7 @@ static void open_object(struct region *g)
 		die(p);
 }
 
-static void set_up(size_t big_mb, size_t live_pages)
+static void set_up(size_t big_mb, size_t live_pages, bool live_shm)
 {
 	struct region *g;
 	char *p;
@@ -376,9 +383,20 @@ static void set_up(size_t big_mb, size_t live_pages)
 	}
 
 	/* live: untouched until the writer runs */
-	g = add("live", "anon", live_pages * ps, false);
-	g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (live_shm) {
+		g = add("live", "shm_file", live_pages * ps, true);
+		snprintf(live_path, sizeof(live_path), "/dev/shm/%s-live", tag);
+		fd = open(live_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, (off_t)g->size) < 0)
+			die(live_path);
+		g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size,
+				    PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		close(fd);
+	} else {
+		g = add("live", "anon", live_pages * ps, false);
+		g->addr = map_fixed(reserve(g->size, ps, PROT_NONE), g->size,
+				    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	}
 	g->writable = false;	/* not for "write": the writer thread's */
 	live_reg = g;
 
@@ -473,6 +491,10 @@ static void cmd_layout(void)
 	json_str(stdout, devshm_path);
 	printf(", ");
 	json_str(stdout, file_path);
+	if (live_path[0]) {
+		printf(", ");
+		json_str(stdout, live_path);
+	}
 	printf("]}\n");
 }
 
@@ -632,6 +654,15 @@ static void *live_main(void *arg)
 		double due = (double)(now_ns() - t0) * 1e-9 * live_rate / (double)ps;
 		uint64_t n = 0;
 
+		/* nocatchup: held up (stopped, throttled) for more than ~10 ms
+		   of writes, the writer forgets them and goes on at the rate */
+		if (live_nocatchup && due > (double)(k - k0) + 16 &&
+		    due > (double)(k - k0) + live_rate * 0.01 / (double)ps) {
+			t0 = now_ns();
+			k0 = k;
+			due = 0;
+		}
+
 		while (k < k0 + (uint64_t)due && n++ < 256) {
 			uint64_t kk = k + 1, p = mix(kk) % npages;
 			volatile uint64_t *w = (volatile uint64_t *)(live_reg->addr + p * ps);
@@ -650,13 +681,14 @@ static void *live_main(void *arg)
 	return NULL;
 }
 
-static void cmd_live(double mbps)
+static void cmd_live(double mbps, bool nocatchup)
 {
 	if (live_on || mbps <= 0) {
 		printf("{\"error\": \"%s\"}\n", live_on ? "already live" : "bad rate");
 		return;
 	}
 	live_rate = mbps * 1e6;
+	live_nocatchup = nocatchup;
 	atomic_store(&live_stop, 0);
 	if (pthread_create(&live_thr, NULL, live_main, NULL) != 0) {
 		printf("{\"error\": \"pthread_create\"}\n");
@@ -722,6 +754,8 @@ static void cleanup_files(void)
 		unlink(devshm_path);
 	if (file_path[0])
 		unlink(file_path);
+	if (live_path[0])
+		unlink(live_path);
 }
 
 static int swap_holder(size_t mb)
@@ -744,6 +778,7 @@ static int swap_holder(size_t mb)
 int main(int argc, char **argv)
 {
 	size_t big_mb = 0, live_pages = 4096;
+	bool live_shm = false;
 	char line[4096];
 	pthread_t idle[2];
 
@@ -762,9 +797,11 @@ int main(int argc, char **argv)
 			big_mb = strtoull(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--live-pages") && i + 1 < argc)
 			live_pages = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--live-shm"))
+			live_shm = true;
 		else {
 			fprintf(stderr, "usage: snaptarget [--tag TAG] [--dir DIR] [--big MB] "
-					"[--live-pages N] | --swap MB\n");
+					"[--live-pages N] [--live-shm] | --swap MB\n");
 			return 2;
 		}
 	}
@@ -781,7 +818,7 @@ int main(int argc, char **argv)
 		die("calloc");
 	snap_heap->magic = SNAP_HEAP_MAGIC;
 	snprintf(snap_heap->text, sizeof(snap_heap->text), "snaptarget heap object");
-	set_up(big_mb, live_pages);
+	set_up(big_mb, live_pages, live_shm);
 	if (pipe2(idle_pipe, O_CLOEXEC) < 0)
 		die("pipe");
 	for (intptr_t i = 0; i < 2; i++)
@@ -808,8 +845,8 @@ int main(int argc, char **argv)
 			cmd_pageout();
 		else if (!strcmp(argvv[0], "dump") && n >= 2)
 			cmd_dump(argvv[1], argvv + 2, n - 2);
-		else if (!strcmp(argvv[0], "live") && n == 2)
-			cmd_live(strtod(argvv[1], NULL));
+		else if (!strcmp(argvv[0], "live") && (n == 2 || (n == 3 && !strcmp(argvv[2], "nocatchup"))))
+			cmd_live(strtod(argvv[1], NULL), n == 3);
 		else if (!strcmp(argvv[0], "stop"))
 			cmd_stop();
 		else if (!strcmp(argvv[0], "check"))
