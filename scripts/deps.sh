@@ -14,7 +14,7 @@ pkgs=""
 for set in "$@"; do
 	case $set in
 	build) pkgs="$pkgs gcc make meson ninja-build pkg-config libxxhash-dev libzstd-dev" ;;
-	test) pkgs="$pkgs python3 python3-jsonschema util-linux kmod procps busybox-static gdb
+	test) pkgs="$pkgs python3 python3-jsonschema util-linux kmod procps busybox-static gdb iproute2
 		qemu-system-x86 gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
 	demo) pkgs="$pkgs util-linux kmod procps" ;;
 	*) echo "deps: unknown set '$set' (build, test, demo)" >&2; exit 2 ;;
