@@ -16,6 +16,8 @@ cache=$1
 log=${2:-/dev/null}
 mkdir -p "$cache" || { echo "cannot create $cache" >&2; exit 77; }
 skip() { echo "$*" >&2; exit 77; }
+see="see $log"
+[ "$log" = /dev/null ] && see="apt-get download failed"
 
 pkg=${PT_VM_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
 	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -1)}
@@ -34,7 +36,7 @@ if [ ! -e "$kroot/.extracted" ]; then
 		(cd "$cache" && apt-get download -q "$pkg") >"$log" 2>&1 ||
 			{ [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 &&
 				(cd "$cache" && apt-get download -q "$pkg") >>"$log" 2>&1; } ||
-			skip "cannot download $pkg (see $log)"
+			skip "cannot download $pkg ($see)"
 		deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | tail -1)
 		[ -n "$deb" ] || skip "apt-get download left no $pkg .deb in $cache"
 	fi
