@@ -606,8 +606,9 @@ class Run:
         for vm in Vm.all:
             vm.kill()
         for f in self.shm.values():
-            if os.path.exists(f):
-                os.unlink(f)
+            for g in (f, f + ".pagetrack-incomplete"):	# the marker stays after a failure
+                if os.path.exists(g):
+                    os.unlink(g)
 
 
 def cold_check(con, alive):
