@@ -58,36 +58,17 @@ else
 fi
 
 # (b) the kernel, cached in SRC_DIR/.cache/vm (git ignores .cache/) ---------
-pkg=${PT_VM_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -1)}
-if [ -z "$pkg" ]; then
-	# apt does not know the meta package (no lists?): use what is cached
-	pkg=$(ls -d "$cache"/linux-image-*-cloud-amd64 2>/dev/null | sort -V | tail -1)
-	pkg=${pkg##*/}
-	[ -n "$pkg" ] || skip "apt-cache does not know linux-image-cloud-amd64 and nothing is cached"
-fi
-kver=${pkg#linux-image-}
-kroot="$cache/$pkg"
-if [ ! -e "$kroot/.extracted" ]; then
-	deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | tail -1)
-	if [ -z "$deb" ]; then
-		say "downloading $pkg"
-		(cd "$cache" && apt-get download -q "$pkg") >"$logs/apt.log" 2>&1 ||
-			{ [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 &&
-				(cd "$cache" && apt-get download -q "$pkg") >>"$logs/apt.log" 2>&1; } ||
-			skip "cannot download $pkg (see $logs/apt.log)"
-		deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | tail -1)
-		[ -n "$deb" ] || skip "apt-get download left no $pkg .deb in $cache"
-	fi
-	rm -rf "$kroot.tmp"
-	dpkg -x "$deb" "$kroot.tmp" || skip "dpkg -x $deb failed"
-	rm -rf "$kroot" && mv "$kroot.tmp" "$kroot" && touch "$kroot/.extracted"
-fi
+kinfo=$(sh "$src/scripts/vm-kernel.sh" "$cache" "$logs/apt.log" 2>"$logs/kernel.err")
+krc=$?
+grep '^vm-lane: ' "$logs/kernel.err"
+[ "$krc" = 0 ] && [ -n "$kinfo" ] ||
+	skip "$(grep -v '^vm-lane: ' "$logs/kernel.err" | tail -1)"
+rm -f "$logs/kernel.err"
+kver=${kinfo%% *}
+kroot=${kinfo#* }
 vmlinuz="$kroot/boot/vmlinuz-$kver"
 kconfig="$kroot/boot/config-$kver"
 moddir="$kroot/lib/modules/$kver"
-[ -r "$vmlinuz" ] && [ -r "$kconfig" ] && [ -d "$moddir" ] ||
-	skip "$pkg in $kroot lacks vmlinuz, config or modules"
 echo "$kver" >"$logs/kernel"
 
 # (c) static test programs --------------------------------------------------
