@@ -174,11 +174,22 @@ def one_line(s, word=None):
 
 class Receiver:
     """`pagetrack receive` in the background; port from its listening line."""
+    running = []
+
+    @staticmethod
+    def reap():
+        """Kill receivers a failed section left behind."""
+        for p in Receiver.running:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        Receiver.running = []
 
     def __init__(self, *args):
         self.p = subprocess.Popen([PT, "receive", "--listen", "127.0.0.1:0"] +
                                   [str(a) for a in args], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=env())
+        Receiver.running.append(self.p)
         line = self.p.stderr.readline()
         self.first = line
         self.port = None
@@ -603,7 +614,9 @@ def main():
                     sec_failures(tmp, key)
                 elif name == "swap":
                     sec_swap(tmp, key)
+            Receiver.reap()
     finally:
+        Receiver.reap()
         shutil.rmtree(tmp, ignore_errors=True)
     done()
 

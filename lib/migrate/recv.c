@@ -30,11 +30,27 @@
 
 #define P PT_PAGE_SIZE
 
+/*
+ * What was received for each page of an owner, in chunks of CH pages: a
+ * chunk whose pages all have one kind and no stored data is one byte
+ * pair (huge PROT_NONE reservations, holes), others have arrays.
+ */
+#define CH 512u
+
+struct chunk_arr {
+	uint8_t kind[CH];	/* 0: not received */
+	uint8_t detail[CH];
+	uint32_t slot[CH];	/* -o: slot + 1 in the store; 0 none */
+};
+
+struct chunk {
+	uint8_t ukind, udetail;	/* when !arr */
+	struct chunk_arr *arr;
+};
+
 struct pages {
 	uint64_t n;
-	uint8_t *kind;		/* 0: not received */
-	uint8_t *detail;
-	uint32_t *slot;		/* -o: slot + 1 in the store; 0 none */
+	struct chunk *c;
 };
 
 struct rarea {
@@ -90,27 +106,100 @@ static int fail(struct mrecv *r, int e, const char *fmt, ...)
 
 static void pages_free(struct pages *p)
 {
-	free(p->kind);
-	free(p->detail);
-	free(p->slot);
+	for (uint64_t i = 0; p->c && i < (p->n + CH - 1) / CH; i++)
+		free(p->c[i].arr);
+	free(p->c);
 	memset(p, 0, sizeof(*p));
 }
 
 static int pages_alloc(struct pages *p, uint64_t n)
 {
 	p->n = n;
-	p->kind = calloc(n + 1, 1);
-	p->detail = calloc(n + 1, 1);
-	p->slot = calloc(n + 1, sizeof(*p->slot));
-	return p->kind && p->detail && p->slot ? 0 : -ENOMEM;
+	p->c = calloc((n + CH - 1) / CH + 1, sizeof(*p->c));
+	return p->c ? 0 : -ENOMEM;
 }
 
-/* Copy the state of page @from of @src to page @to of @dst. */
-static void page_move(struct pages *dst, uint64_t to, const struct pages *src, uint64_t from)
+static struct chunk_arr *materialize(struct chunk *c)
 {
-	dst->kind[to] = src->kind[from];
-	dst->detail[to] = src->detail[from];
-	dst->slot[to] = src->slot[from];
+	if (c->arr)
+		return c->arr;
+	c->arr = calloc(1, sizeof(*c->arr));
+	if (c->arr) {
+		memset(c->arr->kind, c->ukind, CH);
+		memset(c->arr->detail, c->udetail, CH);
+	}
+	return c->arr;
+}
+
+static void page_get(const struct pages *p, uint64_t g, uint8_t *kind, uint8_t *detail,
+		     uint32_t *slot)
+{
+	const struct chunk *c = &p->c[g / CH];
+
+	if (!c->arr) {
+		*kind = c->ukind;
+		*detail = c->udetail;
+		*slot = 0;
+		return;
+	}
+	*kind = c->arr->kind[g % CH];
+	*detail = c->arr->detail[g % CH];
+	*slot = c->arr->slot[g % CH];
+}
+
+/* Pages [g, g+n) become @kind (not DATA), keeping slots of partly covered chunks. */
+static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint8_t detail)
+{
+	while (n) {
+		struct chunk *c = &p->c[g / CH];
+		uint64_t o = g % CH, k = CH - o < n ? CH - o : n;
+
+		if (o == 0 && k == CH) {
+			free(c->arr);	/* their slots are abandoned in the store */
+			c->arr = NULL;
+			c->ukind = kind;
+			c->udetail = detail;
+		} else {
+			struct chunk_arr *a = materialize(c);
+
+			if (!a)
+				return -ENOMEM;
+			memset(a->kind + o, kind, k);
+			memset(a->detail + o, detail, k);
+		}
+		g += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Page @to of @dst takes the state of page @from of @src. */
+static int page_move(struct pages *dst, uint64_t to, const struct pages *src, uint64_t from)
+{
+	uint8_t k, d;
+	uint32_t sl;
+
+	page_get(src, from, &k, &d, &sl);
+	struct chunk *c = &dst->c[to / CH];
+
+	if (!c->arr && !sl && c->ukind == k && c->udetail == d)
+		return 0;
+	struct chunk_arr *a = materialize(c);
+
+	if (!a)
+		return -ENOMEM;
+	a->kind[to % CH] = k;
+	a->detail[to % CH] = d;
+	a->slot[to % CH] = sl;
+	return 0;
+}
+
+/* Move the whole state of @src to @dst (same size), leaving @src empty. */
+static void pages_take(struct pages *dst, struct pages *src)
+{
+	pages_free(dst);
+	*dst = *src;
+	memset(src, 0, sizeof(*src));
 }
 
 static void state_free(struct mrecv *r)
@@ -236,30 +325,42 @@ static int apply_layout(struct mrecv *r, const unsigned char *p, size_t len)
 		if (!na[i].pg.n)
 			continue;
 		for (size_t j = 0; j < r->na; j++) {
-			const struct rarea *old = &r->areas[j];
+			struct rarea *old = &r->areas[j];
 
 			if (!old->pg.n || old->a.end <= na[i].a.start || old->a.start >= na[i].a.end)
 				continue;
-			uint64_t s = old->a.start > na[i].a.start ? old->a.start : na[i].a.start;
-			uint64_t t = old->a.end < na[i].a.end ? old->a.end : na[i].a.end;
+			if (old->a.start == na[i].a.start && old->a.end == na[i].a.end) {
+				pages_take(&na[i].pg, &old->pg);
+				break;
+			}
+			uint64_t s0 = old->a.start > na[i].a.start ? old->a.start : na[i].a.start;
+			uint64_t t0 = old->a.end < na[i].a.end ? old->a.end : na[i].a.end;
 
-			for (uint64_t a = s; a < t; a += P)
-				page_move(&na[i].pg, (a - na[i].a.start) / P, &old->pg,
-					  (a - old->a.start) / P);
+			for (uint64_t a = s0; a < t0 && !e; a += P)
+				e = page_move(&na[i].pg, (a - na[i].a.start) / P, &old->pg,
+					      (a - old->a.start) / P);
 		}
 	}
 	for (uint32_t k = 0; k < nno; k++) {
 		if (!no[k].pg.n)
 			continue;
 		for (size_t j = 0; j < r->no; j++) {
-			const struct robj *old = &r->objs[j];
+			struct robj *old = &r->objs[j];
 
 			if (old->o.inode != no[k].o.inode || old->o.dev_major != no[k].o.dev_major ||
 			    old->o.dev_minor != no[k].o.dev_minor || !old->pg.n)
 				continue;
-			for (uint64_t g = 0; g < old->pg.n && g < no[k].pg.n; g++)
-				page_move(&no[k].pg, g, &old->pg, g);
+			if (old->pg.n == no[k].pg.n) {
+				pages_take(&no[k].pg, &old->pg);
+				break;
+			}
+			for (uint64_t g = 0; g < old->pg.n && g < no[k].pg.n && !e; g++)
+				e = page_move(&no[k].pg, g, &old->pg, g);
 		}
+	}
+	if (e) {
+		e = fail(r, -ENOMEM, "out of memory");
+		goto out;
 	}
 	if (r->o.into) {
 		struct robj *t = NULL;
@@ -374,7 +475,7 @@ static int apply_pages(struct mrecv *r, const unsigned char *p, size_t len)
 	uint64_t first;
 
 	if (kind < PT_PAGE_DATA || kind > PT_PAGE_UNREADABLE || kind == PT_PAGE_UNCHANGED || !n ||
-	    n > PT_MIG_FRAME_PAGES || off % P ||
+	    (kind == PT_PAGE_DATA && n > PT_MIG_FRAME_PAGES) || off % P ||
 	    len != PT_MIG_PAGES_HEAD + (kind == PT_PAGE_DATA ? n * P : 0))
 		return fail(r, -EBADMSG, "protocol error: PAGES frame invalid");
 	if (otype == PT_OWNER_AREA && owner < r->na && r->areas[owner].pg.n &&
@@ -389,11 +490,21 @@ static int apply_pages(struct mrecv *r, const unsigned char *p, size_t len)
 	}
 	if (first + n > pg->n)
 		return fail(r, -EBADMSG, "protocol error: PAGES past the end of its owner");
-	for (uint64_t i = 0; i < n; i++) {
-		pg->kind[first + i] = (uint8_t)kind;
-		pg->detail[first + i] = kind == PT_PAGE_UNREADABLE ? (uint8_t)detail : 0;
-	}
 	r->pages_rx += n;
+	if (kind != PT_PAGE_DATA) {
+		if (pages_set(pg, first, n, (uint8_t)kind,
+			      kind == PT_PAGE_UNREADABLE ? (uint8_t)detail : 0))
+			return fail(r, -ENOMEM, "out of memory");
+	} else {
+		for (uint64_t i = 0; i < n; i++) {
+			struct chunk_arr *ca = materialize(&pg->c[(first + i) / CH]);
+
+			if (!ca)
+				return fail(r, -ENOMEM, "out of memory");
+			ca->kind[(first + i) % CH] = PT_PAGE_DATA;
+			ca->detail[(first + i) % CH] = 0;
+		}
+	}
 	if (r->o.into) {
 		if (otype != PT_OWNER_OBJECT)
 			return 0;	/* only the object is mirrored */
@@ -406,43 +517,66 @@ static int apply_pages(struct mrecv *r, const unsigned char *p, size_t len)
 	}
 	if (kind != PT_PAGE_DATA)
 		return 0;
+#define SLOT(i) (pg->c[(first + (i)) / CH].arr->slot[(first + (i)) % CH])
 	bool fresh = true;
 
 	for (uint64_t i = 0; i < n && fresh; i++)
-		fresh = !pg->slot[first + i];
+		fresh = !SLOT(i);
 	if (fresh) {
 		if (r->next_slot > UINT32_MAX - n - 1)
 			return fail(r, -EFBIG, "too many pages");
 		for (uint64_t i = 0; i < n; i++)
-			pg->slot[first + i] = r->next_slot + (uint32_t)i + 1;
+			SLOT(i) = r->next_slot + (uint32_t)i + 1;
 		r->next_slot += (uint32_t)n;
-		return store_write(r, data, n * P, (uint64_t)(pg->slot[first] - 1) * P, NULL);
+		return store_write(r, data, n * P, (uint64_t)(SLOT(0) - 1) * P, NULL);
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		if (!pg->slot[first + i])
-			pg->slot[first + i] = ++r->next_slot;
-		int e = store_write(r, data + i * P, P, (uint64_t)(pg->slot[first + i] - 1) * P, NULL);
+		if (!SLOT(i)) {
+			if (r->next_slot >= UINT32_MAX - 1)
+				return fail(r, -EFBIG, "too many pages");
+			SLOT(i) = ++r->next_slot;
+		}
+		int e = store_write(r, data + i * P, P, (uint64_t)(SLOT(i) - 1) * P, NULL);
 
 		if (e)
 			return e;
 	}
+#undef SLOT
 	return 0;
 }
 
 /* ---- commit ---- */
 
+/* The first page of @p never received, or UINT64_MAX. */
+static uint64_t first_missing(const struct pages *p)
+{
+	for (uint64_t c = 0; c < (p->n + CH - 1) / CH; c++) {
+		uint64_t lim = p->n - c * CH < CH ? p->n - c * CH : CH;
+
+		if (!p->c[c].arr) {
+			if (!p->c[c].ukind)
+				return c * CH;
+			continue;
+		}
+		for (uint64_t i = 0; i < lim; i++)
+			if (!p->c[c].arr->kind[i])
+				return c * CH + i;
+	}
+	return UINT64_MAX;
+}
+
 static int complete_check(struct mrecv *r)
 {
+	uint64_t g;
+
 	for (size_t i = 0; i < r->na; i++)
-		for (uint64_t g = 0; g < r->areas[i].pg.n; g++)
-			if (!r->areas[i].pg.kind[g])
-				return fail(r, -EPROTO, "incomplete: page 0x%llx never received",
-					    (unsigned long long)(r->areas[i].a.start + g * P));
+		if (r->areas[i].pg.n && (g = first_missing(&r->areas[i].pg)) != UINT64_MAX)
+			return fail(r, -EPROTO, "incomplete: page 0x%llx never received",
+				    (unsigned long long)(r->areas[i].a.start + g * P));
 	for (size_t k = 0; k < r->no; k++)
-		for (uint64_t g = 0; g < r->objs[k].pg.n; g++)
-			if (!r->objs[k].pg.kind[g])
-				return fail(r, -EPROTO, "incomplete: page %llu of %s never received",
-					    (unsigned long long)g, r->objs[k].name);
+		if (r->objs[k].pg.n && (g = first_missing(&r->objs[k].pg)) != UINT64_MAX)
+			return fail(r, -EPROTO, "incomplete: page %llu of %s never received",
+				    (unsigned long long)g, r->objs[k].name);
 	return 0;
 }
 
@@ -450,24 +584,37 @@ static int write_owner(struct mrecv *r, struct pt__imgw *w, uint32_t type, uint3
 		       const struct pages *pg, unsigned char *buf)
 {
 	for (uint64_t g = 0; g < pg->n;) {
+		uint8_t k, d, k2, d2;
+		uint32_t sl;
 		uint64_t j = g + 1;
-		uint8_t k = pg->kind[g];
 
-		while (j < pg->n && pg->kind[j] == k && pg->detail[j] == pg->detail[g] &&
-		       (k != PT_PAGE_DATA || j - g < PT_MIG_FRAME_PAGES))
+		page_get(pg, g, &k, &d, &sl);
+		while (j < pg->n) {
+			if (k == PT_PAGE_DATA && j - g >= PT_MIG_FRAME_PAGES)
+				break;
+			/* a uniform chunk at once */
+			if (k != PT_PAGE_DATA && j % CH == 0 && !pg->c[j / CH].arr &&
+			    pg->c[j / CH].ukind == k && pg->c[j / CH].udetail == d) {
+				j = j + CH < pg->n ? j + CH : pg->n;
+				continue;
+			}
+			page_get(pg, j, &k2, &d2, &sl);
+			if (k2 != k || d2 != d)
+				break;
 			j++;
+		}
 		if (k == PT_PAGE_DATA)
 			for (uint64_t i = g; i < j; i++) {
+				page_get(pg, i, &k2, &d2, &sl);
 				ssize_t rd = pread(r->store, buf + (i - g) * P, P,
-						   (off_t)(pg->slot[i] - 1) * (off_t)P);
+						   (off_t)(sl - 1) * (off_t)P);
 
 				if (rd != (ssize_t)P)
 					return fail(r, rd < 0 ? -errno : -EIO,
 						    "reading the page store: %s",
 						    rd < 0 ? strerror(errno) : "short read");
 			}
-		int e = pt__imgw_run(w, type, idx, k, pg->detail[g], j - g,
-				     k == PT_PAGE_DATA ? buf : NULL);
+		int e = pt__imgw_run(w, type, idx, k, d, j - g, k == PT_PAGE_DATA ? buf : NULL);
 
 		if (e)
 			return fail(r, e, "writing %s: %s", r->o.output, strerror(-e));

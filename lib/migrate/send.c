@@ -453,7 +453,8 @@ static int send_pages(struct msend *s, uint32_t type, uint32_t owner, uint64_t o
 		      uint32_t detail, uint64_t npages, const unsigned char *data, bool swapped)
 {
 	while (npages) {
-		uint64_t n = npages < PT_MIG_FRAME_PAGES ? npages : PT_MIG_FRAME_PAGES;
+		uint64_t lim = kind == PT_PAGE_DATA ? PT_MIG_FRAME_PAGES : UINT32_MAX;
+		uint64_t n = npages < lim ? npages : lim;
 		unsigned char *h = s->head;
 
 		h[0] = (unsigned char)type;
