@@ -249,8 +249,18 @@ static void *receiver(void *arg)
 	return NULL;
 }
 
+static uint64_t r0_end;
+
+static void on_round(const struct pt_migrate_round *r, void *ctx)
+{
+	(void)ctx;
+	if (r->round == 0)
+		r0_end = now_ns();
+}
+
+/* Start to the commit ack; *@r0: start to the end of round 0 (everything sent once). */
 static uint64_t migrate(pid_t pid, uint64_t addr, const unsigned char *key, const char *obj,
-			uint64_t *wire)
+			uint64_t *wire, uint64_t *r0)
 {
 	char out[512], into[128];
 	struct rx x = { .key = key, .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -282,6 +292,7 @@ static uint64_t migrate(pid_t pid, uint64_t addr, const unsigned char *key, cons
 			.key = key, .key_len = key ? 32 : 0,
 			.objects = obj ? objs : NULL, .nobjects = obj ? 1 : 0,
 			.areas = obj ? NULL : areas, .nareas = obj ? 0 : 1,
+			.on_round = on_round,
 		};
 		struct pt_migrate_report rep = { .sz = sizeof(rep) };
 		char err[512] = "";
@@ -289,6 +300,7 @@ static uint64_t migrate(pid_t pid, uint64_t addr, const unsigned char *key, cons
 		int e = pt_migrate_send(pid, x.addr, &so, &rep, err, sizeof(err));
 
 		t = now_ns() - t0;
+		*r0 = r0_end > t0 ? r0_end - t0 : 0;
 		*wire = rep.total_bytes;
 		if (e) {
 			fprintf(stderr, "bench_migrate: send: %s\n", err);
@@ -311,7 +323,7 @@ static void row(const char *name, uint64_t bytes, uint64_t ns, double ref)
 {
 	double v = gbs(bytes, ns);
 
-	printf("%-34s %9.2f GB/s %8.2f\n", name, v, ref > 0 ? v / ref : 0);
+	printf("%-38s %9.2f GB/s %8.2f\n", name, v, ref > 0 ? v / ref : 0);
 }
 
 static uint64_t best(uint64_t a, uint64_t b)
@@ -356,21 +368,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uint64_t t_rv = 0, t_tcp = 0, t_both = 0, t_plain = 0, t_key = 0, t_obj = 0, wire = 0, w2;
+	uint64_t r_plain = 0, r_key = 0, r_obj = 0, r;
 
-	for (int r = 0; r < reps && !failed; r++) {
+	for (int rep = 0; rep < reps && !failed; rep++) {
 		t_rv = best(t_rv, raw_readv(pid, addr, -1));
 		t_tcp = best(t_tcp, raw_tcp(pid, addr, false));
 		t_both = best(t_both, raw_tcp(pid, addr, true));
-		t_plain = best(t_plain, migrate(pid, addr, NULL, NULL, &wire));
-		t_key = best(t_key, migrate(pid, addr, key, NULL, &w2));
-		t_obj = best(t_obj, migrate(pid, addr, key, shm, &w2));
+		t_plain = best(t_plain, migrate(pid, addr, NULL, NULL, &wire, &r));
+		r_plain = best(r_plain, r);
+		t_key = best(t_key, migrate(pid, addr, key, NULL, &w2, &r));
+		r_key = best(r_key, r);
+		t_obj = best(t_obj, migrate(pid, addr, key, shm, &w2, &r));
+		r_obj = best(r_obj, r);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	unlink(shm);
 	printf("\nMigration over loopback: %llu MiB, best of %d (ratio: to readv+tcp)\n",
 	       (unsigned long long)(size / MiB), reps);
-	printf("%-34s %14s %8s\n", "", "rate", "ratio");
+	printf("%-38s %14s %8s\n", "", "rate", "ratio");
 	double ref = gbs(size, t_both);
 
 	row("raw process_vm_readv", size, t_rv, ref);
@@ -379,6 +395,9 @@ int main(int argc, char **argv)
 	row("pagetrack send --insecure (area)", size, t_plain, ref);
 	row("pagetrack send --key (area)", size, t_key, ref);
 	row("pagetrack send --key (object --into)", size, t_obj, ref);
+	row("  round 0 only, --insecure (area)", size, r_plain, ref);
+	row("  round 0 only, --key (area)", size, r_key, ref);
+	row("  round 0 only, --key (object)", size, r_obj, ref);
 	printf("(send: start to the commit ack, tracker creation, the receiver's image\n"
 	       " write into %s included; %llu bytes on the wire for %llu MiB)\n", dir,
 	       (unsigned long long)wire, (unsigned long long)(size / MiB));

@@ -86,6 +86,8 @@ struct msend {
 	/* rates */
 	bool compress;
 	uint64_t z_bytes, z_ns;		/* compression speed sample */
+	uint64_t z_in, z_out;		/* what compressing saved lately */
+	uint64_t z_off_until;		/* bytes_out before which not to try again */
 	uint64_t w_bytes0, w_ns0;	/* link-rate window start */
 	uint64_t link_bps;
 	uint64_t bw_bps;
@@ -174,12 +176,22 @@ static void peer_error(struct msend *s)
 static int xmit(struct msend *s, uint32_t type, const void *head, size_t n1, const void *body,
 		size_t n2, bool compress)
 {
+	compress = compress && s->c.bytes_out >= s->z_off_until;
 	uint64_t t0 = compress ? pt__now_ns() : 0;
 	int e = pt__mig_send(&s->c, type, head, n1, body, n2, compress, s->o.level);
 
 	if (compress && !e) {
 		s->z_bytes += n2;
-		s->z_ns += pt__now_ns() - t0 - 0;
+		s->z_ns += pt__now_ns() - t0;
+		/* the frame just sent: flags and length in the connection's buffer */
+		s->z_in += n2;
+		s->z_out += (s->c.zbuf[7] & PT_MIG_F_ZSTD) ? pt__get32(s->c.zbuf + 16) - n1 : n2;
+		if (s->z_in >= (8u << 20)) {
+			/* incompressible lately: do not try for the next 64 MiB */
+			if (s->z_out > s->z_in - s->z_in / 8)
+				s->z_off_until = s->c.bytes_out + (64u << 20);
+			s->z_in = s->z_out = 0;
+		}
 	}
 	if (e) {
 		peer_error(s);
