@@ -880,8 +880,9 @@ static int migrate(struct msend *s, const char *to)
 			obj_pend += round == 1 && s->objs[k].present ? s->objs[k].o.size
 								    : s->objs[k].changed * P;
 		uint64_t dirty_pages = (pend + obj_pend) / P;
-		uint64_t dirty_rate = round > 1 || !s->no ?
-			(uint64_t)((double)(pend + obj_pend) * 1e9 / (double)(dt ? dt : 1)) : 0;
+		/* written per second during the round (objects: known from round 1 on) */
+		uint64_t dirty_rate = (uint64_t)((double)(pend + (round > 1 ? obj_pend : 0)) * 1e9 /
+						 (double)(dt ? dt : 1));
 		double exp_s = s->bw_bps ? (double)(pend + obj_pend) / (double)s->bw_bps : 1e9;
 		uint64_t exp_ns = (uint64_t)(exp_s * 1e9 > 1e18 ? 1e18 : exp_s * 1e9) + s->scan_ns;
 
