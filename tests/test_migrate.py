@@ -20,6 +20,8 @@ its reason):
            object (the switch-over command stops it): PATH equals the
            source byte for byte, the marker is gone; the same object to
            -o FILE equals it too (image extract)
+  trust    --trust-shared: the object through the tracker, the target writing it
+           through its mapping over several rounds: PATH equals the source
   failures wrong key, a truncated stream, a flipped byte (encrypted and
            plaintext), a failing switch-over command, no convergence
            (--max-rounds 1): both sides fail with one clear line, nothing
@@ -47,7 +49,8 @@ from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
 PS = os.sysconf("SC_PAGE_SIZE")
 T0 = time.time()
 BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
-SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("failures", 17), ("swap", 3))
+SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("trust", 3), ("failures", 17),
+            ("swap", 3))
 PT = None
 SNAPTARGET = None
 
@@ -418,6 +421,42 @@ def sec_object(tmp, key):
         t.quit()
 
 
+def sec_trust(tmp, key):
+    """--trust-shared: the target's own writes to its object, by the tracker."""
+    t = Target(tmp)
+    dst = "/dev/shm/pt-migtest-%d-tdst" % os.getpid()
+    marker = dst + ".pagetrack-incomplete"
+    src = t.reg["devshm"]["path"]
+    stopf, ackf = os.path.join(tmp, "tstop"), os.path.join(tmp, "tack")
+    try:
+        def writer():   # the target writes (into every region) until the stop file
+            for i in range(100000):
+                if os.path.exists(stopf):
+                    break
+                t.cmd("write %d 256" % (100 + i))
+            open(ackf, "w").close()
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        cmd = ("touch %s; i=0; while [ $i -lt 600 ]; do [ -e %s ] && exit 0; sleep 0.05; "
+               "i=$((i+1)); done; exit 1" % (stopf, ackf))
+        r = Receiver("--key", key, "--into", dst)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--object", src, "--trust-shared",
+                              "--freeze", "none", "--switchover-cmd", cmd, "--downtime", "1us",
+                              "--max-rounds", "4", "--force-switchover")
+        rrc, rout, rerr = r.wait()
+        w.join(60)
+        final = lines[-1] if lines else {}
+        t_ok(rc == 0 and rrc == 0, "--trust-shared --object: both exit 0", err + rerr)
+        t_ok(final.get("rounds", 0) >= 2, "several rounds ran (%s)" % final.get("rounds"))
+        same = os.path.exists(dst) and open(src, "rb").read() == open(dst, "rb").read()
+        t_ok(same, "PATH equals the source object (the target's writes tracked)")
+    finally:
+        for f in (dst, marker):
+            if os.path.exists(f):
+                os.unlink(f)
+        t.quit()
+
+
 def nothing_complete(img):
     return not os.path.exists(img)
 
@@ -610,6 +649,8 @@ def main():
                     sec_process(tmp, key)
                 elif name == "object":
                     sec_object(tmp, key)
+                elif name == "trust":
+                    sec_trust(tmp, key)
                 elif name == "failures":
                     sec_failures(tmp, key)
                 elif name == "swap":

@@ -1086,6 +1086,13 @@ PT_API int pt_snapshotter_free(struct pt_snapshotter *sn);
 							   anyway instead of failing */
 #define PT_MIGRATE_NO_THROTTLE		(1u << 2)	/* never throttle the target */
 #define PT_MIGRATE_NO_COMPRESS		(1u << 3)	/* never zstd on the wire */
+#define PT_MIGRATE_TRUST_SHARED		(1u << 4)	/* objects: after round 0 read only what
+							   the tracker saw written through the
+							   target's mappings (PT_TRACK_TRUST_SHARED;
+							   writes by other processes or write(2)
+							   are then missed) and the parts it does
+							   not map; default: read and compare the
+							   whole object every round */
 
 enum pt_migrate_freeze {
 	PT_MIGRATE_FREEZE_STOP = 0,	/* ptrace freeze of every thread at switch-over */

@@ -76,6 +76,7 @@ struct msend {
 	struct pt_dirty *d;		/* pending dirty ranges */
 	size_t nd, dcap;
 	bool objects_mode;
+	bool trust;			/* PT_MIGRATE_TRUST_SHARED */
 	/* the frame being assembled */
 	unsigned char head[PT_MIG_PAGES_HEAD];
 	uint64_t round_pages, round_changed_obj;
@@ -617,9 +618,103 @@ static int send_areas(struct msend *s, bool all)
 	return 0;
 }
 
-static int send_objects(struct msend *s)
+struct orange {
+	uint64_t lo, hi;
+};
+
+static int cmp_orange(const void *a, const void *b)
 {
-	uint64_t t0 = pt__now_ns(), b0 = s->c.bytes_out, w0 = s->c.write_ns;
+	const struct orange *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static bool same_object(const struct pt_vma *v, const struct mobj *m)
+{
+	return (v->prot & PT_MAP_SHARED) && v->inode == m->o.inode &&
+	       v->dev_major == m->o.dev_major && v->dev_minor == m->o.dev_minor;
+}
+
+/*
+ * PT_MIGRATE_TRUST_SHARED, after round 0: the object byte ranges to read
+ * for @m: the tracker's dirty ranges inside the target's mappings of it,
+ * converted to object offsets, and every part of it no mapping covers
+ * (no tracker sees those: read whole and compared).  Sorted, merged.
+ */
+static int trusted_ranges(struct msend *s, const struct mobj *m, struct orange **out, size_t *n)
+{
+	uint64_t end = m->npages * P;
+	size_t cap = 16, k = 0, nm = 0;
+	struct orange *r = malloc(cap * sizeof(*r)), *mp = calloc(s->nv + 1, sizeof(*mp));
+
+	if (!r || !mp) {
+		free(r);
+		free(mp);
+		return fail(s, -ENOMEM, "out of memory");
+	}
+#define PUSH(a, b) do {							\
+		if (k == cap) {						\
+			struct orange *t_ = realloc(r, 2 * cap * sizeof(*r));	\
+			if (!t_) { free(r); free(mp); return fail(s, -ENOMEM, "out of memory"); } \
+			r = t_; cap *= 2;				\
+		}							\
+		r[k].lo = (a); r[k].hi = (b); k++;			\
+	} while (0)
+	for (size_t i = 0; i < s->nv; i++) {
+		const struct pt_vma *v = &s->v[i];
+
+		if (!same_object(v, m) || v->offset >= end)
+			continue;
+		uint64_t vend = v->offset + (v->end - v->start) < end ? v->offset + (v->end - v->start)
+								       : end;
+
+		mp[nm].lo = v->offset;
+		mp[nm++].hi = vend;
+		for (size_t j = 0; j < s->nd; j++) {
+			if (s->d[j].end <= v->start || s->d[j].start >= v->end)
+				continue;
+			uint64_t a = s->d[j].start > v->start ? s->d[j].start : v->start;
+			uint64_t b = s->d[j].end < v->end ? s->d[j].end : v->end;
+			uint64_t lo = v->offset + (a - v->start), hi = v->offset + (b - v->start);
+
+			if (hi > end)
+				hi = end;
+			if (lo < hi)
+				PUSH(lo, hi);
+		}
+	}
+	qsort(mp, nm, sizeof(*mp), cmp_orange);
+	uint64_t pos = 0;
+
+	for (size_t i = 0; i < nm; i++) {
+		if (mp[i].lo > pos)
+			PUSH(pos, mp[i].lo);
+		if (mp[i].hi > pos)
+			pos = mp[i].hi;
+	}
+	if (pos < end)
+		PUSH(pos, end);
+#undef PUSH
+	free(mp);
+	qsort(r, k, sizeof(*r), cmp_orange);
+	size_t o = 0;
+
+	for (size_t i = 0; i < k; i++) {
+		if (o && r[i].lo <= r[o - 1].hi) {
+			if (r[i].hi > r[o - 1].hi)
+				r[o - 1].hi = r[i].hi;
+			continue;
+		}
+		r[o++] = r[i];
+	}
+	*out = r;
+	*n = o;
+	return 0;
+}
+
+static int send_objects(struct msend *s, uint32_t round)
+{
+	uint64_t t0 = pt__now_ns(), w0 = s->c.write_ns;
 
 	s->round_changed_obj = 0;
 	for (size_t k = 0; k < s->no; k++) {
@@ -628,12 +723,22 @@ static int send_objects(struct msend *s)
 		if (!m->present || !(m->o.flags & PT_OBJECT_STORED))
 			continue;
 		const struct pt_vma *v = &s->v[m->vma];
+		int e;
 
 		s->cur = m;
 		s->owner = (uint32_t)k;
 		m->changed = 0;
-		int e = pt_copy_object(s->cp, v, 0, m->npages * P, on_object_piece, s);
+		if (s->trust && round > 0) {
+			struct orange *r = NULL;
+			size_t n = 0;
 
+			e = trusted_ranges(s, m, &r, &n);
+			for (size_t i = 0; !e && i < n; i++)
+				e = pt_copy_object(s->cp, v, r[i].lo, r[i].hi, on_object_piece, s);
+			free(r);
+		} else {
+			e = pt_copy_object(s->cp, v, 0, m->npages * P, on_object_piece, s);
+		}
 		if (e)
 			return copy_err(s, e, v);
 		s->round_changed_obj += m->changed;
@@ -641,9 +746,34 @@ static int send_objects(struct msend *s)
 	/* time reading and comparing, not sending */
 	uint64_t dt = pt__now_ns() - t0, wt = s->c.write_ns - w0;
 
-	(void)b0;
 	s->scan_ns = dt > wt ? dt - wt : 0;
 	return 0;
+}
+
+/* PT_MIGRATE_TRUST_SHARED: bytes of the pending ranges in mappings of stored objects. */
+static uint64_t trusted_pending(struct msend *s)
+{
+	uint64_t b = 0;
+
+	for (size_t i = 0; i < s->nv; i++) {
+		const struct pt_vma *v = &s->v[i];
+		bool stored = false;
+
+		for (size_t k = 0; k < s->no && !stored; k++)
+			stored = s->objs[k].present && (s->objs[k].o.flags & PT_OBJECT_STORED) &&
+				 same_object(v, &s->objs[k]);
+		if (!stored)
+			continue;
+		for (size_t j = 0; j < s->nd; j++) {
+			if (s->d[j].end <= v->start || s->d[j].start >= v->end)
+				continue;
+			uint64_t a = s->d[j].start > v->start ? s->d[j].start : v->start;
+			uint64_t c = s->d[j].end < v->end ? s->d[j].end : v->end;
+
+			b += c - a;
+		}
+	}
+	return b;
 }
 
 /* ---- tracking ---- */
@@ -751,7 +881,7 @@ static int do_round(struct msend *s, uint32_t round, bool final)
 	pt__put32(rb, round);
 	pt__put32(rb + 4, final);
 	if ((e = xmit(s, PT_MIG_ROUND_BEGIN, rb, sizeof(rb), NULL, 0, false)) ||
-	    (e = send_layout(s)) || (e = send_areas(s, round == 0)) || (e = send_objects(s)))
+	    (e = send_layout(s)) || (e = send_areas(s, round == 0)) || (e = send_objects(s, round)))
 		return e;
 	s->nd = 0;
 	if (final)
@@ -876,12 +1006,15 @@ static int migrate(struct msend *s, const char *to)
 		uint64_t pend = pending_bytes(s);
 		uint64_t obj_pend = 0;
 
-		for (size_t k = 0; k < s->no; k++)	/* round 0 read them whole: unknown yet */
-			obj_pend += round == 1 && s->objs[k].present ? s->objs[k].o.size
-								    : s->objs[k].changed * P;
+		if (s->trust)
+			obj_pend = trusted_pending(s);
+		else
+			for (size_t k = 0; k < s->no; k++)	/* round 0 read them whole: unknown */
+				obj_pend += round == 1 && s->objs[k].present ? s->objs[k].o.size
+									    : s->objs[k].changed * P;
 		uint64_t dirty_pages = (pend + obj_pend) / P;
 		/* written per second during the round (objects: known from round 1 on) */
-		uint64_t dirty_rate = (uint64_t)((double)(pend + (round > 1 ? obj_pend : 0)) * 1e9 /
+		uint64_t dirty_rate = (uint64_t)((double)(pend + (round > 1 || s->trust ? obj_pend : 0)) * 1e9 /
 						 (double)(dt ? dt : 1));
 		double exp_s = s->bw_bps ? (double)(pend + obj_pend) / (double)s->bw_bps : 1e9;
 		uint64_t exp_ns = (uint64_t)(exp_s * 1e9 > 1e18 ? 1e18 : exp_s * 1e9) + s->scan_ns;
@@ -988,7 +1121,8 @@ static int migrate(struct msend *s, const char *to)
 static bool opts_ok(const struct pt_migrate_send_opts *o)
 {
 	const uint32_t known = PT_MIGRATE_INSECURE | PT_MIGRATE_FORCE_SWITCHOVER |
-			       PT_MIGRATE_NO_THROTTLE | PT_MIGRATE_NO_COMPRESS;
+			       PT_MIGRATE_NO_THROTTLE | PT_MIGRATE_NO_COMPRESS |
+			       PT_MIGRATE_TRUST_SHARED;
 
 	if (!PT_OPTS_VALID(o, pt_migrate_send_opts))
 		return false;
@@ -1032,8 +1166,12 @@ int pt_migrate_send(pid_t pid, const char *to, const struct pt_migrate_send_opts
 	s->objects_mode = s->o.nobjects > 0;
 	uint64_t t0 = pt__now_ns();
 
-	if (!s->objects_mode) {
-		PT_OPTS(pt_tracker_opts, to_, .backend = PT_TRACK_AUTO);
+	s->trust = s->o.flags & PT_MIGRATE_TRUST_SHARED;
+	if (!s->objects_mode || s->trust) {
+		/* shared areas by page tables: objects are compared by content
+		   (or, trusted, tracked through the target's mappings) */
+		PT_OPTS(pt_tracker_opts, to_, .backend = PT_TRACK_AUTO,
+			.flags = PT_TRACK_TRUST_SHARED);
 
 		s->tr = pt_tracker_create(pid, &to_);
 		if (!s->tr) {
@@ -1051,7 +1189,7 @@ int pt_migrate_send(pid_t pid, const char *to, const struct pt_migrate_send_opts
 		e = fail(s, e, "target %d: %s", (int)pid, e == -ESRCH ? "no such process" : strerror(-e));
 		goto out;
 	}
-	if (s->objects_mode) {
+	if (!s->tr) {
 		/* no tracker: the layout from /proc/PID/maps each round */
 		s->t = pt_target_create(pid, NULL);
 		if (!s->t) {

@@ -20,7 +20,7 @@ struct send_cli {
 	const char *objects[MAX_SEL];
 	uint64_t areas[MAX_SEL];
 	size_t nobjects, nareas;
-	bool insecure, json, force, no_throttle, no_compress;
+	bool insecure, json, force, no_throttle, no_compress, trust;
 	uint64_t downtime_ns, timeout_ns, bandwidth, max_rounds;
 	uint32_t freeze, after;
 };
@@ -58,6 +58,11 @@ static void usage(FILE *f)
 		"      --freeze stop|none   stop every thread (ptrace, default) or rely on CMD\n"
 		"      --after resume|stop|kill  what becomes of the target (default resume)\n"
 		"      --no-compress        never zstd on the wire\n"
+		"      --trust-shared       objects: after round 0 read only the pages the\n"
+		"                           target wrote through its mappings (tracker) and\n"
+		"                           the parts it does not map; writes by other\n"
+		"                           processes are then missed (default: compare\n"
+		"                           the whole object every round)\n"
 		"  -j, --json               one JSON object per round and a final one\n"
 		"\n"
 		"Exit status: 0 migrated (the receiver committed), 1 error or no\n"
@@ -65,7 +70,7 @@ static void usage(FILE *f)
 }
 
 enum { O_TO = 256, O_KEY, O_INSECURE, O_OBJECT, O_AREA, O_DOWNTIME, O_ROUNDS, O_TIMEOUT,
-       O_BW, O_THROTTLE, O_CMD, O_FREEZE, O_AFTER, O_FORCE, O_NOZ };
+       O_BW, O_THROTTLE, O_CMD, O_FREEZE, O_AFTER, O_FORCE, O_NOZ, O_TRUST };
 
 static int parse(int argc, char **argv, struct send_cli *o)
 {
@@ -85,6 +90,7 @@ static int parse(int argc, char **argv, struct send_cli *o)
 		{ "after", required_argument, NULL, O_AFTER },
 		{ "force-switchover", no_argument, NULL, O_FORCE },
 		{ "no-compress", no_argument, NULL, O_NOZ },
+		{ "trust-shared", no_argument, NULL, O_TRUST },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -183,6 +189,7 @@ static int parse(int argc, char **argv, struct send_cli *o)
 			break;
 		case O_FORCE: o->force = true; break;
 		case O_NOZ: o->no_compress = true; break;
+		case O_TRUST: o->trust = true; break;
 		case 'j': o->json = true; break;
 		case 'h': usage(stdout); return 1;
 		case ':':
@@ -273,7 +280,8 @@ int cmd_send(int argc, char **argv)
 		.flags = (o.insecure ? PT_MIGRATE_INSECURE : 0) |
 			 (o.force ? PT_MIGRATE_FORCE_SWITCHOVER : 0) |
 			 (o.no_throttle ? PT_MIGRATE_NO_THROTTLE : 0) |
-			 (o.no_compress ? PT_MIGRATE_NO_COMPRESS : 0),
+			 (o.no_compress ? PT_MIGRATE_NO_COMPRESS : 0) |
+			 (o.trust ? PT_MIGRATE_TRUST_SHARED : 0),
 		.freeze = o.freeze, .after = o.after, .max_rounds = (uint32_t)o.max_rounds,
 		.key = o.key_path ? key : NULL, .key_len = key_len,
 		.objects = o.nobjects ? o.objects : NULL, .nobjects = o.nobjects,
