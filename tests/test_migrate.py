@@ -22,6 +22,7 @@ its reason):
            -o FILE equals it too (image extract)
   trust    --trust-shared: the object through the tracker, the target writing it
            through its mapping over several rounds: PATH equals the source
+  rate     --bandwidth: the average send rate stays under the cap
   failures wrong key, a truncated stream, a flipped byte (encrypted and
            plaintext), a failing switch-over command, no convergence
            (--max-rounds 1): both sides fail with one clear line, nothing
@@ -49,7 +50,7 @@ from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
 PS = os.sysconf("SC_PAGE_SIZE")
 T0 = time.time()
 BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
-SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("trust", 3), ("failures", 17),
+SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("trust", 3), ("rate", 2), ("failures", 17),
             ("swap", 3))
 PT = None
 SNAPTARGET = None
@@ -457,6 +458,27 @@ def sec_trust(tmp, key):
         t.quit()
 
 
+def sec_rate(tmp, key):
+    """--bandwidth: the token bucket never lets the average rate exceed the cap."""
+    t = Target(tmp, "--big", "32")
+    img = os.path.join(tmp, "rate.img")
+    try:
+        cap = 20e6
+        r = Receiver("--key", key, "-o", img)
+        t0 = time.time()
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--bandwidth", "20M", timeout=300)
+        wall = time.time() - t0
+        rrc, rout, rerr = r.wait()
+        final = lines[-1] if lines else {}
+        t_ok(rc == 0 and rrc == 0, "--bandwidth 20M: both exit 0", err + rerr)
+        sent = final.get("total_bytes", 0)
+        # burst: 1/20 s of the rate (at least 256 KiB); slower is always possible
+        t_ok(sent > 0 and sent <= cap * wall * 1.05 + max(cap / 20, 262144) + (1 << 20),
+             "%d bytes in %.2f s: at most the cap (%.1f MB/s)" % (sent, wall, sent / wall / 1e6))
+    finally:
+        t.quit()
+
+
 def nothing_complete(img):
     return not os.path.exists(img)
 
@@ -651,6 +673,8 @@ def main():
                     sec_object(tmp, key)
                 elif name == "trust":
                     sec_trust(tmp, key)
+                elif name == "rate":
+                    sec_rate(tmp, key)
                 elif name == "failures":
                     sec_failures(tmp, key)
                 elif name == "swap":
