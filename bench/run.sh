@@ -9,12 +9,13 @@
 # (-c CAP_S -x areas|threads), bench_copy's in PT_BENCH_COPY_ARGS (-n REPS -s SIZE_MiB).
 # bench_snapshot's in PT_BENCH_SNAPSHOT_ARGS (-s SIZE_MiB -w WORKSET_MiB -r MB/s -d DIR
 # -x raw|frozen|chain|live|gcore), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
-# -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate), bench_migrate_net.sh's in
+# -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate), bench_migrate's in
+# PT_BENCH_MIGRATE_ARGS (-n REPS -s SIZE_MiB -d DIR), bench_migrate_net.sh's in
 # PT_BENCH_MIB (the target's live region, MiB).
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
-for b in bench_scan bench_track bench_scale bench_copy bench_snapshot bench_modes; do
+for b in bench_scan bench_track bench_scale bench_copy bench_snapshot bench_modes bench_migrate; do
 	if [ ! -x "$build/bench/$b" ]; then
 		echo "bench: $build/bench/$b not built (run: ninja -C $build bench/$b)" >&2
 		exit 1
@@ -36,6 +37,8 @@ rc=0
 "$build/bench/bench_snapshot" ${PT_BENCH_SNAPSHOT_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_modes" ${PT_BENCH_MODES_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_migrate" ${PT_BENCH_MIGRATE_ARGS:-} || rc=$?
 # migration over a shaped link between two network namespaces (~40 s; says
 # "skipped" and counts as success without pagetrack send/receive or root)
 sh "$(dirname "$0")/bench_migrate_net.sh" "$build" || rc=$?

@@ -2,7 +2,7 @@
 # Install what pagetrack needs, with apt, when missing.
 # Usage: scripts/deps.sh build|test|demo...
 #   build  what `make` and `make install` need: compiler, meson, ninja,
-#          pkg-config, libxxhash, libzstd (never QEMU or cross compilers)
+#          pkg-config, libxxhash, libzstd, libsodium (never QEMU or cross compilers)
 #   test   what `make check` adds: Python + jsonschema, util-linux, kmod,
 #          procps, and for the VM lane and the aarch64 build test QEMU,
 #          busybox-static and the aarch64 cross compiler
@@ -13,7 +13,7 @@ set -e
 pkgs=""
 for set in "$@"; do
 	case $set in
-	build) pkgs="$pkgs gcc make meson ninja-build pkg-config libxxhash-dev libzstd-dev" ;;
+	build) pkgs="$pkgs gcc make meson ninja-build pkg-config libxxhash-dev libzstd-dev libsodium-dev" ;;
 	test) pkgs="$pkgs python3 python3-jsonschema util-linux kmod procps busybox-static gdb iproute2
 		qemu-system-x86 gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
 	demo) pkgs="$pkgs util-linux kmod procps" ;;

@@ -1082,6 +1082,142 @@ PT_API int pt_snapshotter_layer(struct pt_snapshotter *sn, const char *path, uin
 PT_API int pt_snapshotter_free(struct pt_snapshotter *sn);
 
 /* ------------------------------------------------------------------ */
+/* Live migration (lib/migrate/, doc/migration-protocol.md, doc/api.md "Migration") */
+
+#define PT_MIGRATE_INSECURE		(1u << 0)	/* no key: plaintext, loopback only */
+#define PT_MIGRATE_FORCE_SWITCHOVER	(1u << 1)	/* at max_rounds / timeout, switch over
+							   anyway instead of failing */
+#define PT_MIGRATE_NO_THROTTLE		(1u << 2)	/* never throttle the target */
+#define PT_MIGRATE_NO_COMPRESS		(1u << 3)	/* never zstd on the wire */
+#define PT_MIGRATE_TRUST_SHARED		(1u << 4)	/* objects: after round 0 read only what
+							   the tracker saw written through the
+							   target's mappings (PT_TRACK_TRUST_SHARED;
+							   writes by other processes or write(2)
+							   are then missed) and the parts it does
+							   not map; default: read and compare the
+							   whole object every round */
+
+enum pt_migrate_freeze {
+	PT_MIGRATE_FREEZE_STOP = 0,	/* ptrace freeze of every thread at switch-over */
+	PT_MIGRATE_FREEZE_NONE = 1,	/* the switch-over command paused the target */
+};
+
+enum pt_migrate_after {
+	PT_MIGRATE_AFTER_RESUME = 0,
+	PT_MIGRATE_AFTER_STOP = 1,	/* left SIGSTOPped */
+	PT_MIGRATE_AFTER_KILL = 2,	/* SIGKILL */
+};
+
+enum pt_migrate_result {
+	PT_MIGRATE_COMPLETED = 0,
+	PT_MIGRATE_TIMEOUT = 1,
+	PT_MIGRATE_MAX_ROUNDS = 2,
+	PT_MIGRATE_ABORTED = 3,		/* the switch-over command failed */
+	PT_MIGRATE_ERROR = 4,
+};
+
+/* One pre-copy round, as reported to the progress callback. */
+struct pt_migrate_round {
+	size_t sz;			/* sizeof(struct pt_migrate_round) */
+	uint32_t round;			/* 0: everything */
+	uint32_t throttle_percent;	/* of the target's CPU taken away */
+	uint64_t bytes_sent;		/* on the wire in this round */
+	uint64_t pages_dirty;		/* pages found written for the next round */
+	uint64_t dirty_rate_bps;	/* bytes written per second by the target */
+	uint64_t bandwidth_bps;		/* measured send rate */
+	uint64_t expected_downtime_ns;	/* if switching over now */
+};
+typedef void (*pt_migrate_round_fn)(const struct pt_migrate_round *r, void *ctx);
+
+struct pt_migrate_send_opts {
+	size_t sz;			/* sizeof(struct pt_migrate_send_opts) */
+	uint32_t flags;			/* PT_MIGRATE_* */
+	uint32_t freeze;		/* enum pt_migrate_freeze */
+	uint32_t after;			/* enum pt_migrate_after */
+	uint32_t max_rounds;		/* 0 = 30 */
+	const unsigned char *key;	/* pre-shared key (>= 32 bytes), or NULL with
+					   PT_MIGRATE_INSECURE */
+	size_t key_len;
+	const char *const *objects;	/* send these shared objects (path as
+					   /proc/PID/maps shows it, or the file path) */
+	size_t nobjects;
+	const uint64_t *areas;		/* send the private areas holding these addresses */
+	size_t nareas;			/* no objects and no areas: the whole process */
+	uint64_t downtime_ns;		/* switch-over limit; 0 = 300 ms */
+	uint64_t timeout_ns;		/* whole pre-copy; 0 = none */
+	uint64_t bandwidth_bps;		/* send-rate cap; 0 = none */
+	const char *switchover_cmd;	/* sh -c at switch-over, before the last delta */
+	int32_t level;			/* zstd level; 0 = 1 */
+	uint32_t reserved;
+	pt_migrate_round_fn on_round;
+	void *ctx;
+};
+
+struct pt_migrate_report {
+	size_t sz;			/* sizeof(struct pt_migrate_report) */
+	uint32_t result;		/* enum pt_migrate_result */
+	uint32_t rounds;		/* pre-copy rounds (the final delta not counted) */
+	uint64_t downtime_ns;		/* target stopped (freeze or command) to resumed */
+	uint64_t total_bytes;		/* on the wire, both directions */
+	uint64_t pages_sent;		/* PAGES entries (data, zero, hole) */
+	uint64_t pages_swapped;		/* sent pages that were swapped out at the source */
+	uint64_t bytes_read;		/* read from the target */
+	uint64_t duration_ns;
+	uint32_t throttle_percent;	/* the last throttle level */
+	uint32_t reserved;
+};
+
+/*
+ * Migrate @pid's memory to a receiver (pt_migrate_receive()) at @to,
+ * "HOST:PORT": pre-copy rounds driven by a tracker while it runs, then a
+ * switch-over (command, freeze, last delta, commit record, the
+ * receiver's acknowledgement), then @opts->after.  Returns 0 only when
+ * the receiver acknowledged the commit (report->result COMPLETED);
+ * else -errno with one line in @err and report->result saying why
+ * (-ETIMEDOUT: TIMEOUT or MAX_ROUNDS; -ECANCELED: ABORTED), the target
+ * resumed and the receiver told to abort.
+ */
+PT_API int pt_migrate_send(pid_t pid, const char *to, const struct pt_migrate_send_opts *opts,
+			   struct pt_migrate_report *report, char *err, size_t errlen);
+
+struct pt_migrate_recv_opts {
+	size_t sz;			/* sizeof(struct pt_migrate_recv_opts) */
+	uint32_t flags;			/* PT_MIGRATE_INSECURE only */
+	uint32_t reserved;
+	const unsigned char *key;	/* as the sender's */
+	size_t key_len;
+	const char *output;		/* write an image layer here (temp + rename at commit) */
+	const char *into;		/* or: update this shared-memory file in place */
+	/* called once when listening, with the real "ADDR:PORT" */
+	void (*listening)(const char *addr, void *ctx);
+	void *ctx;
+	uint64_t idle_timeout_ns;	/* no data for this long: fail; 0 = 60 s */
+};
+
+struct pt_migrate_recv_report {
+	size_t sz;			/* sizeof(struct pt_migrate_recv_report) */
+	uint64_t bytes_received;
+	uint64_t pages_received;	/* PAGES entries */
+	uint64_t rounds;
+	uint64_t pages_total;		/* of the result */
+	uint64_t duration_ns;
+};
+
+/*
+ * Serve one migration on @listen ("ADDR:PORT", port 0: any): accept one
+ * sender, apply its rounds to @opts->output (an image layer, written at
+ * commit) or @opts->into (in place, marked incomplete until commit:
+ * doc/migration-protocol.md, "Commit"), acknowledge the commit record
+ * once the result is durable.  0 only then; -errno with one line in
+ * @err otherwise (nothing presented as complete).
+ */
+PT_API int pt_migrate_receive(const char *listen, const struct pt_migrate_recv_opts *opts,
+			      struct pt_migrate_recv_report *report, char *err, size_t errlen);
+
+/* "completed", "timeout", "max_rounds", "aborted", "error"; NULL if unknown. */
+PT_API const char *pt_migrate_result_name(enum pt_migrate_result r);
+
+/* ------------------------------------------------------------------ */
 /* Raw pagemap entry decoding (one u64 of /proc/PID/pagemap).           */
 
 #define PT_PM_PFN_MASK		((1ULL << 55) - 1)

@@ -953,6 +953,7 @@ int pt_tracker_note_copy(struct pt_tracker *tr, uint64_t addr, const void *data,
 				if ((k < in_order.n && in_order.d[k].start <= pg) || page_is_zero(p))
 					continue;
 				err = pt__dirty_add(&tr->pop_prev, pg, pg + PT_PAGE_SIZE, 0);
+				in_order.d = tr->pop_prev.d;	/* the add may have moved it */
 			}
 		}
 		if (err)

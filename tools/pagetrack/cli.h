@@ -20,6 +20,8 @@ int cmd_map(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 
 /* ---- json.c: streaming JSON writer (pretty when @pretty) ---- */
 struct json;
@@ -70,5 +72,14 @@ const char *errno_name(int err);
  * return true; the caller exits with PT_EXIT_RUNTIME.
  */
 bool cli_page_size_refused(bool json);
+
+/*
+ * Read a pre-shared key file (--key): at least 32 bytes, at most @cap;
+ * refused when group or others may read or write it.  0, or -1 after
+ * reporting the error (runtime error: exit 1).
+ */
+int cli_read_key(bool json, const char *path, unsigned char *key, size_t cap, size_t *len);
+/* "100M" (bytes/s: K, M, G decimal; an optional B or /s), 0 or -EINVAL. */
+int parse_rate(const char *s, uint64_t *bps);
 
 #endif

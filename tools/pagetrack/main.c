@@ -31,6 +31,8 @@ static const struct command commands[] = {
 	{ "watch", cmd_watch, "show the pages a process writes, per interval" },
 	{ "snapshot", cmd_snapshot, "copy a process's memory into an image file" },
 	{ "image", cmd_image, "show, verify, compare and extract image files" },
+	{ "send", cmd_send, "live-migrate a process's memory to 'pagetrack receive'" },
+	{ "receive", cmd_receive, "receive a migration into an image or a shared-memory file" },
 	{ "help", cmd_help, "show this help, or a command's help (help COMMAND)" },
 };
 

@@ -7,7 +7,10 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -198,5 +201,62 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out)
 	if (errno || *end || v > max)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+int cli_read_key(bool json, const char *path, unsigned char *key, size_t cap, size_t *len)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0) {
+		cli_error(json, errno, "--key %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		cli_error(json, EINVAL, "--key %s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		cli_error(json, EPERM, "--key %s: readable or writable by group or others (mode %03o): "
+			  "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+		close(fd);
+		return -1;
+	}
+	n = read(fd, key, cap);
+	close(fd);
+	if (n < 32) {
+		cli_error(json, EINVAL, "--key %s: %s", path,
+			  n < 0 ? strerror(errno) : "shorter than 32 bytes (head -c 32 /dev/urandom)");
+		return -1;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+int parse_rate(const char *s, uint64_t *bps)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': v *= 1e3; end++; break;
+	case 'm': case 'M': v *= 1e6; end++; break;
+	case 'g': case 'G': v *= 1e9; end++; break;
+	default: break;
+	}
+	if (*end == 'B')
+		end++;
+	if (!strcmp(end, "/s"))
+		end += 2;
+	if (*end || v < 1 || v > 1e13)
+		return -EINVAL;
+	*bps = (uint64_t)v;
 	return 0;
 }

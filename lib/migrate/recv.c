@@ -1,0 +1,950 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pt_migrate_receive(): serve one migration (doc/migration-protocol.md).
+ *
+ * -o FILE: pages are kept in an unlinked temp file beside FILE (one
+ * slot per page, reused when a page is sent again), their kinds in
+ * memory; at the commit record the image layer is written from them
+ * with the image writer (temp + fsync + rename), then acknowledged.
+ * --into PATH: pages are written into PATH as they come, while the
+ * marker PATH.pagetrack-incomplete exists; at commit PATH is fsynced,
+ * the marker removed (and the directory fsynced), then acknowledged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "migrate.h"
+#include "image/image.h"
+
+#define P PT_PAGE_SIZE
+
+/*
+ * What was received for each page of an owner, in chunks of CH pages: a
+ * chunk whose pages all have one kind and no stored data is one byte
+ * pair (huge PROT_NONE reservations, holes), others have arrays.
+ */
+#define CH 512u
+
+struct chunk_arr {
+	uint8_t kind[CH];	/* 0: not received */
+	uint8_t detail[CH];
+	uint32_t slot[CH];	/* -o: slot + 1 in the store; 0 none */
+};
+
+struct chunk {
+	uint8_t ukind, udetail;	/* when !arr */
+	struct chunk_arr *arr;
+};
+
+struct pages {
+	uint64_t n;
+	struct chunk *c;
+};
+
+struct rarea {
+	struct pt_image_area a;
+	char *path;
+	struct pages pg;
+};
+
+struct robj {
+	struct pt_image_object o;
+	char *name;
+	struct pages pg;
+};
+
+struct mrecv {
+	struct pt_migrate_recv_opts o;
+	struct pt_migrate_recv_report *rep;
+	char *err;
+	size_t errlen;
+	struct pt__mig_conn c;
+	bool connected;
+	/* params */
+	uint32_t mode;
+	int32_t pid;
+	char comm[16];
+	/* state */
+	struct rarea *areas;
+	size_t na;
+	struct robj *objs;
+	size_t no;
+	int store;		/* -o: the page store */
+	uint32_t next_slot;
+	int into;		/* --into: PATH */
+	char *marker;
+	uint64_t into_size;
+	uint32_t round;
+	uint64_t pages_rx;
+};
+
+static int fail(struct mrecv *r, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct mrecv *r, int e, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->err && r->errlen && !r->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(r->err, r->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return e < 0 ? e : -EIO;
+}
+
+static void pages_free(struct pages *p)
+{
+	for (uint64_t i = 0; p->c && i < (p->n + CH - 1) / CH; i++)
+		free(p->c[i].arr);
+	free(p->c);
+	memset(p, 0, sizeof(*p));
+}
+
+static int pages_alloc(struct pages *p, uint64_t n)
+{
+	p->n = n;
+	p->c = calloc((n + CH - 1) / CH + 1, sizeof(*p->c));
+	return p->c ? 0 : -ENOMEM;
+}
+
+static struct chunk_arr *materialize(struct chunk *c)
+{
+	if (c->arr)
+		return c->arr;
+	c->arr = calloc(1, sizeof(*c->arr));
+	if (c->arr) {
+		memset(c->arr->kind, c->ukind, CH);
+		memset(c->arr->detail, c->udetail, CH);
+	}
+	return c->arr;
+}
+
+static void page_get(const struct pages *p, uint64_t g, uint8_t *kind, uint8_t *detail,
+		     uint32_t *slot)
+{
+	const struct chunk *c = &p->c[g / CH];
+
+	if (!c->arr) {
+		*kind = c->ukind;
+		*detail = c->udetail;
+		*slot = 0;
+		return;
+	}
+	*kind = c->arr->kind[g % CH];
+	*detail = c->arr->detail[g % CH];
+	*slot = c->arr->slot[g % CH];
+}
+
+/* Pages [g, g+n) become @kind (not DATA), keeping slots of partly covered chunks. */
+static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint8_t detail)
+{
+	while (n) {
+		struct chunk *c = &p->c[g / CH];
+		uint64_t o = g % CH, k = CH - o < n ? CH - o : n;
+
+		if (o == 0 && k == CH) {
+			free(c->arr);	/* their slots are abandoned in the store */
+			c->arr = NULL;
+			c->ukind = kind;
+			c->udetail = detail;
+		} else {
+			struct chunk_arr *a = materialize(c);
+
+			if (!a)
+				return -ENOMEM;
+			memset(a->kind + o, kind, k);
+			memset(a->detail + o, detail, k);
+		}
+		g += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Page @to of @dst takes the state of page @from of @src. */
+static int page_move(struct pages *dst, uint64_t to, const struct pages *src, uint64_t from)
+{
+	uint8_t k, d;
+	uint32_t sl;
+
+	page_get(src, from, &k, &d, &sl);
+	struct chunk *c = &dst->c[to / CH];
+
+	if (!c->arr && !sl && c->ukind == k && c->udetail == d)
+		return 0;
+	struct chunk_arr *a = materialize(c);
+
+	if (!a)
+		return -ENOMEM;
+	a->kind[to % CH] = k;
+	a->detail[to % CH] = d;
+	a->slot[to % CH] = sl;
+	return 0;
+}
+
+/* Move the whole state of @src to @dst (same size), leaving @src empty. */
+static void pages_take(struct pages *dst, struct pages *src)
+{
+	pages_free(dst);
+	*dst = *src;
+	memset(src, 0, sizeof(*src));
+}
+
+static void state_free(struct mrecv *r)
+{
+	for (size_t i = 0; i < r->na; i++) {
+		free(r->areas[i].path);
+		pages_free(&r->areas[i].pg);
+	}
+	free(r->areas);
+	for (size_t k = 0; k < r->no; k++) {
+		free(r->objs[k].name);
+		pages_free(&r->objs[k].pg);
+	}
+	free(r->objs);
+	r->areas = NULL;
+	r->objs = NULL;
+	r->na = r->no = 0;
+}
+
+static bool area_private(const struct pt_image_area *a)
+{
+	return !((a->prot & PT_MAP_SHARED) && a->object != PT_IMAGE_NO_OBJECT);
+}
+
+/* ---- LAYOUT ---- */
+
+static int into_open(struct mrecv *r)
+{
+	if (r->into >= 0)
+		return 0;
+	int mfd = open(r->marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	if (mfd < 0)
+		return fail(r, -errno, "%s: %s", r->marker, strerror(errno));
+	close(mfd);
+	r->into = open(r->o.into, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (r->into < 0)
+		return fail(r, -errno, "%s: %s", r->o.into, strerror(errno));
+	return 0;
+}
+
+static int apply_layout(struct mrecv *r, const unsigned char *p, size_t len)
+{
+	const unsigned char *end = p + len;
+	struct rarea *na = NULL;
+	struct robj *no = NULL;
+	uint32_t nna, nno;
+	int e = 0;
+
+	if (len < 8)
+		return fail(r, -EBADMSG, "protocol error: short LAYOUT");
+	nna = pt__get32(p);
+	nno = pt__get32(p + 4);
+	p += 8;
+	if (nna > len / 48 || nno > len / 56)
+		return fail(r, -EBADMSG, "protocol error: LAYOUT counts");
+	na = calloc(nna + 1, sizeof(*na));
+	no = calloc(nno + 1, sizeof(*no));
+	if (!na || !no) {
+		e = fail(r, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < nna; i++) {
+		struct rarea *a = &na[i];
+
+		if (end - p < 48 || (size_t)(end - p - 48) < pt__get32(p + 36)) {
+			e = fail(r, -EBADMSG, "protocol error: LAYOUT area %u", i);
+			goto out;
+		}
+		a->a.start = pt__get64(p);
+		a->a.end = pt__get64(p + 8);
+		a->a.offset = pt__get64(p + 16);
+		a->a.prot = pt__get32(p + 24);
+		a->a.kind = pt__get32(p + 28);
+		a->a.object = pt__get32(p + 32);
+		a->a.path_len = pt__get32(p + 36);
+		a->path = strndup((const char *)p + 48, a->a.path_len);
+		a->a.path = a->path;
+		p += 48 + a->a.path_len;
+		if (!a->path || a->a.start >= a->a.end || (a->a.start | a->a.end) % P ||
+		    (i && a->a.start < na[i - 1].a.end) ||
+		    (a->a.object != PT_IMAGE_NO_OBJECT && a->a.object >= nno)) {
+			e = fail(r, -EBADMSG, "protocol error: LAYOUT area %u invalid", i);
+			goto out;
+		}
+		if (area_private(&a->a) &&
+		    (e = pages_alloc(&a->pg, (a->a.end - a->a.start) / P))) {
+			e = fail(r, e, "out of memory");
+			goto out;
+		}
+	}
+	for (uint32_t k = 0; k < nno; k++) {
+		struct robj *o = &no[k];
+
+		if (end - p < 56 || (size_t)(end - p - 56) < pt__get32(p + 44)) {
+			e = fail(r, -EBADMSG, "protocol error: LAYOUT object %u", k);
+			goto out;
+		}
+		o->o.dev_major = pt__get32(p);
+		o->o.dev_minor = pt__get32(p + 4);
+		o->o.inode = pt__get64(p + 8);
+		o->o.size = pt__get64(p + 16);
+		o->o.mtime_ns = pt__get64(p + 24);
+		o->o.kind = pt__get32(p + 32);
+		o->o.flags = pt__get32(p + 36);
+		o->o.sysv_key = pt__get32(p + 40);
+		o->o.name_len = pt__get32(p + 44);
+		o->name = strndup((const char *)p + 56, o->o.name_len);
+		o->o.name = o->name;
+		p += 56 + o->o.name_len;
+		if (!o->name || o->o.size > (1ULL << 46)) {
+			e = fail(r, -EBADMSG, "protocol error: LAYOUT object %u invalid", k);
+			goto out;
+		}
+		if ((o->o.flags & PT_OBJECT_STORED) &&
+		    (e = pages_alloc(&o->pg, (o->o.size + P - 1) / P))) {
+			e = fail(r, e, "out of memory");
+			goto out;
+		}
+	}
+	/* carry over what was received: areas by address, objects by identity */
+	for (uint32_t i = 0; i < nna; i++) {
+		if (!na[i].pg.n)
+			continue;
+		for (size_t j = 0; j < r->na; j++) {
+			struct rarea *old = &r->areas[j];
+
+			if (!old->pg.n || old->a.end <= na[i].a.start || old->a.start >= na[i].a.end)
+				continue;
+			if (old->a.start == na[i].a.start && old->a.end == na[i].a.end) {
+				pages_take(&na[i].pg, &old->pg);
+				break;
+			}
+			uint64_t s0 = old->a.start > na[i].a.start ? old->a.start : na[i].a.start;
+			uint64_t t0 = old->a.end < na[i].a.end ? old->a.end : na[i].a.end;
+
+			for (uint64_t a = s0; a < t0 && !e; a += P)
+				e = page_move(&na[i].pg, (a - na[i].a.start) / P, &old->pg,
+					      (a - old->a.start) / P);
+		}
+	}
+	for (uint32_t k = 0; k < nno; k++) {
+		if (!no[k].pg.n)
+			continue;
+		for (size_t j = 0; j < r->no; j++) {
+			struct robj *old = &r->objs[j];
+
+			if (old->o.inode != no[k].o.inode || old->o.dev_major != no[k].o.dev_major ||
+			    old->o.dev_minor != no[k].o.dev_minor || !old->pg.n)
+				continue;
+			if (old->pg.n == no[k].pg.n) {
+				pages_take(&no[k].pg, &old->pg);
+				break;
+			}
+			for (uint64_t g = 0; g < old->pg.n && g < no[k].pg.n && !e; g++)
+				e = page_move(&no[k].pg, g, &old->pg, g);
+		}
+	}
+	if (e) {
+		e = fail(r, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (r->o.into) {
+		struct robj *t = NULL;
+
+		for (uint32_t k = 0; k < nno; k++)
+			if (no[k].o.flags & PT_OBJECT_STORED) {
+				if (t) {
+					e = fail(r, -EINVAL, "--into takes one object; the sender "
+						 "sends several");
+					goto out;
+				}
+				t = &no[k];
+			}
+		if (!t && nno) {
+			e = fail(r, -EINVAL, "--into: the sender sends no stored object");
+			goto out;
+		}
+		if (t) {
+			if ((e = into_open(r)))
+				goto out;
+			if (t->o.size != r->into_size || r->round == 0) {
+				struct stat st;
+
+				if (fstat(r->into, &st) == 0 && (uint64_t)st.st_size != t->o.size &&
+				    ftruncate(r->into, (off_t)t->o.size)) {
+					e = fail(r, -errno, "%s: resizing to %llu bytes: %s", r->o.into,
+						 (unsigned long long)t->o.size, strerror(errno));
+					goto out;
+				}
+				r->into_size = t->o.size;
+			}
+		}
+	}
+	state_free(r);
+	r->areas = na;
+	r->na = nna;
+	r->objs = no;
+	r->no = nno;
+	return 0;
+out:
+	for (uint32_t i = 0; na && i < nna; i++) {
+		free(na[i].path);
+		pages_free(&na[i].pg);
+	}
+	for (uint32_t k = 0; no && k < nno; k++) {
+		free(no[k].name);
+		pages_free(&no[k].pg);
+	}
+	free(na);
+	free(no);
+	return e;
+}
+
+/* ---- PAGES ---- */
+
+static int store_write(struct mrecv *r, const void *buf, size_t n, uint64_t off, const char *what)
+{
+	const char *b = buf;
+
+	while (n) {
+		ssize_t w = pwrite(what ? r->into : r->store, b, n, (off_t)off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = -errno;
+
+			return fail(r, e, "%s: %s", what ? what : "the page store (beside -o FILE)",
+				    strerror(-e));
+		}
+		b += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int into_zero(struct mrecv *r, uint64_t off, uint64_t len)
+{
+	if (fallocate(r->into, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	static const unsigned char z[P];
+
+	for (uint64_t o = 0; o < len; o += P) {
+		int e = store_write(r, z, P, off + o, r->o.into);
+
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* Pages the source had in swap go back out here too (best effort). */
+static void into_pageout(struct mrecv *r, uint64_t off, uint64_t len)
+{
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, r->into, (off_t)off);
+
+	if (m == MAP_FAILED)
+		return;
+	madvise(m, len, 21 /* MADV_PAGEOUT */);
+	munmap(m, len);
+}
+
+static int apply_pages(struct mrecv *r, const unsigned char *p, size_t len)
+{
+	if (len < PT_MIG_PAGES_HEAD)
+		return fail(r, -EBADMSG, "protocol error: short PAGES");
+	uint32_t otype = p[0], kind = p[1], flags = p[2], detail = p[3], owner = pt__get32(p + 4);
+	uint64_t off = pt__get64(p + 8), n = pt__get32(p + 16);
+	const unsigned char *data = p + PT_MIG_PAGES_HEAD;
+	struct pages *pg;
+	uint64_t first;
+
+	if (kind < PT_PAGE_DATA || kind > PT_PAGE_UNREADABLE || kind == PT_PAGE_UNCHANGED || !n ||
+	    (kind == PT_PAGE_DATA && n > PT_MIG_FRAME_PAGES) || off % P ||
+	    len != PT_MIG_PAGES_HEAD + (kind == PT_PAGE_DATA ? n * P : 0))
+		return fail(r, -EBADMSG, "protocol error: PAGES frame invalid");
+	if (otype == PT_OWNER_AREA && owner < r->na && r->areas[owner].pg.n &&
+	    off >= r->areas[owner].a.start && off < r->areas[owner].a.end) {
+		pg = &r->areas[owner].pg;
+		first = (off - r->areas[owner].a.start) / P;
+	} else if (otype == PT_OWNER_OBJECT && owner < r->no && r->objs[owner].pg.n) {
+		pg = &r->objs[owner].pg;
+		first = off / P;
+	} else {
+		return fail(r, -EBADMSG, "protocol error: PAGES for no owner of the layout");
+	}
+	if (first + n > pg->n)
+		return fail(r, -EBADMSG, "protocol error: PAGES past the end of its owner");
+	r->pages_rx += n;
+	if (kind != PT_PAGE_DATA) {
+		if (pages_set(pg, first, n, (uint8_t)kind,
+			      kind == PT_PAGE_UNREADABLE ? (uint8_t)detail : 0))
+			return fail(r, -ENOMEM, "out of memory");
+	} else {
+		for (uint64_t i = 0; i < n; i++) {
+			struct chunk_arr *ca = materialize(&pg->c[(first + i) / CH]);
+
+			if (!ca)
+				return fail(r, -ENOMEM, "out of memory");
+			ca->kind[(first + i) % CH] = PT_PAGE_DATA;
+			ca->detail[(first + i) % CH] = 0;
+		}
+	}
+	if (r->o.into) {
+		if (otype != PT_OWNER_OBJECT)
+			return 0;	/* only the object is mirrored */
+		int e = kind == PT_PAGE_DATA ? store_write(r, data, n * P, off, r->o.into)
+					     : into_zero(r, off, n * P);
+
+		if (!e && kind == PT_PAGE_DATA && (flags & PT_MIG_PG_SWAPPED))
+			into_pageout(r, off, n * P);
+		return e;
+	}
+	if (kind != PT_PAGE_DATA)
+		return 0;
+#define SLOT(i) (pg->c[(first + (i)) / CH].arr->slot[(first + (i)) % CH])
+	bool fresh = true;
+
+	for (uint64_t i = 0; i < n && fresh; i++)
+		fresh = !SLOT(i);
+	if (fresh) {
+		if (r->next_slot > UINT32_MAX - n - 1)
+			return fail(r, -EFBIG, "too many pages");
+		for (uint64_t i = 0; i < n; i++)
+			SLOT(i) = r->next_slot + (uint32_t)i + 1;
+		r->next_slot += (uint32_t)n;
+		return store_write(r, data, n * P, (uint64_t)(SLOT(0) - 1) * P, NULL);
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (!SLOT(i)) {
+			if (r->next_slot >= UINT32_MAX - 1)
+				return fail(r, -EFBIG, "too many pages");
+			SLOT(i) = ++r->next_slot;
+		}
+		int e = store_write(r, data + i * P, P, (uint64_t)(SLOT(i) - 1) * P, NULL);
+
+		if (e)
+			return e;
+	}
+#undef SLOT
+	return 0;
+}
+
+/* ---- commit ---- */
+
+/* The first page of @p never received, or UINT64_MAX. */
+static uint64_t first_missing(const struct pages *p)
+{
+	for (uint64_t c = 0; c < (p->n + CH - 1) / CH; c++) {
+		uint64_t lim = p->n - c * CH < CH ? p->n - c * CH : CH;
+
+		if (!p->c[c].arr) {
+			if (!p->c[c].ukind)
+				return c * CH;
+			continue;
+		}
+		for (uint64_t i = 0; i < lim; i++)
+			if (!p->c[c].arr->kind[i])
+				return c * CH + i;
+	}
+	return UINT64_MAX;
+}
+
+static int complete_check(struct mrecv *r)
+{
+	uint64_t g;
+
+	for (size_t i = 0; i < r->na; i++)
+		if (r->areas[i].pg.n && (g = first_missing(&r->areas[i].pg)) != UINT64_MAX)
+			return fail(r, -EPROTO, "incomplete: page 0x%llx never received",
+				    (unsigned long long)(r->areas[i].a.start + g * P));
+	for (size_t k = 0; k < r->no; k++)
+		if (r->objs[k].pg.n && (g = first_missing(&r->objs[k].pg)) != UINT64_MAX)
+			return fail(r, -EPROTO, "incomplete: page %llu of %s never received",
+				    (unsigned long long)g, r->objs[k].name);
+	return 0;
+}
+
+static int write_owner(struct mrecv *r, struct pt__imgw *w, uint32_t type, uint32_t idx,
+		       const struct pages *pg, unsigned char *buf)
+{
+	for (uint64_t g = 0; g < pg->n;) {
+		uint8_t k, d, k2, d2;
+		uint32_t sl;
+		uint64_t j = g + 1;
+
+		page_get(pg, g, &k, &d, &sl);
+		while (j < pg->n) {
+			if (k == PT_PAGE_DATA && j - g >= PT_MIG_FRAME_PAGES)
+				break;
+			/* a uniform chunk at once */
+			if (k != PT_PAGE_DATA && j % CH == 0 && !pg->c[j / CH].arr &&
+			    pg->c[j / CH].ukind == k && pg->c[j / CH].udetail == d) {
+				j = j + CH < pg->n ? j + CH : pg->n;
+				continue;
+			}
+			page_get(pg, j, &k2, &d2, &sl);
+			if (k2 != k || d2 != d)
+				break;
+			j++;
+		}
+		if (k == PT_PAGE_DATA)
+			for (uint64_t i = g; i < j; i++) {
+				page_get(pg, i, &k2, &d2, &sl);
+				ssize_t rd = pread(r->store, buf + (i - g) * P, P,
+						   (off_t)(sl - 1) * (off_t)P);
+
+				if (rd != (ssize_t)P)
+					return fail(r, rd < 0 ? -errno : -EIO,
+						    "reading the page store: %s",
+						    rd < 0 ? strerror(errno) : "short read");
+			}
+		int e = pt__imgw_run(w, type, idx, k, d, j - g, k == PT_PAGE_DATA ? buf : NULL);
+
+		if (e)
+			return fail(r, e, "writing %s: %s", r->o.output, strerror(-e));
+		g = j;
+	}
+	return 0;
+}
+
+static int commit_image(struct mrecv *r)
+{
+	struct pt__imgw_opts wo = { .flags = PT_IMAGE_LIVE, .pid = r->pid, .comm = r->comm };
+	struct pt_image_area *areas = calloc(r->na + 1, sizeof(*areas));
+	struct pt_image_object *objs = calloc(r->no + 1, sizeof(*objs));
+	unsigned char *buf = malloc(PT_MIG_FRAME_PAGES * P);
+	struct pt__imgw *w = NULL;
+	int e;
+
+	if (!areas || !objs || !buf) {
+		e = fail(r, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < r->na; i++)
+		areas[i] = r->areas[i].a;
+	for (size_t k = 0; k < r->no; k++)
+		objs[k] = r->objs[k].o;
+	e = pt__imgw_open(r->o.output, &wo, &w, r->err, r->errlen);
+	if (!e && (e = pt__imgw_layout(w, areas, r->na, objs, r->no)))
+		fail(r, e, "%s: layout: %s", r->o.output, strerror(-e));
+	for (size_t i = 0; !e && i < r->na; i++)
+		if (r->areas[i].pg.n)
+			e = write_owner(r, w, PT_OWNER_AREA, (uint32_t)i, &r->areas[i].pg, buf);
+	for (size_t k = 0; !e && k < r->no; k++)
+		if (r->objs[k].pg.n)
+			e = write_owner(r, w, PT_OWNER_OBJECT, (uint32_t)k, &r->objs[k].pg, buf);
+	if (e) {
+		pt__imgw_abort(w);
+		goto out;
+	}
+	struct pt__imgw_result res;
+
+	memset(&res, 0, sizeof(res));
+	e = pt__imgw_finish(w, &res, r->err, r->errlen);
+	if (e)
+		fail(r, e, "writing %s: %s", r->o.output, strerror(-e));
+out:
+	free(areas);
+	free(objs);
+	free(buf);
+	return e;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *d = strdup(path);
+
+	if (!d)
+		return -ENOMEM;
+	int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC), e = 0;
+
+	free(d);
+	if (fd < 0)
+		return 0;
+	if (fsync(fd) && errno != EINVAL)
+		e = -errno;
+	close(fd);
+	return e;
+}
+
+static int commit_into(struct mrecv *r)
+{
+	if (r->into < 0)
+		return fail(r, -EPROTO, "--into: nothing was received");
+	if (fsync(r->into) && errno != EINVAL)
+		return fail(r, -errno, "%s: fsync: %s", r->o.into, strerror(errno));
+	if (unlink(r->marker))
+		return fail(r, -errno, "%s: %s", r->marker, strerror(errno));
+	fsync_dir_of(r->marker);
+	return 0;
+}
+
+/* ---- serving ---- */
+
+static void send_error(struct mrecv *r)
+{
+	if (!r->connected)
+		return;
+	char keep[512];
+	const char *m = r->err && r->err[0] ? r->err : "error";
+
+	snprintf(keep, sizeof(keep), "%s", r->err ? r->err : "");
+	r->c.idle_timeout_ms = 1000;
+	pt__mig_send(&r->c, PT_MIG_ERROR, m, strlen(m), NULL, 0, false, 0);
+	if (r->err && r->errlen)
+		snprintf(r->err, r->errlen, "%s", keep);
+}
+
+static int ack(struct mrecv *r, uint32_t what, uint32_t round, uint64_t pages)
+{
+	unsigned char a[PT_MIG_ACK_LEN];
+
+	pt__put32(a, what);
+	pt__put32(a + 4, round);
+	pt__put64(a + 8, pages);
+	return pt__mig_send(&r->c, PT_MIG_ACK, a, sizeof(a), NULL, 0, false, 0);
+}
+
+static int serve(struct mrecv *r)
+{
+	struct pt__mig_frame f;
+	bool hello = false;
+	int e;
+
+	for (;;) {
+		e = pt__mig_recv(&r->c, &f);
+		if (e)
+			return e;
+		if (!hello && f.type != PT_MIG_HELLO && f.type != PT_MIG_ABORT)
+			return fail(r, -EPROTO, "protocol error: frame %u before HELLO", f.type);
+		switch (f.type) {
+		case PT_MIG_HELLO:
+			if (hello || f.len < PT_MIG_PARAMS_LEN)
+				return fail(r, -EPROTO, "protocol error: HELLO");
+			if (pt__get32(f.payload) != P)
+				return fail(r, -EPROTO, "the sender's page size is %u",
+					    pt__get32(f.payload));
+			r->pid = (int32_t)pt__get32(f.payload + 4);
+			r->mode = pt__get32(f.payload + 8);
+			memcpy(r->comm, f.payload + 16, 15);
+			r->comm[15] = 0;
+			if (r->o.into && r->mode != PT_MIG_MODE_OBJECTS)
+				return fail(r, -EINVAL, "--into needs a sender with --object "
+					    "(it sends a whole process: use -o FILE)");
+			hello = true;
+			if ((e = ack(r, PT_MIG_ACK_HELLO, 0, 0)))
+				return e;
+			break;
+		case PT_MIG_ROUND_BEGIN:
+			if (f.len < PT_MIG_ROUND_LEN)
+				return fail(r, -EPROTO, "protocol error: ROUND_BEGIN");
+			r->round = pt__get32(f.payload);
+			break;
+		case PT_MIG_LAYOUT:
+			if ((e = apply_layout(r, f.payload, f.len)))
+				return e;
+			break;
+		case PT_MIG_PAGES:
+			if ((e = apply_pages(r, f.payload, f.len)))
+				return e;
+			break;
+		case PT_MIG_ROUND_END:
+			if (f.len < PT_MIG_ROUND_LEN || pt__get32(f.payload) != r->round)
+				return fail(r, -EPROTO, "protocol error: ROUND_END");
+			r->rep->rounds = r->round + 1;
+			if ((e = ack(r, PT_MIG_ACK_ROUND, r->round, r->pages_rx)))
+				return e;
+			break;
+		case PT_MIG_COMMIT: {
+			if (f.len < PT_MIG_COMMIT_LEN)
+				return fail(r, -EPROTO, "protocol error: COMMIT");
+			uint64_t frames = pt__get64(f.payload + 8), pages = pt__get64(f.payload + 16);
+
+			/* the sender counts its frames after the handshake's one */
+			if (frames + 1 != f.seq || pages != r->pages_rx)
+				return fail(r, -EPROTO, "commit record mismatch: %llu frames, %llu "
+					    "pages announced; %llu and %llu received",
+					    (unsigned long long)frames, (unsigned long long)pages,
+					    (unsigned long long)(f.seq - 1),
+					    (unsigned long long)r->pages_rx);
+			if ((e = complete_check(r)))
+				return e;
+			e = r->o.into ? commit_into(r) : commit_image(r);
+			if (e)
+				return e;
+			r->rep->rounds = r->round;
+			for (size_t i = 0; i < r->na; i++)
+				r->rep->pages_total += r->areas[i].pg.n;
+			for (size_t k = 0; k < r->no; k++)
+				r->rep->pages_total += r->objs[k].pg.n;
+			r->c.idle_timeout_ms = 2000;
+			ack(r, PT_MIG_ACK_COMMIT, r->round, r->pages_rx);	/* done either way */
+			return 0;
+		}
+		case PT_MIG_ABORT:
+			return fail(r, -ECANCELED, "the sender aborted: %.*s",
+				    (int)(f.len < 400 ? f.len : 400), (const char *)f.payload);
+		default:
+			return fail(r, -EPROTO, "protocol error: unexpected frame type %u", f.type);
+		}
+	}
+}
+
+static int listen_on(struct mrecv *r, const char *addr, int *out)
+{
+	char host[256], port[16], shown[320], ip[INET6_ADDRSTRLEN];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE },
+			*res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd, e, one = 1;
+
+	if (pt__mig_split_addr(addr, host, sizeof(host), port, sizeof(port)))
+		return fail(r, -EINVAL, "bad address '%s' (ADDR:PORT)", addr);
+	e = getaddrinfo(host, port, &hints, &res);
+	if (e)
+		return fail(r, -EADDRNOTAVAIL, "%s: %s", host, gai_strerror(e));
+	if ((r->o.flags & PT_MIGRATE_INSECURE) && !pt__mig_is_loopback(res->ai_addr)) {
+		freeaddrinfo(res);
+		return fail(r, -EPERM, "--insecure is allowed on loopback only (%s)", host);
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4)) {
+		e = -errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return fail(r, e, "listening on %s: %s", addr, strerror(-e));
+	}
+	freeaddrinfo(res);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+		snprintf(shown, sizeof(shown), "[%s]:%u", ip,
+			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+		snprintf(shown, sizeof(shown), "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+	if (r->o.listening)
+		r->o.listening(shown, r->o.ctx);
+	*out = fd;
+	return 0;
+}
+
+static int accept_one(struct mrecv *r, int lfd, int *out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+
+	for (;;) {
+		sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return fail(r, -errno, "accept: %s", strerror(errno));
+		}
+		if ((r->o.flags & PT_MIGRATE_INSECURE) && !pt__mig_is_loopback((struct sockaddr *)&ss)) {
+			close(fd);
+			continue;
+		}
+		*out = fd;
+		return 0;
+	}
+}
+
+int pt_migrate_receive(const char *listen, const struct pt_migrate_recv_opts *opts,
+		       struct pt_migrate_recv_report *report, char *err, size_t errlen)
+{
+	struct pt_migrate_recv_report rep = { .sz = sizeof(rep) };
+	struct mrecv r;
+	int lfd = -1, fd = -1, e;
+	uint64_t t0 = pt__now_ns();
+
+	if (err && errlen)
+		err[0] = 0;
+	memset(&r, 0, sizeof(r));
+	r.err = err;
+	r.errlen = errlen;
+	r.store = r.into = -1;
+	r.c.fd = -1;
+	if (!listen || !opts || !PT_OPTS_VALID(opts, pt_migrate_recv_opts) || opts->reserved ||
+	    (opts->flags & ~PT_MIGRATE_INSECURE) || !opts->output == !opts->into ||
+	    ((opts->flags & PT_MIGRATE_INSECURE) ? opts->key != NULL
+						 : (!opts->key || opts->key_len < 32)) ||
+	    (report && (report->sz < sizeof(size_t) ||
+			!pt__opts_tail_zero(report, sizeof(*report), report->sz))))
+		return fail(&r, -EINVAL, "invalid arguments");
+	memcpy(&r.o, opts, opts->sz < sizeof(r.o) ? opts->sz : sizeof(r.o));
+	r.rep = &rep;
+	if (r.o.output) {
+		char *d = strdup(r.o.output);
+
+		if (!d)
+			return -ENOMEM;
+		if (access(r.o.output, F_OK) == 0) {
+			free(d);
+			return fail(&r, -EEXIST, "%s exists", r.o.output);
+		}
+		r.store = open(dirname(d), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		e = -errno;
+		free(d);
+		if (r.store < 0)
+			return fail(&r, e, "%s: page store: %s", r.o.output, strerror(-e));
+	} else if (asprintf(&r.marker, "%s.pagetrack-incomplete", r.o.into) < 0) {
+		return -ENOMEM;
+	}
+	e = listen_on(&r, listen, &lfd);
+	if (!e)
+		e = accept_one(&r, lfd, &fd);
+	if (lfd >= 0)
+		close(lfd);
+	if (!e) {
+		e = pt__mig_conn_init(&r.c, fd, false,
+				      (r.o.flags & PT_MIGRATE_INSECURE) ? NULL : r.o.key,
+				      r.o.key_len, err, errlen);
+		r.connected = true;
+		r.c.idle_timeout_ms = r.o.idle_timeout_ns ? r.o.idle_timeout_ns / 1000000 : 60000;
+		if (!e)
+			e = serve(&r);
+		if (e && e != -ECANCELED)
+			send_error(&r);
+	}
+	rep.bytes_received = r.c.bytes_in;
+	rep.pages_received = r.pages_rx;
+	rep.duration_ns = pt__now_ns() - t0;
+	if (r.connected)
+		pt__mig_conn_free(&r.c);
+	if (r.store >= 0)
+		close(r.store);
+	if (r.into >= 0)
+		close(r.into);
+	free(r.marker);
+	state_free(&r);
+	if (report) {
+		size_t n = report->sz < sizeof(rep) ? report->sz : sizeof(rep);
+
+		memcpy((char *)report + sizeof(size_t), (char *)&rep + sizeof(size_t),
+		       n - sizeof(size_t));
+	}
+	return e;
+}

@@ -1,0 +1,690 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Loopback tests of `pagetrack send` / `pagetrack receive` (TAP).
+
+Usage: test_migrate.py BUILD_DIR   (BUILD_DIR/tools/pagetrack and
+BUILD_DIR/tests/snaptarget)
+
+The target is tests/snaptarget.c (every kind of memory; a live writer
+thread).  Every migration is on 127.0.0.1; the network failure matrix
+(netns, netem) is tests of their own.
+
+Sections (fixed plan; a section that cannot run is skipped whole, with
+its reason):
+  usage    exit codes: no key, --insecure off loopback (both sides), key
+           file permissions and length
+  process  the whole process, encrypted, the live writer running,
+           --after stop: both exit 0, JSON per round and final, the image
+           equals the stopped source page by page (image verify FILE PID)
+  object   a /dev/shm object --into PATH while another process writes the
+           object (the switch-over command stops it): PATH equals the
+           source byte for byte, the marker is gone; the same object to
+           -o FILE equals it too (image extract)
+  trust    --trust-shared: the object through the tracker, the target writing it
+           through its mapping over several rounds: PATH equals the source
+  rate     --bandwidth: the average send rate stays under the cap
+  failures wrong key, a truncated stream, a flipped byte (encrypted and
+           plaintext), a failing switch-over command, no convergence
+           (--max-rounds 1): both sides fail with one clear line, nothing
+           is presented as complete, the target runs on
+  swap     a half-swapped target: swapped pages are sent and stay swapped
+Env: PT_TEST_TIMEOUT the time budget (s, default 600).
+"""
+import json
+import os
+import mmap
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+
+PS = os.sysconf("SC_PAGE_SIZE")
+T0 = time.time()
+BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
+SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("trust", 3), ("rate", 2), ("failures", 17),
+            ("swap", 3))
+PT = None
+SNAPTARGET = None
+
+
+class Section:
+    """Exactly @n subtests: an exception or a short section fails the rest."""
+    cur = None
+
+    def __init__(self, name, n):
+        self.name, self.n, self.count = name, n, 0
+
+    def __enter__(self):
+        Section.cur = self
+        return self
+
+    def left(self):
+        return self.n - self.count
+
+    def __exit__(self, typ, val, tb):
+        if typ is not None and self.left() > 0:
+            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
+            for i in range(self.left()):
+                t_ok(False, "%s: not reached (exception)" % self.name, why if i == 0 else None)
+        while self.left() > 0:
+            t_ok(False, "%s: subtest missing" % self.name)
+        if self.left() < 0:
+            diag("section %s printed %d too many" % (self.name, -self.left()))
+        Section.cur = None
+        return typ is None or issubclass(typ, Exception)
+
+
+def t_ok(cond, name, why=None):
+    Section.cur.count += 1
+    return ok(cond, "%s: %s" % (Section.cur.name, name), why)
+
+
+def skip_rest(reason):
+    s = Section.cur
+    for _ in range(s.left()):
+        s.count += 1
+        skip("%s: [%d/%d]" % (s.name, s.count, s.n), reason)
+
+
+class Target:
+    """tests/snaptarget.c, driven on stdin: one JSON line per command."""
+    n = 0
+
+    def __init__(self, tmp, *args):
+        Target.n += 1
+        self.tag = "pt-migtest-%d-%d" % (os.getpid(), Target.n)
+        e = dict(os.environ)
+        e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
+                                                   "glibc.pthread.rseq=0") if x)
+        self.p = subprocess.Popen([SNAPTARGET, "--tag", self.tag, "--dir", tmp] + list(args),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env=e)
+        self.pid = self.p.pid
+        self.files = []
+        self.layout = self.cmd("layout", timeout=300)
+        self.files = self.layout["files"]
+        self.reg = {r["name"]: r for r in self.layout["regions"]}
+
+    def cmd(self, line, timeout=120):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        sel = selectors.DefaultSelector()
+        sel.register(self.p.stdout, selectors.EVENT_READ)
+        ready = sel.select(timeout)
+        sel.close()
+        if not ready:
+            raise RuntimeError("snaptarget: no answer to %r in %d s" % (line, timeout))
+        ans = self.p.stdout.readline()
+        if not ans:
+            raise RuntimeError("snaptarget: exited on %r (rc %s)" % (line, self.p.poll()))
+        doc = json.loads(ans)
+        if isinstance(doc, dict) and "error" in doc:
+            raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
+        return doc
+
+    def state(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "gone"
+
+    def answers(self, timeout=10):
+        try:
+            return self.cmd("ping", timeout=timeout).get("pong") == self.pid
+        except Exception:
+            return False
+
+    def quit(self):
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, 18)   # SIGCONT, if a test left it stopped
+                self.p.stdin.write("quit\n")
+                self.p.stdin.flush()
+                self.p.wait(timeout=30)
+            except Exception:
+                self.p.kill()
+                self.p.wait()
+        for f in self.files:
+            if os.path.exists(f):
+                os.unlink(f)
+
+
+def env():
+    e = dict(os.environ)
+    e.pop("PT_FORCE_TRACKER", None)
+    return e
+
+
+def run(*args, timeout=120):
+    p = subprocess.run([PT] + [str(a) for a in args], capture_output=True, text=True,
+                       env=env(), timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line(s, word=None):
+    lines = [x for x in s.strip().splitlines() if x.startswith("pagetrack: ")]
+    return len(lines) >= 1 and (word is None or any(word in x for x in lines))
+
+
+class Receiver:
+    """`pagetrack receive` in the background; port from its listening line."""
+    running = []
+
+    @staticmethod
+    def reap():
+        """Kill receivers a failed section left behind."""
+        for p in Receiver.running:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        Receiver.running = []
+
+    def __init__(self, *args):
+        self.p = subprocess.Popen([PT, "receive", "--listen", "127.0.0.1:0"] +
+                                  [str(a) for a in args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env())
+        Receiver.running.append(self.p)
+        line = self.p.stderr.readline()
+        self.first = line
+        self.port = None
+        if "listening on" in line:
+            self.port = int(line.strip().rsplit(":", 1)[1])
+
+    def wait(self, timeout=120):
+        try:
+            out, err = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+        return self.p.returncode, out, self.first + err
+
+
+def send(pid, port, *extra, timeout=120):
+    rc, out, err = run("send", pid, "--to", "127.0.0.1:%d" % port, "--json", *extra,
+                       timeout=timeout)
+    lines = []
+    for x in out.splitlines():
+        try:
+            lines.append(json.loads(x))
+        except ValueError:
+            pass
+    return rc, lines, err
+
+
+class Proxy:
+    """Forwards one connection to @port; the sender->receiver direction is cut
+    after @cut bytes, or byte @flip of it is inverted."""
+
+    def __init__(self, port, cut=None, flip=None):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.ls.settimeout(60)
+        self.port = self.ls.getsockname()[1]
+        self.up, self.cut, self.flip = port, cut, flip
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        try:
+            a, _ = self.ls.accept()
+        except OSError:
+            return
+        b = socket.create_connection(("127.0.0.1", self.up), timeout=60)
+        a.settimeout(60)
+        b.settimeout(60)
+        done_ = threading.Event()
+
+        def back():
+            try:
+                while not done_.is_set():
+                    d = b.recv(65536)
+                    if not d:
+                        break
+                    a.sendall(d)
+            except OSError:
+                pass
+        t = threading.Thread(target=back, daemon=True)
+        t.start()
+        n = 0
+        try:
+            while True:
+                d = bytearray(a.recv(65536))
+                if not d:
+                    break
+                if self.flip is not None and n <= self.flip < n + len(d):
+                    d[self.flip - n] ^= 0x5a
+                if self.cut is not None and n + len(d) >= self.cut:
+                    b.sendall(d[:self.cut - n])
+                    break
+                b.sendall(d)
+                n += len(d)
+        except OSError:
+            pass
+        done_.set()
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.ls.close()
+
+    def join(self):
+        self.t.join(timeout=60)
+
+
+def keyfile(tmp, name, mode=0o600, size=32):
+    path = os.path.join(tmp, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, os.urandom(size))
+    os.close(fd)
+    os.chmod(path, mode)
+    return path
+
+
+# ---------------------------------------------------------------- sections
+def sec_usage(tmp):
+    rc, out, err = run("receive", "--listen", "127.0.0.1:0", "-o", os.path.join(tmp, "u1"))
+    t_ok(rc == 2 and one_line(err, "--key"), "receive without --key or --insecure: usage error",
+         err)
+    t = Target(tmp)
+    try:
+        rc, out, err = run("send", t.pid, "--to", "192.0.2.1:9", "--insecure", timeout=60)
+        t_ok(rc == 1 and one_line(err, "loopback"), "send --insecure to a non-loopback address "
+             "is refused", err)
+    finally:
+        t.quit()
+    rc, out, err = run("receive", "--listen", "0.0.0.0:0", "--insecure", "-o",
+                       os.path.join(tmp, "u2"), timeout=30)
+    t_ok(rc == 1 and one_line(err, "loopback"), "receive --insecure on 0.0.0.0 is refused", err)
+    k = keyfile(tmp, "k-open", 0o644)
+    rc, out, err = run("receive", "--listen", "127.0.0.1:0", "--key", k, "-o",
+                       os.path.join(tmp, "u3"), timeout=30)
+    t_ok(rc == 1 and one_line(err, "chmod 600"), "a key file readable by others is refused", err)
+    k = keyfile(tmp, "k-short", 0o600, 16)
+    rc, out, err = run("receive", "--listen", "127.0.0.1:0", "--key", k, "-o",
+                       os.path.join(tmp, "u4"), timeout=30)
+    t_ok(rc == 1 and one_line(err, "32 bytes"), "a key shorter than 32 bytes is refused", err)
+    rc, out, err = run("send", "1", "--to", "127.0.0.1:1", "--insecure", "--freeze", "none")
+    t_ok(rc == 2, "send --freeze none without --switchover-cmd: usage error", err)
+
+
+def sec_process(tmp, key):
+    t = Target(tmp, "--big", "64")
+    img = os.path.join(tmp, "proc.img")
+    try:
+        t.cmd("live 20")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop")
+        rrc, rout, rerr = r.wait()
+        final = lines[-1] if lines else {}
+        t_ok(rc == 0 and final.get("result") == "completed", "send exits 0, result completed",
+             err + json.dumps(final))
+        t_ok(rrc == 0 and os.path.exists(img), "receive exits 0 and the image exists", rerr)
+        keys = ("round", "bytes_sent", "pages_dirty", "dirty_rate_mbps", "bandwidth_mbps",
+                "expected_downtime_ms", "throttle_percent")
+        fkeys = ("result", "downtime_ms", "total_bytes", "rounds", "throttle_percent",
+                 "pages_swapped")
+        t_ok(len(lines) >= 2 and all(all(k in x for k in keys) for x in lines[:-1]) and
+             all(k in final for k in fkeys), "JSON: one object per round and a final one",
+             "\n".join(json.dumps(x) for x in lines))
+        t_ok(t.state() == "T", "--after stop leaves the target stopped", t.state())
+        vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+        t_ok(vrc == 0, "the image equals the stopped source page by page (image verify PID)",
+             vout + verr)
+        os.kill(t.pid, 18)
+        prog = t.cmd("progress")
+        t_ok(t.answers() and prog.get("k", 0) > 0, "the target runs on after SIGCONT")
+    finally:
+        t.quit()
+
+
+def object_writer(path, stop, acked, count):
+    """Another process's writes to the object (here: this one's), until @stop."""
+    with open(path, "r+b") as f:
+        m = mmap.mmap(f.fileno(), 0)
+        n = len(m) // PS
+        i = 0
+        while not stop.is_set() and i < count:
+            p = (i * 7919) % n
+            m[p * PS:p * PS + 16] = (b"%016x" % (i + 1))
+            i += 1
+            if i % 64 == 0:
+                time.sleep(0.001)
+        m.close()
+    acked.set()
+
+
+def sec_object(tmp, key):
+    t = Target(tmp)
+    dst = "/dev/shm/pt-migtest-%d-dst" % os.getpid()
+    marker = dst + ".pagetrack-incomplete"
+    src = t.reg["devshm"]["path"]
+    stopf, ackf = os.path.join(tmp, "stop"), os.path.join(tmp, "ack")
+    try:
+        t.cmd("write 7 64")
+        stop, acked = threading.Event(), threading.Event()
+        w = threading.Thread(target=object_writer, args=(src, stop, acked, 2000000), daemon=True)
+        w.start()
+        watcher_done = threading.Event()
+
+        def watcher():   # the switch-over command's pause: stop the writer
+            for _ in range(6000):
+                if os.path.exists(stopf) or watcher_done.is_set():
+                    break
+                time.sleep(0.01)
+            stop.set()
+            acked.wait(30)
+            open(ackf, "w").close()
+        wt = threading.Thread(target=watcher, daemon=True)
+        wt.start()
+        cmd = ("touch %s; i=0; while [ $i -lt 600 ]; do [ -e %s ] && exit 0; sleep 0.05; "
+               "i=$((i+1)); done; exit 1" % (stopf, ackf))
+        r = Receiver("--key", key, "--into", dst)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--object", src, "--freeze", "none",
+                              "--switchover-cmd", cmd)
+        rrc, rout, rerr = r.wait()
+        watcher_done.set()
+        wt.join(30)
+        w.join(30)
+        t_ok(rc == 0 and rrc == 0, "--object into --into: both exit 0", err + rerr)
+        same = os.path.exists(dst) and open(src, "rb").read() == open(dst, "rb").read()
+        t_ok(same, "PATH equals the source object byte for byte (written by another process "
+             "until the switch-over)")
+        t_ok(not os.path.exists(marker), "the incomplete marker is gone after the commit")
+        # the same object into an image
+        img = os.path.join(tmp, "obj.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--object", src, "--after", "stop")
+        rrc, rout, rerr = r.wait()
+        t_ok(rc == 0 and rrc == 0, "--object into -o FILE: both exit 0", err + rerr)
+        ext = os.path.join(tmp, "obj.ext")
+        erc, eout, eerr = run("image", "extract", img, "--object", src, "-o", ext)
+        t_ok(erc == 0 and open(ext, "rb").read() == open(src, "rb").read(),
+             "the image's object equals the stopped source's", eout + eerr)
+        os.kill(t.pid, 18)
+        t_ok(t.answers(), "the target answers")
+    finally:
+        for f in (dst, marker):
+            if os.path.exists(f):
+                os.unlink(f)
+        t.quit()
+
+
+def sec_trust(tmp, key):
+    """--trust-shared: the target's own writes to its object, by the tracker."""
+    t = Target(tmp)
+    dst = "/dev/shm/pt-migtest-%d-tdst" % os.getpid()
+    marker = dst + ".pagetrack-incomplete"
+    src = t.reg["devshm"]["path"]
+    stopf, ackf = os.path.join(tmp, "tstop"), os.path.join(tmp, "tack")
+    try:
+        def writer():   # the target writes (into every region) until the stop file
+            for i in range(100000):
+                if os.path.exists(stopf):
+                    break
+                t.cmd("write %d 256" % (100 + i))
+            open(ackf, "w").close()
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        cmd = ("touch %s; i=0; while [ $i -lt 600 ]; do [ -e %s ] && exit 0; sleep 0.05; "
+               "i=$((i+1)); done; exit 1" % (stopf, ackf))
+        r = Receiver("--key", key, "--into", dst)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--object", src, "--trust-shared",
+                              "--freeze", "none", "--switchover-cmd", cmd, "--downtime", "1us",
+                              "--max-rounds", "4", "--force-switchover")
+        rrc, rout, rerr = r.wait()
+        w.join(60)
+        final = lines[-1] if lines else {}
+        t_ok(rc == 0 and rrc == 0, "--trust-shared --object: both exit 0", err + rerr)
+        t_ok(final.get("rounds", 0) >= 2, "several rounds ran (%s)" % final.get("rounds"))
+        same = os.path.exists(dst) and open(src, "rb").read() == open(dst, "rb").read()
+        t_ok(same, "PATH equals the source object (the target's writes tracked)")
+    finally:
+        for f in (dst, marker):
+            if os.path.exists(f):
+                os.unlink(f)
+        t.quit()
+
+
+def sec_rate(tmp, key):
+    """--bandwidth: the token bucket never lets the average rate exceed the cap."""
+    t = Target(tmp, "--big", "32")
+    img = os.path.join(tmp, "rate.img")
+    try:
+        cap = 20e6
+        r = Receiver("--key", key, "-o", img)
+        t0 = time.time()
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--bandwidth", "20M", timeout=300)
+        wall = time.time() - t0
+        rrc, rout, rerr = r.wait()
+        final = lines[-1] if lines else {}
+        t_ok(rc == 0 and rrc == 0, "--bandwidth 20M: both exit 0", err + rerr)
+        sent = final.get("total_bytes", 0)
+        # burst: 1/20 s of the rate (at least 256 KiB); slower is always possible
+        t_ok(sent > 0 and sent <= cap * wall * 1.05 + max(cap / 20, 262144) + (1 << 20),
+             "%d bytes in %.2f s: at most the cap (%.1f MB/s)" % (sent, wall, sent / wall / 1e6))
+    finally:
+        t.quit()
+
+
+def nothing_complete(img):
+    return not os.path.exists(img)
+
+
+def sec_failures(tmp, key):
+    t = Target(tmp, "--big", "32")
+    try:
+        # wrong key
+        img = os.path.join(tmp, "f1.img")
+        k2 = keyfile(tmp, "k-other")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", k2)
+        rrc, rout, rerr = r.wait()
+        w = "authentication failed: wrong key?"
+        t_ok(rc == 1 and w in err and rrc == 1 and w in rerr,
+             "wrong key: both sides fail with '%s'" % w, err + rerr)
+        t_ok(nothing_complete(img) and t.answers() and t.state() != "T",
+             "wrong key: no image, the target runs")
+        # truncated stream
+        img = os.path.join(tmp, "f2.img")
+        r = Receiver("--key", key, "-o", img)
+        px = Proxy(r.port, cut=3 << 20)
+        rc, lines, err = send(t.pid, px.port, "--key", key)
+        rrc, rout, rerr = r.wait()
+        px.join()
+        t_ok(rc == 1 and rrc == 1 and one_line(rerr, "closed"),
+             "truncated stream: both fail, the receiver says the connection closed", err + rerr)
+        t_ok(nothing_complete(img) and t.answers() and t.state() != "T",
+             "truncated stream: no image, the target runs")
+        t_ok(lines and lines[-1].get("result") == "error", "truncated stream: result error",
+             json.dumps(lines[-1:]))
+        # flipped byte, encrypted
+        img = os.path.join(tmp, "f3.img")
+        r = Receiver("--key", key, "-o", img)
+        px = Proxy(r.port, flip=(1 << 20) + 12345)
+        rc, lines, err = send(t.pid, px.port, "--key", key)
+        rrc, rout, rerr = r.wait()
+        px.join()
+        t_ok(rc == 1 and rrc == 1 and one_line(rerr, "failed authentication"),
+             "flipped byte (encrypted): the receiver rejects the record", err + rerr)
+        t_ok(nothing_complete(img) and t.answers(), "flipped byte: no image, the target runs")
+        # flipped byte, plaintext: the frame checksum
+        img = os.path.join(tmp, "f4.img")
+        r = Receiver("--insecure", "-o", img)
+        px = Proxy(r.port, flip=(1 << 20) + 12345)
+        rc, lines, err = send(t.pid, px.port, "--insecure", "--no-compress")
+        rrc, rout, rerr = r.wait()
+        px.join()
+        t_ok(rc == 1 and rrc == 1 and one_line(rerr, "corrupt stream"),
+             "flipped byte (plaintext): the receiver reports a corrupt stream", err + rerr)
+        t_ok(nothing_complete(img), "flipped byte (plaintext): no image")
+        # --into, truncated: the marker stays
+        dst = "/dev/shm/pt-migtest-%d-f5" % os.getpid()
+        marker = dst + ".pagetrack-incomplete"
+        try:
+            r = Receiver("--key", key, "--into", dst)
+            px = Proxy(r.port, cut=300 << 10)
+            rc, lines, err = send(t.pid, px.port, "--key", key, "--object",
+                                  t.reg["bigshm"]["path"] if "bigshm" in t.reg else
+                                  t.reg["devshm"]["path"])
+            rrc, rout, rerr = r.wait()
+            px.join()
+            t_ok(rc == 1 and rrc == 1 and os.path.exists(marker),
+                 "--into, truncated: both fail and PATH.pagetrack-incomplete stays",
+                 err + rerr)
+        finally:
+            for f in (dst, marker):
+                if os.path.exists(f):
+                    os.unlink(f)
+        # failing switch-over command
+        img = os.path.join(tmp, "f6.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--switchover-cmd", "exit 3")
+        rrc, rout, rerr = r.wait()
+        t_ok(rc == 1 and lines and lines[-1].get("result") == "aborted",
+             "a failing --switchover-cmd: exit 1, result aborted", err + json.dumps(lines[-1:]))
+        t_ok(rrc == 1 and one_line(rerr, "aborted") and nothing_complete(img),
+             "... the receiver is told: exit 1, no image", rerr)
+        t_ok(t.answers() and t.state() != "T", "... the target keeps running")
+        # no convergence
+        t.cmd("live 400")
+        img = os.path.join(tmp, "f7.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--max-rounds", "1", "--downtime",
+                              "1us", "--throttle", "off")
+        rrc, rout, rerr = r.wait()
+        t.cmd("stop")
+        t_ok(rc == 1 and lines and lines[-1].get("result") == "max_rounds",
+             "--max-rounds 1 with a busy writer: exit 1, result max_rounds",
+             err + json.dumps(lines[-1:]))
+        t_ok(rrc == 1 and nothing_complete(img), "... the receiver fails, no image", rerr)
+        t_ok(t.answers() and t.state() != "T", "... the target keeps running")
+        # --force-switchover: completes anyway
+        t.cmd("live 400")
+        img = os.path.join(tmp, "f8.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--max-rounds", "1", "--downtime",
+                              "1us", "--force-switchover", "--after", "stop")
+        rrc, rout, rerr = r.wait()
+        vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+        os.kill(t.pid, 18)
+        t.cmd("stop")
+        t_ok(rc == 0 and rrc == 0 and vrc == 0,
+             "--force-switchover at --max-rounds: completed, the image equals the source",
+             err + rerr + vout + verr)
+    finally:
+        t.quit()
+
+
+class Swap:
+    """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
+
+    def __init__(self):
+        self.p = subprocess.Popen([SNAPTARGET, "--swap", "1024"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        doc = json.loads(self.p.stdout.readline() or "{}")
+        self.ok = bool(doc.get("active"))
+        self.why = doc.get("why") or "no swap"
+
+    def stop(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=120)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+
+
+def vmswap_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmSwap:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sec_swap(tmp, key):
+    sw = Swap()
+    try:
+        if not sw.ok:
+            skip_rest("no swap: %s" % sw.why)
+            return
+        t = Target(tmp, "--big", "64")
+        try:
+            n = t.cmd("pageout").get("pages", 0)
+            before = vmswap_kb(t.pid)
+            img = os.path.join(tmp, "s.img")
+            r = Receiver("--key", key, "-o", img)
+            rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop")
+            rrc, rout, rerr = r.wait()
+            final = lines[-1] if lines else {}
+            after = vmswap_kb(t.pid)
+            t_ok(rc == 0 and rrc == 0 and final.get("pages_swapped", 0) > 0,
+                 "a half-swapped target migrates; pages_swapped %s (%d paged out)" %
+                 (final.get("pages_swapped"), n), err + rerr)
+            t_ok(before > 0 and after >= before * 0.9,
+                 "swapped pages stay swapped (VmSwap %d -> %d KiB)" % (before, after))
+            vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+            t_ok(vrc == 0, "the image equals the source", vout + verr)
+        finally:
+            t.quit()
+    finally:
+        sw.stop()
+
+
+def main():
+    global PT, SNAPTARGET
+    if len(sys.argv) != 2:
+        print("usage: test_migrate.py BUILD_DIR", file=sys.stderr)
+        sys.exit(2)
+    build = sys.argv[1]
+    PT = os.path.join(build, "tools", "pagetrack")
+    SNAPTARGET = os.path.join(build, "tests", "snaptarget")
+    if os.geteuid() != 0:
+        skip_all("needs root (ptrace, trackers)")
+    if not os.path.exists(PT) or not os.path.exists(SNAPTARGET):
+        skip_all("pagetrack or snaptarget not built")
+    plan(sum(n for _, n in SECTIONS))
+    tmp = tempfile.mkdtemp(prefix="pt-migtest-")
+    key = keyfile(tmp, "key")
+    try:
+        for name, n in SECTIONS:
+            with Section(name, n):
+                if time.time() - T0 > BUDGET * 0.85:
+                    skip_rest("time budget (PT_TEST_TIMEOUT %d s) exhausted" % BUDGET)
+                elif name == "usage":
+                    sec_usage(tmp)
+                elif name == "process":
+                    sec_process(tmp, key)
+                elif name == "object":
+                    sec_object(tmp, key)
+                elif name == "trust":
+                    sec_trust(tmp, key)
+                elif name == "rate":
+                    sec_rate(tmp, key)
+                elif name == "failures":
+                    sec_failures(tmp, key)
+                elif name == "swap":
+                    sec_swap(tmp, key)
+            Receiver.reap()
+    finally:
+        Receiver.reap()
+        shutil.rmtree(tmp, ignore_errors=True)
+    done()
+
+
+if __name__ == "__main__":
+    main()
