@@ -76,7 +76,7 @@ _Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, h
 _Static_assert(sizeof(struct pt_sampler_opts) == PT__OPTS_END(pt_sampler_opts, end) &&
 	       offsetof(struct pt_sampler_opts, pages_per_gib) == sizeof(size_t),
 	       "pt_sampler_opts has padding");
-_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hot_lease) &&
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hash_cpu_ns) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
 
