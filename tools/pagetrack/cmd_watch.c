@@ -614,6 +614,8 @@ static void json_budget(struct json *j, const struct watch *w)
 	json_str(j, "next_mode", mode_ids[w->budget_next]);
 	json_bool(j, "changed", w->budget_changed);
 	json_str(j, "reason", w->budget_why);
+	json_int(j, "hashed_areas", (int64_t)w->hashed_areas);
+	json_double(j, "hash_ns_per_page", w->hash_ns_page);
 	json_obj_end(j);
 }
 
@@ -735,6 +737,8 @@ static const char *reason_text(uint32_t r)
 		return "the backend cannot track this kind";
 	case PT_AREA_REASON_REFUSED:
 		return "the backend refused to arm it";
+	case PT_AREA_REASON_BUDGET:
+		return "the budget's (--max-overhead)";
 	}
 	return "unknown reason";
 }
@@ -924,7 +928,8 @@ static void usage(FILE *f)
 		"                       counts are estimates with a 95%% interval\n"
 		"      --max-overhead PCT  keep the target's tracking overhead under PCT%%:\n"
 		"                       each interval choose exact, hot-page skipping, hashing\n"
-		"                       (within --max-cpu) or sampling, and say why\n"
+		"                       the areas that fault most (within --max-cpu) or\n"
+		"                       sampling, and say why\n"
 		"      --max-cpu PCT    pagetrack's CPU the budget may spend hashing (default 25)\n"
 		"  -t, --top K          memory areas to list per interval (default 5)\n"
 		"  -j, --json           one JSON object per interval and line (doc/watch-json.md)\n"
@@ -1209,10 +1214,10 @@ static bool process_runs(pid_t pid)
 static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
 {
 	PT_OPTS(pt_tracker_opts, to,
-		.backend = w->mode == MODE_HASH ? PT_TRACK_HASH : w->o.backend,
+		.backend = w->o.backend,
 		/* counts only, copies nothing: never wait for the target's disk I/O */
 		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER |
-			 (w->mode == MODE_HOT ? PT_TRACK_HOT : 0),
+			 (w->mode == MODE_HOT || w->mode == MODE_HASH ? PT_TRACK_HOT : 0),
 	);
 	PT_OPTS(pt_sampler_opts, so, .pages_per_gib = w->o.sample_per_gib);
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */

@@ -36,7 +36,8 @@ struct watch_opts {
 
 /*
  * How the watch counts (doc/cli.md, "Modes and budget"): exactly, with
- * hot-page skipping, by hashing every page, or by sampling (estimates).
+ * hot-page skipping, with hot-page skipping and the areas that fault the
+ * most hashed (the budget's "hash"), or by sampling (estimates).
  * With --max-overhead the budget moves between them each interval.
  */
 enum wmode { MODE_EXACT = 0, MODE_HOT, MODE_HASH, MODE_SAMPLE };
@@ -104,7 +105,9 @@ struct watch {
 	bool budget_changed;
 	enum wmode budget_next;
 	unsigned calm;			/* intervals in a row the exact cost fitted in half */
-	char budget_why[128];
+	char budget_why[256];
+	size_t hashed_areas;		/* areas the budget hashes now (MODE_HASH) */
+	double hash_ns_page;		/* pagetrack's CPU per hashed page, measured (0: not yet) */
 };
 
 uint64_t watch_now_ns(void);
