@@ -130,6 +130,8 @@ PT_HIDDEN const char *pt__errname(int err);
 PT_HIDDEN void *pt__scratch_map(size_t pages);
 /* Forget the measured fault cost (process/faultcost.c), for tests. */
 PT_HIDDEN void pt__fault_cost_reset(void);
+/* Tests: a sleep (ns) in the middle of two measured runs in three (a preempted run). */
+extern uint64_t pt__fault_cost_test_stall_ns PT_HIDDEN;
 /* The PFN of the zero page as seen in pagemap, 0 when not visible or not used. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /*
