@@ -597,7 +597,8 @@ PT_HIDDEN int pt__throttle_start(pid_t pid, enum pt__throttle_mode mode, struct 
 	pthread_condattr_t ca;
 	int rc = -EOPNOTSUPP;
 
-	if (!out || pid <= 0 || mode > PT_THROTTLE_SIGNAL)
+	/* not the caller: a SIGSTOP would stop the duty cycle itself */
+	if (!out || pid <= 0 || pid == getpid() || mode > PT_THROTTLE_SIGNAL)
 		return -EINVAL;
 	*out = NULL;
 	if (kill(pid, 0) < 0)

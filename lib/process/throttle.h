@@ -21,7 +21,8 @@ struct pt__throttle;
  * AUTO picks cgroup when usable, else signal (pt__throttle_why() says
  * why).  A guardian (forked child with PR_SET_PDEATHSIG) restores
  * everything if the caller dies.  Leftover cgroups of dead owners are
- * cleaned first.  0 or -errno (-EOPNOTSUPP: CGROUP asked, not usable).
+ * cleaned first.  0 or -errno (-EOPNOTSUPP: CGROUP asked, not usable;
+ * -EINVAL: @pid is the caller).
  */
 int pt__throttle_start(pid_t pid, enum pt__throttle_mode mode, struct pt__throttle **out);
 /* Take @percent (0..99) of the target's CPU away: 0 = unthrottled. */
