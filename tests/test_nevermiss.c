@@ -91,7 +91,8 @@ static void budget_flip(struct pt_tracker *tr)
 		x ^= x >> 31;
 		if (a->method == PT_METHOD_HASH && a->reason == PT_AREA_REASON_BUDGET)
 			any = true;
-		if (x % 4)
+		/* the sanitizers' shadow (terabytes, reported whole at each move back) stays */
+		if (x % 4 || a->end - a->start > SNAP_MAX_AREA)
 			continue;
 		if (a->method == PT_METHOD_BACKEND &&
 		    pt_tracker_set_area_method(tr, a->start, PT_AREA_HASHED) == 0)
