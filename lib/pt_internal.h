@@ -76,7 +76,7 @@ _Static_assert(sizeof(struct pt_tracker_opts) == PT__OPTS_END(pt_tracker_opts, h
 _Static_assert(sizeof(struct pt_sampler_opts) == PT__OPTS_END(pt_sampler_opts, end) &&
 	       offsetof(struct pt_sampler_opts, pages_per_gib) == sizeof(size_t),
 	       "pt_sampler_opts has padding");
-_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hot_lease) &&
+_Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hash_cpu_ns) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
 
@@ -130,6 +130,8 @@ PT_HIDDEN const char *pt__errname(int err);
 PT_HIDDEN void *pt__scratch_map(size_t pages);
 /* Forget the measured fault cost (process/faultcost.c), for tests. */
 PT_HIDDEN void pt__fault_cost_reset(void);
+/* Tests: a sleep (ns) in the middle of two measured runs in three (a preempted run). */
+extern uint64_t pt__fault_cost_test_stall_ns PT_HIDDEN;
 /* The PFN of the zero page as seen in pagemap, 0 when not visible or not used. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /*

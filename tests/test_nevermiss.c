@@ -70,6 +70,39 @@ static int cmp_dirty(const void *x, const void *y)
 
 /* PT_TRACK_HOT modes: pages reported hot and re-armed, over all rounds */
 static uint64_t hot_seen, rearmed_seen;
+/*
+ * The budget mode: after each round, a random quarter of the areas change
+ * method (pt_tracker_set_area_method(): to hashing, or back), so that
+ * writes fall on every side of both switches.
+ */
+static bool budget_mode;
+static uint64_t budget_rng, to_hash, to_backend, budget_rounds_hashed;
+
+static void budget_flip(struct pt_tracker *tr)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < tr->nareas; i++) {
+		const struct pt_area *a = &tr->areas[i];
+		uint64_t x = budget_rng += 0x9e3779b97f4a7c15ULL;
+
+		x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+		x ^= x >> 31;
+		if (a->method == PT_METHOD_HASH && a->reason == PT_AREA_REASON_BUDGET)
+			any = true;
+		/* the sanitizers' shadow (terabytes, reported whole at each move back) stays */
+		if (x % 4 || a->end - a->start > SNAP_MAX_AREA)
+			continue;
+		if (a->method == PT_METHOD_BACKEND &&
+		    pt_tracker_set_area_method(tr, a->start, PT_AREA_HASHED) == 0)
+			to_hash++;
+		else if (a->method == PT_METHOD_HASH && a->reason == PT_AREA_REASON_BUDGET &&
+			 pt_tracker_set_area_method(tr, a->start, PT_AREA_BACKEND) == 0)
+			to_backend++;
+	}
+	budget_rounds_hashed += any;
+}
 
 /* One whole round into @v (sorted); 0 or -errno. */
 static int collect_round(struct pt_tracker *tr, struct dvec *v)
@@ -97,6 +130,8 @@ static int collect_round(struct pt_tracker *tr, struct dvec *v)
 	qsort(v->d, v->n, sizeof(*v->d), cmp_dirty);
 	hot_seen += tr->st.pages_hot;
 	rearmed_seen += tr->st.pages_rearmed;
+	if (budget_mode)
+		budget_flip(tr);
 	return 0;
 }
 
@@ -1227,11 +1262,14 @@ int main(void)
 	 * The backends, then uffd again with hot-page skipping (PT_TRACK_HOT,
 	 * adaptive K and lease, a writer that keeps a hot set): the only
 	 * backend that leaves pages writable.  Soft-dirty and hash accept
-	 * the flag and track as usual, which their own modes cover.
+	 * the flag and track as usual, which their own modes cover.  Last,
+	 * uffd with areas moved to hashing and back at random between rounds
+	 * (pt_tracker_set_area_method(), the budget's tool).
 	 */
 	static const enum pt_track_backend bks[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY,
-						     PT_TRACK_HASH, PT_TRACK_UFFD };
-	static const char *const names[] = { "uffd", "softdirty", "hash", "uffd+hot" };
+						     PT_TRACK_HASH, PT_TRACK_UFFD, PT_TRACK_UFFD };
+	static const char *const names[] = { "uffd", "softdirty", "hash", "uffd+hot",
+					      "uffd+budget" };
 #define NMODES (sizeof(bks) / sizeof(bks[0]))
 	const char *why[NMODES] = { NULL };
 	bool usable[NMODES];
@@ -1249,7 +1287,7 @@ int main(void)
 	if (!odirect_dir[0])
 		tap_diag("no O_DIRECT-capable disk filesystem (/var/tmp is tmpfs or refuses): "
 			 "the o_direct-read op is skipped");
-	tap_plan((int)NMODES * N_BACKEND + 1);
+	tap_plan((int)NMODES * N_BACKEND + 2);
 	/* the probes decide; then every tracker creation below must succeed */
 	for (size_t i = 0; i < NMODES; i++) {
 		const char *only = getenv("PT_NEVERMISS_BACKEND");
@@ -1263,19 +1301,22 @@ int main(void)
 		parts += usable[i] ? 2 : 0;
 	}
 	for (size_t i = 0; i < NMODES; i++) {
-		bool hot = i == NMODES - 1;
+		bool hot = !strcmp(names[i], "uffd+hot"), budget = !strcmp(names[i], "uffd+budget");
 		struct pt_tracker_opts o = { .sz = sizeof(o), .backend = bks[i],
 					     .flags = hot ? PT_TRACK_HOT : 0 };
 		const char *bk = names[i];
 		uint64_t t0 = now_ms();
 
 		if (!usable[i]) {
-			tap_skip_n(N_BACKEND + hot, why[i], "%s: never misses a write", bk);
+			tap_skip_n(N_BACKEND + (hot || budget), why[i], "%s: never misses a write", bk);
 			continue;
 		}
 		if (hot)
 			setenv("PT_WRITER_HOT", "1", 1);
 		hot_seen = rearmed_seen = 0;
+		budget_mode = budget;
+		budget_rng = seed ^ 0xb4d6e7;
+		to_hash = to_backend = budget_rounds_hashed = 0;
 		lockstep(&o, bk, rounds, fx_deadline_ms(parts--));
 		concurrent(&o, bk, rounds + rounds / 2, fx_deadline_ms(parts--));
 		killed(&o, bk, false);
@@ -1286,6 +1327,14 @@ int main(void)
 			       " reports with PT_DIRTY_HOT) and re-armed (%" PRIu64 " pages)", bk,
 			       hot_seen, rearmed_seen);
 			unsetenv("PT_WRITER_HOT");
+		}
+		if (budget) {
+			/* else the mode checked nothing the uffd one did not */
+			tap_ok(to_hash > 0 && to_backend > 0 && budget_rounds_hashed > 0,
+			       "%s: areas moved to hashing (%" PRIu64 ") and back (%" PRIu64 "), "
+			       "%" PRIu64 " rounds with budget-hashed areas", bk, to_hash, to_backend,
+			       budget_rounds_hashed);
+			budget_mode = false;
 		}
 		tap_diag("%s: %.1f s", bk, (double)(now_ms() - t0) / 1000.0);
 	}

@@ -1279,6 +1279,102 @@ static void self_overhead(enum pt_track_backend b)
 	munmap(p, OV_PAGES * FX_PAGE);
 }
 
+/*
+ * pt_tracker_set_area_method() (the budget's tool, issue 11): an area
+ * moved to hashing reports what was written before the switch (its last
+ * harvest) and after it (by hash), says PT_AREA_REASON_BUDGET, costs the
+ * target no harvested faults; moved back, it is reported whole once and
+ * tracked by the backend again.  The never-miss proof under a random
+ * writer is test_nevermiss's "uffd+budget" mode.
+ */
+#define N_BUDGET 7
+static bool exactly(const struct pt_dirty *d, int n, uint64_t a, uint64_t pages)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += (d[i].end - d[i].start) / FX_PAGE;
+	return n > 0 && sum == pages && covered(d, (size_t)n, a, pages * FX_PAGE);
+}
+
+static void self_budget(void)
+{
+	char *p = fx_map(OV_PAGES * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_SOFTDIRTY,
+				     .start = (uintptr_t)p, .end = (uintptr_t)p + OV_PAGES * FX_PAGE };
+	struct pt_track_area ta = { .sz = sizeof(ta) };
+	struct pt_tracker_stats st = { .sz = sizeof(st) };
+	struct pt_dirty d[OV_PAGES];
+	struct pt_tracker *tr;
+	const char *why = NULL;
+	uintptr_t a = (uintptr_t)p;
+	bool more;
+	int n;
+
+	memset(p, 1, OV_PAGES * FX_PAGE);
+	if (!fx_track_backend_usable(PT_TRACK_SOFTDIRTY, false, &why)) {
+		tap_skip(why, "budget: softdirty refuses per-area hashing");
+	} else {
+		tr = pt_tracker_create(0, &o);
+		tap_ok(tr && pt_tracker_set_area_method(tr, a, PT_AREA_HASHED) == -EOPNOTSUPP,
+		       "budget: softdirty refuses per-area hashing (clear_refs protects every area)");
+		pt_tracker_free(tr);
+	}
+	o.backend = PT_TRACK_UFFD;
+	if (!fx_track_backend_usable(PT_TRACK_UFFD, false, &why)) {
+		tap_skip_n(N_BUDGET - 1, why, "budget: uffd areas moved to hashing and back");
+		munmap(p, OV_PAGES * FX_PAGE);
+		return;
+	}
+	tr = pt_tracker_create(0, &o);
+	if (!tr) {
+		tap_ok(0, "budget: uffd tracker: %s", strerror(errno));
+		tap_skip_n(N_BUDGET - 2, "no tracker", "budget: uffd areas moved to hashing and back");
+		munmap(p, OV_PAGES * FX_PAGE);
+		return;
+	}
+	pt_tracker_collect(tr, d, OV_PAGES, &more);
+	memset(p, 2, OV_PAGES * FX_PAGE);
+	pt_tracker_collect(tr, d, OV_PAGES, &more);
+	n = pt_tracker_area(tr, a, &ta);
+	tap_ok(n == 0 && ta.method == PT_AREA_BACKEND && ta.pages_faulted == OV_PAGES && ta.pages_hashed == 0,
+	       "budget: the area's own faults: %" PRIu64 " of %d written (method %u)", ta.pages_faulted,
+	       OV_PAGES, ta.method);
+	tap_ok(pt_tracker_set_area_method(tr, a - 1000 * FX_PAGE, PT_AREA_HASHED) == -ENOENT &&
+	       pt_tracker_set_area_method(tr, a, 7) == -EINVAL &&
+	       pt_tracker_set_area_method(NULL, a, PT_AREA_HASHED) == -EINVAL &&
+	       pt_tracker_set_area_method(tr, a, PT_AREA_HASHED) == 0,
+	       "budget: set_area_method: -ENOENT outside, -EINVAL, 0");
+	memset(p, 3, 10 * FX_PAGE);	/* before the switch round: its last harvest */
+	n = pt_tracker_collect(tr, d, OV_PAGES, &more);
+	pt_tracker_area(tr, a, &ta);
+	pt_tracker_stats(tr, &st);
+	tap_ok(exactly(d, n, a, 10) && !(d[0].flags & PT_DIRTY_NEW) && ta.method == PT_AREA_HASHED &&
+	       ta.reason == PT_AREA_REASON_BUDGET && ta.pages_hashed == OV_PAGES && st.hash_cpu_ns > 0 &&
+	       !strcmp(pt_area_reason_name(PT_AREA_REASON_BUDGET), "budget"),
+	       "budget: the switch round reports the 10 pages written before it, not the area "
+	       "(%d regions), then hashes it (%" PRIu64 " pages, %" PRIu64 " ns, reason %s)",
+	       n, ta.pages_hashed, st.hash_cpu_ns, pt_area_reason_name(ta.reason));
+	memset(p + 10 * FX_PAGE, 4, 10 * FX_PAGE);
+	n = pt_tracker_collect(tr, d, OV_PAGES, &more);
+	pt_tracker_area(tr, a, &ta);
+	tap_ok(exactly(d, n, a + 10 * FX_PAGE, 10) && ta.pages_faulted == 0 && ta.method == PT_AREA_HASHED,
+	       "budget: hashed, exactly the 10 pages written after the switch (faulted %" PRIu64 ")",
+	       ta.pages_faulted);
+	pt_tracker_set_area_method(tr, a, PT_AREA_BACKEND);
+	p[30 * FX_PAGE] = 5;
+	n = pt_tracker_collect(tr, d, OV_PAGES, &more);
+	pt_tracker_area(tr, a, &ta);
+	tap_ok(exactly(d, n, a, OV_PAGES) && (d[0].flags & PT_DIRTY_NEW) && ta.method == PT_AREA_BACKEND &&
+	       ta.reason == PT_AREA_REASON_NONE,
+	       "budget: moved back, the area is reported whole once (PT_DIRTY_NEW) and tracked by uffd");
+	p[31 * FX_PAGE] = 6;
+	n = pt_tracker_collect(tr, d, OV_PAGES, &more);
+	tap_ok(exactly(d, n, a + 31 * FX_PAGE, 1), "budget: then exactly the page written (%d regions)", n);
+	pt_tracker_free(tr);
+	munmap(p, OV_PAGES * FX_PAGE);
+}
+
 int main(void)
 {
 	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
@@ -1290,7 +1386,7 @@ int main(void)
 	tap_plan(N_SELF_BASIC + N_NOTE_COPY(PT_TRACK_HASH, false) + N_NOTE_COPY(PT_TRACK_HASH, true) +
 		 N_NOTE_COPY(PT_TRACK_UFFD, true) + N_NOTE_COPY(PT_TRACK_SOFTDIRTY, true) +
 		 2 * (N_REGROW(true) + N_REGROW(false)) + N_REGROW(true) +
-		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES + 3 * N_OVERHEAD);
+		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES + 3 * N_OVERHEAD + N_BUDGET);
 	self_basic();
 	self_note_copy(PT_TRACK_HASH, false);
 	self_note_copy(PT_TRACK_HASH, true);
@@ -1315,5 +1411,6 @@ int main(void)
 		self_holes(bs[i]);
 	for (size_t i = 0; i < 3; i++)
 		self_overhead(bs[i]);
+	self_budget();
 	return tap_done();
 }

@@ -986,7 +986,7 @@ def test_overhead(pt, validator, uffd_why_not):
        "rc=%d %s\n%s" % (hrc, herr, hout[:1500]))
 
 
-N_MODES = 9      # subtests of test_modes(), skips included
+N_MODES = 10     # subtests of test_modes(), skips included
 
 
 def test_modes(pt, validator, uffd_why_not):
@@ -1035,7 +1035,7 @@ def test_modes(pt, validator, uffd_why_not):
        "--sample human output: written marked ~, an estimate line with its 95% interval",
        "rc=%d %s\n%s" % (hrc, herr, hout[:1500]))
     if uffd_why_not:
-        skip_n(4, "--hot / --max-overhead 0: hot pages and the budget's moves", uffd_why_not)
+        skip_n(5, "--hot / --max-overhead 0: hot pages and the budget's moves", uffd_why_not)
     else:
         docs = parse_lines(hot[1])
         iv = [d for d in docs if d and "interval" in d]
@@ -1061,6 +1061,18 @@ def test_modes(pt, validator, uffd_why_not):
            iv[2]["mode"] == b[1]["next_mode"],
            "--max-overhead 0: a writing target moves exact -> hot -> hash or sample, each "
            "move with its reason", repr([(d["mode"], x) for d, x in zip(iv, b)]))
+        # hash: single areas (the ones written, named in the reason), not the whole process
+        if len(b) >= 2 and b[1].get("next_mode") == "hash":
+            hashed = [v for v in iv[2]["vmas"] if v.get("hash_reason") == "budget"]
+            ok(b[1].get("hashed_areas", 0) > 0 and "hash" in b[1]["reason"] and hashed and
+               iv[2]["backend"] == "uffd" and all(v["tracked_by"] == "hash" for v in hashed),
+               "--max-overhead 0: hash moves the written areas to hashing (hash_reason budget), "
+               "the tracker stays uffd", repr((b[1], [(v["start"], v.get("hash_reason"))
+                                                      for v in iv[2]["vmas"]])))
+        else:
+            ok(len(b) >= 2 and "sample" in b[1].get("reason", ""),
+               "--max-overhead 0: sample, and the reason says why no area could be hashed",
+               repr(b[1:2]))
     lines = bout.splitlines()
     bl = [ln for ln in lines if ln.startswith("      budget: ")]
     ok(brc == 0 and len(bl) == 2 and all(len(ln) <= 80 for ln in lines) and

@@ -613,6 +613,10 @@ struct pt_tracker_stats {
 					   without PT_DIRTY_HOT) */
 	uint64_t hot_rounds;		/* K in use: rounds in a row that make a page hot */
 	uint64_t hot_lease;		/* rounds a hot page stays writable before re-arming */
+	uint64_t hash_cpu_ns;		/* the caller's CPU time spent hashing in the last
+					   round (baselines and comparisons of hashed
+					   areas; CLOCK_THREAD_CPUTIME_ID): with
+					   pages_hashed, the measured cost per hashed page */
 };
 
 PT_API int pt_tracker_stats(const struct pt_tracker *tr, struct pt_tracker_stats *st);
@@ -660,6 +664,9 @@ enum pt_area_reason {
 					   MAP_SHARED with PT_TRACK_TRUST_SHARED) */
 	PT_AREA_REASON_REFUSED,		/* the backend refused to arm it (uffd registration
 					   failed: e.g. the target's own userfaultfd there) */
+	PT_AREA_REASON_BUDGET,		/* the caller moved it to hashing
+					   (pt_tracker_set_area_method()): its faults
+					   cost the target more than hashing costs us */
 };
 
 struct pt_track_area {
@@ -667,6 +674,8 @@ struct pt_track_area {
 	uint64_t start, end;	/* the area of pt_tracker_vmas() holding the address */
 	uint32_t method;	/* enum pt_area_method */
 	uint32_t reason;	/* enum pt_area_reason (NONE unless hashed) */
+	uint64_t pages_faulted;	/* of stats.pages_faulted in that round: this area's */
+	uint64_t pages_hashed;	/* of stats.pages_hashed in that round: this area's */
 };
 
 /*
@@ -674,11 +683,28 @@ struct pt_track_area {
  * tracked the area holding @addr.  Set @info->sz first: the library fills
  * what both sides know and zeroes the rest, so the struct can grow.  An
  * area hashed once keeps being hashed, for the same reason, while it
- * lives (switching back would report it whole every round).  Returns 0,
+ * lives (switching back would report it whole every round), except one
+ * hashed by the caller's choice (PT_AREA_REASON_BUDGET).  Returns 0,
  * -ENOENT (@addr is in no tracked area), -EINVAL.
  */
 PT_API int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt_track_area *info);
-/* "none", "shared", "pinned", "unsupported", "refused" (stable); NULL if unknown. */
+/*
+ * From the next round on, track the area of pt_tracker_vmas() holding
+ * @addr by content hashing (PT_AREA_HASHED: pagetrack's CPU, the target
+ * no longer faults there once each page has been written) or by the
+ * backend again (PT_AREA_BACKEND, undoing an earlier PT_AREA_HASHED).
+ * No write is missed at either switch: to hashing, the round takes the
+ * area's baseline hashes before its last harvest (a page written in
+ * between is reported in both rounds); back to the backend, the area is
+ * reported whole once (PT_DIRTY_NEW) and armed.  The choice follows the
+ * area while it lives (same object, same offsets).  uffd backend only:
+ * -EOPNOTSUPP with softdirty (clear_refs write-protects every area, so
+ * hashing one spares the target nothing) or hash, or for BACKEND on an
+ * area hashed for another reason.  0, -ENOENT (no tracked area there),
+ * -EINVAL.  Not concurrently with pt_tracker_collect().
+ */
+PT_API int pt_tracker_set_area_method(struct pt_tracker *tr, uint64_t addr, enum pt_area_method m);
+/* "none", "shared", "pinned", "unsupported", "refused", "budget" (stable); NULL if unknown. */
 PT_API const char *pt_area_reason_name(enum pt_area_reason r);
 
 /* ------------------------------------------------------------------ */

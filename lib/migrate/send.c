@@ -1065,6 +1065,11 @@ static int migrate(struct msend *s, const char *to)
 	struct pt_freeze fz;
 	bool frozen = false;
 
+	/*
+	 * The throttle goes before the freeze: in signal mode its SIGSTOP
+	 * must not meet the ptrace stops (doc/api.md, "Throttling").
+	 */
+	throttle_end(s);
 	if (s->o.switchover_cmd) {
 		if (s->o.freeze == PT_MIGRATE_FREEZE_NONE)
 			t_down = pt__now_ns();
@@ -1084,7 +1089,6 @@ static int migrate(struct msend *s, const char *to)
 	}
 	if (!t_down)
 		t_down = pt__now_ns();
-	throttle_end(s);
 	e = collect(s);
 	if (!e)
 		e = refresh_layout(s);

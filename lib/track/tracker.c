@@ -257,10 +257,31 @@ static bool fell_back(const struct pt_tracker *tr, const struct pt_vma *v, uint8
 {
 	for (size_t i = first_area_after(tr, v->start); i < tr->nareas && tr->areas[i].start < v->end;
 	     i++) {
-		if (tr->areas[i].method == PT_METHOD_HASH && same_object(&tr->areas[i], v)) {
+		if (tr->areas[i].method == PT_METHOD_HASH && tr->areas[i].reason != PT_AREA_REASON_BUDGET &&
+		    same_object(&tr->areas[i], v)) {
 			*reason = tr->areas[i].reason ? tr->areas[i].reason : PT_AREA_REASON_REFUSED;
 			return true;
 		}
+	}
+	return false;
+}
+
+/*
+ * Does the caller want @v hashed (pt_tracker_set_area_method())?  Asked
+ * for since the last round, or hashed for that reason then and not asked
+ * back.
+ */
+static bool budget_hashed(const struct pt_tracker *tr, const struct pt_vma *v)
+{
+	for (size_t i = first_area_after(tr, v->start); i < tr->nareas && tr->areas[i].start < v->end;
+	     i++) {
+		const struct pt_area *a = &tr->areas[i];
+
+		if (!same_object(a, v))
+			continue;
+		if (a->want == PT_AREA_HASHED + 1 ||
+		    (a->reason == PT_AREA_REASON_BUDGET && a->want != PT_AREA_BACKEND + 1))
+			return true;
 	}
 	return false;
 }
@@ -293,6 +314,9 @@ static enum pt_method area_method(struct pt_tracker *tr, const struct pt_vma *v,
 	*reason = PT_AREA_REASON_UNSUPPORTED;
 	if (!tr->ops->can_track(tr, v))
 		return PT_METHOD_HASH;
+	*reason = PT_AREA_REASON_BUDGET;
+	if (budget_hashed(tr, v))
+		return PT_METHOD_HASH;
 	*reason = PT_AREA_REASON_NONE;
 	return PT_METHOD_BACKEND;
 }
@@ -308,14 +332,23 @@ static bool same_object(const struct pt_area *a, const struct pt_vma *v)
 	return true;
 }
 
+/* What a part of an area is to the last round (for_each_part()). */
+enum part_kind {
+	PART_KNOWN = 0,		/* same object, same method */
+	PART_NEW,		/* reported whole and armed */
+	PART_TO_HASH,		/* backend-tracked last round, hashed by the caller's choice from
+				   this one: baseline hashes, then the last harvest */
+};
+
 /*
  * Split [start,end) of @v into parts known from the last round (same
- * object, same method) and new parts.  Calls @fn for each part.
+ * object, same method), parts moving from the backend to hashing when
+ * @to_hash (PT_AREA_REASON_BUDGET), and new parts.  Calls @fn for each.
  */
 static int for_each_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
-			 enum pt_method m,
-			 int (*fn)(struct pt_tracker *, const struct pt_vma *, uint64_t, uint64_t, bool,
-				   enum pt_method, struct pt_dirtylist *),
+			 enum pt_method m, bool to_hash,
+			 int (*fn)(struct pt_tracker *, const struct pt_vma *, uint64_t, uint64_t,
+				   enum part_kind, enum pt_method, struct pt_dirtylist *),
 			 struct pt_dirtylist *out)
 {
 	uint64_t cur = start;
@@ -324,18 +357,32 @@ static int for_each_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t
 	for (size_t i = first_area_after(tr, start); i < tr->nareas && tr->areas[i].start < end && cur < end; i++) {
 		const struct pt_area *a = &tr->areas[i];
 		uint64_t s = a->start > cur ? a->start : cur, e = a->end < end ? a->end : end;
+		enum part_kind k = PART_KNOWN;
 
-		if (s >= e || a->method != m || !same_object(a, v))
+		if (s >= e || !same_object(a, v))
 			continue;
-		if (s > cur && (err = fn(tr, v, cur, s, true, m, out)))
+		if (a->method != m) {
+			if (!to_hash || m != PT_METHOD_HASH || a->method != PT_METHOD_BACKEND)
+				continue;
+			k = PART_TO_HASH;
+		}
+		if (s > cur && (err = fn(tr, v, cur, s, PART_NEW, m, out)))
 			return err;
-		if ((err = fn(tr, v, s, e, false, m, out)))
+		if ((err = fn(tr, v, s, e, k, m, out)))
 			return err;
 		cur = e;
 	}
 	if (cur < end)
-		return fn(tr, v, cur, end, true, m, out);
+		return fn(tr, v, cur, end, PART_NEW, m, out);
 	return 0;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 static int add_part(struct pt_parts *ps, const struct pt_vma *v, uint64_t start, uint64_t end)
@@ -354,14 +401,36 @@ static int add_part(struct pt_parts *ps, const struct pt_vma *v, uint64_t start,
 }
 
 static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t start, uint64_t end,
-		      bool is_new, enum pt_method m, struct pt_dirtylist *out)
+		      enum part_kind kind, enum pt_method m, struct pt_dirtylist *out)
 {
+	uint64_t c0;
 	int err;
 
-	if (!is_new) {
-		if (m == PT_METHOD_HASH)
-			return pt__hash_area(tr->hs, tr->t, v, start, end, false, out,
-					     &tr->st.pages_hashed);
+	if (kind == PART_KNOWN && m == PT_METHOD_HASH) {
+		c0 = thread_cpu_ns();
+		err = pt__hash_area(tr->hs, tr->t, v, start, end, false, out, &tr->st.pages_hashed);
+		tr->st.hash_cpu_ns += thread_cpu_ns() - c0;
+		return err;
+	}
+	if (kind == PART_TO_HASH) {
+		/*
+		 * Baseline first, then the backend's last harvest: a write
+		 * before the harvest is in it, one after it differs from
+		 * the baseline next round (one in between: in both).
+		 */
+		c0 = thread_cpu_ns();
+		err = pt__hash_baseline(tr->hs, tr->t, v, start, end, NULL, &tr->st.pages_hashed);
+		tr->st.hash_cpu_ns += thread_cpu_ns() - c0;
+		if (err)
+			return err;
+		err = tr->ops->harvest(tr, v, start, end, out);
+		if (err != -ENOENT)
+			return err;
+		/* not armed any more: whatever it held is reported, the baseline stands */
+		tr->st.pages_new += (end - start) >> PT_PAGE_SHIFT;
+		return pt__dirty_add(out, start, end, PT_DIRTY_NEW);
+	}
+	if (kind == PART_KNOWN) {
 		err = tr->ops->harvest(tr, v, start, end, out);
 		if (err != -ENOENT)
 			return err;
@@ -371,10 +440,14 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 	err = pt__dirty_add(out, start, end, PT_DIRTY_NEW);
 	if (err)
 		return err;
-	if (m == PT_METHOD_HASH)	/* the baseline sees which pages hold no data */
-		return pt__hash_baseline(tr->hs, tr->t, v, start, end,
-					 pt__area_zero_fill(v) ? &tr->holes : NULL,
-					 &tr->st.pages_hashed);
+	if (m == PT_METHOD_HASH) {	/* the baseline sees which pages hold no data */
+		c0 = thread_cpu_ns();
+		err = pt__hash_baseline(tr->hs, tr->t, v, start, end,
+					pt__area_zero_fill(v) ? &tr->holes : NULL,
+					&tr->st.pages_hashed);
+		tr->st.hash_cpu_ns += thread_cpu_ns() - c0;
+		return err;
+	}
 	if (tr->defer)	/* armed with the others after the harvests: run_round() */
 		return add_part(tr->defer, v, start, end);
 	err = tr->ops->arm(tr, v, start, end, out);
@@ -394,7 +467,7 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
  * @vmas is reused as scratch.
  */
 static int save_areas(struct pt_tracker *tr, struct pt_vma *vmas, size_t n,
-		      const uint8_t *methods, const uint8_t *reasons)
+		      const uint8_t *methods, const uint8_t *reasons, const uint64_t *counts)
 {
 	struct pt_area *a = malloc((n ? n : 1) * sizeof(*a));
 	struct pt_vma *layout;
@@ -412,7 +485,8 @@ static int save_areas(struct pt_tracker *tr, struct pt_vma *vmas, size_t n,
 		a[k] = (struct pt_area){ .start = s, .end = e, .offset = v->offset + (s - v->start),
 					 .inode = v->inode, .dev_major = v->dev_major,
 					 .dev_minor = v->dev_minor, .prot = v->prot, .kind = v->kind,
-					 .method = methods[i], .reason = reasons[i] };
+					 .method = methods[i], .reason = reasons[i],
+					 .faulted = counts[2 * i], .hashed = counts[2 * i + 1] };
 		vmas[k] = *v;	/* k <= i: compacts in place */
 		vmas[k].start = s;
 		vmas[k].end = e;
@@ -547,7 +621,7 @@ static int arm_parts(struct pt_tracker *tr, const struct pt_vma *vmas, uint8_t *
 		methods[i] = PT_METHOD_HASH;
 		reasons[i] = PT_AREA_REASON_REFUSED;
 		tr->st.areas_fallback++;
-		err = for_each_part(tr, p->v, s, e, methods[i], track_part, &tr->round);
+		err = for_each_part(tr, p->v, s, e, methods[i], false, track_part, &tr->round);
 	}
 	return err;
 }
@@ -558,6 +632,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 	struct pt_vma *vmas = NULL;
 	struct pt_parts parts = { 0 };
 	uint8_t *methods = NULL, *reasons;
+	uint64_t *counts = NULL;	/* per area: pages faulted, pages hashed */
 	size_t n = 0;
 	uint64_t t0 = pt__now_ns();
 	int err;
@@ -566,7 +641,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 
 	usage_now(tr, &usage);
 	tr->round.n = tr->holes.n = 0;
-	tr->st.pages_new = tr->st.pages_hashed = tr->st.pages_faulted = 0;
+	tr->st.pages_new = tr->st.pages_hashed = tr->st.pages_faulted = tr->st.hash_cpu_ns = 0;
 	if (tr->hot)
 		tr->hot->rearmed_pages = 0;
 	if (!pt__target_mm_alive(tr->t)) {
@@ -587,7 +662,8 @@ static int run_round(struct pt_tracker *tr, bool first)
 	if (tr->pop_prev_sorted < tr->pop_prev.n)	/* pages noted as copied with data */
 		pt__dirty_sort_merge(&tr->pop_prev);
 	methods = malloc(n ? 2 * n : 1);
-	if (!methods) {
+	counts = calloc(n ? 2 * n : 1, sizeof(*counts));
+	if (!methods || !counts) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -613,7 +689,10 @@ static int run_round(struct pt_tracker *tr, bool first)
 		methods[i] = (uint8_t)area_method(tr, v, &reasons[i]);
 		if (methods[i] == PT_METHOD_HASH && tr->ops != &pt__track_hash_ops)
 			tr->st.areas_fallback++;
-		err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
+		uint64_t f0 = tr->st.pages_faulted, h0 = tr->st.pages_hashed;
+
+		err = for_each_part(tr, v, s, e, methods[i], reasons[i] == PT_AREA_REASON_BUDGET,
+				    track_part, &tr->round);
 		if (err == -EOPNOTSUPP && methods[i] == PT_METHOD_BACKEND) {
 			/*
 			 * The backend refused the area (registration failed: the
@@ -623,8 +702,10 @@ static int run_round(struct pt_tracker *tr, bool first)
 			methods[i] = PT_METHOD_HASH;
 			reasons[i] = PT_AREA_REASON_REFUSED;
 			tr->st.areas_fallback++;
-			err = for_each_part(tr, v, s, e, methods[i], track_part, &tr->round);
+			err = for_each_part(tr, v, s, e, methods[i], false, track_part, &tr->round);
 		}
+		counts[2 * i] = tr->st.pages_faulted - f0;
+		counts[2 * i + 1] = tr->st.pages_hashed - h0;
 		if (err)
 			break;
 	}
@@ -637,7 +718,7 @@ static int run_round(struct pt_tracker *tr, bool first)
 		err = pt__fault(PT_FAULT_ROUND);
 	if (err)
 		goto out;
-	err = save_areas(tr, vmas, n, methods, reasons);
+	err = save_areas(tr, vmas, n, methods, reasons, counts);
 	if (err)
 		goto out;
 	tr->saves++;
@@ -677,6 +758,7 @@ out:
 		pt__hot_forget(tr->hot);
 	free(parts.p);
 	free(methods);
+	free(counts);
 	pt_vmas_free(vmas);
 	return err;
 }
@@ -1003,6 +1085,8 @@ int pt_tracker_area(const struct pt_tracker *tr, uint64_t addr, struct pt_track_
 	a.method = tr->areas[i].method == PT_METHOD_HASH && tr->ops != &pt__track_hash_ops
 			   ? PT_AREA_HASHED : PT_AREA_BACKEND;
 	a.reason = a.method == PT_AREA_HASHED ? tr->areas[i].reason : PT_AREA_REASON_NONE;
+	a.pages_faulted = tr->areas[i].faulted;
+	a.pages_hashed = tr->areas[i].hashed;
 	/* a caller built against a larger struct gets zeros past ours */
 	sz = info->sz < sizeof(a) ? info->sz : sizeof(a);
 	memset((char *)info + sizeof(size_t), 0, info->sz - sizeof(size_t));
@@ -1023,6 +1107,27 @@ const char *pt_area_reason_name(enum pt_area_reason r)
 		return "unsupported";
 	case PT_AREA_REASON_REFUSED:
 		return "refused";
+	case PT_AREA_REASON_BUDGET:
+		return "budget";
 	}
 	return NULL;
+}
+
+int pt_tracker_set_area_method(struct pt_tracker *tr, uint64_t addr, enum pt_area_method m)
+{
+	struct pt_area *a;
+	size_t i;
+
+	if (!tr || (m != PT_AREA_HASHED && m != PT_AREA_BACKEND))
+		return -EINVAL;
+	i = first_area_after(tr, addr);
+	if (i == tr->nareas || tr->areas[i].start > addr)
+		return -ENOENT;
+	if (tr->ops != &pt__track_uffd_ops)
+		return -EOPNOTSUPP;
+	a = &tr->areas[i];
+	if (a->method == PT_METHOD_HASH && a->reason != PT_AREA_REASON_BUDGET)
+		return m == PT_AREA_HASHED ? 0 : -EOPNOTSUPP;
+	a->want = (uint8_t)(m + 1);	/* read by the next round's area_method() */
+	return 0;
 }

@@ -21,6 +21,9 @@ struct pt_area {
 	uint32_t dev_major, dev_minor, prot, kind;
 	uint8_t method;		/* enum pt_method */
 	uint8_t reason;		/* enum pt_area_reason: why hashed (PT_AREA_REASON_NONE if not) */
+	uint8_t want;		/* pt_tracker_set_area_method() since: 0, or
+				   PT_AREA_HASHED + 1 / PT_AREA_BACKEND + 1 */
+	uint64_t faulted, hashed;	/* this area's share of the round's counts */
 };
 
 struct pt_tracker;

@@ -38,65 +38,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-#define COLLECT_BUF	4096		/* pt_dirty entries per collect call */
-#define TOP_DEFAULT	5
-#define TOP_MAX		100000
-#define INTERVAL_MIN_NS	(10ULL * 1000 * 1000)		/* 10 ms */
-#define INTERVAL_MAX_NS	(24ULL * 3600 * 1000000000)	/* a day */
-#define NSEC		1000000000ULL
-#define KILL_GRACE_NS	(2 * NSEC)	/* --kill-after: from SIGTERM to SIGKILL */
-
-struct watch_opts {
-	uint64_t interval_ns;
-	uint64_t count;			/* 0: until stopped */
-	enum pt_track_backend backend;
-	bool trust_shared, json;
-	unsigned top;
-	pid_t pid;
-	char **cmd;			/* -- CMD ARGS (NULL-terminated), or NULL */
-	bool kill_after_set;		/* --kill-after given */
-	uint64_t kill_after_ns;
-	bool hot;			/* --hot: hot-page skipping (PT_TRACK_HOT) */
-	bool sample;			/* --sample: estimate with a pt_sampler */
-	uint32_t sample_per_gib;	/* --sample N (0: auto) */
-	double max_overhead;		/* --max-overhead PCT (< 0: no budget) */
-	double max_cpu;			/* --max-cpu PCT (pagetrack's CPU for hashing) */
-};
-
-/*
- * How the watch counts (doc/cli.md, "Modes and budget"): exactly, with
- * hot-page skipping, by hashing every page, or by sampling (estimates).
- * With --max-overhead the budget moves between them each interval.
- */
-enum wmode { MODE_EXACT = 0, MODE_HOT, MODE_HASH, MODE_SAMPLE };
+#include "watch.h"
 
 static const char *const mode_ids[] = {
 	[MODE_EXACT] = "exact", [MODE_HOT] = "hot", [MODE_HASH] = "hash", [MODE_SAMPLE] = "sample",
-};
-
-struct range {
-	uint64_t start, end;
-};
-
-/* Sorted, disjoint, non-adjacent ranges. */
-struct rangeset {
-	struct range *r;
-	size_t n, cap;
-};
-
-struct topent {
-	uint64_t pages;
-	size_t idx;
-};
-
-enum stop_reason {
-	STOP_NONE = 0,
-	STOP_COUNT,		/* --count intervals done */
-	STOP_SIGNAL,		/* SIGINT / SIGTERM */
-	STOP_EXITED,		/* the target exited */
-	STOP_OUTPUT,		/* stdout closed or failing */
-	STOP_ERROR,		/* runtime error (already reported) */
 };
 
 static const char *const stop_ids[] = {
@@ -105,45 +50,13 @@ static const char *const stop_ids[] = {
 	[STOP_ERROR] = "error",
 };
 
-struct watch {
-	struct watch_opts o;
-	pid_t pid;
-	pid_t child;			/* CMD mode: the command, else -1 */
-	int child_status;		/* exit status once reaped, else -1 */
-	struct pt_target *t;
-	struct pt_tracker *tr;
-	const char *backend;
-	uint64_t page_size;
-	struct pt_dirty *buf;
-	struct pt_vma *vmas;
-	size_t nvmas;
-	uint64_t *vpages;		/* per memory area: pages this interval */
-	size_t vcap;
-	struct topent *top;
-	size_t ntop;
-	struct rangeset cur, wss, tmp;
-	uint64_t cur_pages, wss_pages, unattributed;
-	uint64_t f_new, f_zeroed, f_hashed;	/* written pages with each flag, this interval */
-	uint64_t f_hole;		/* holes of new areas this interval: not written */
-	uint64_t f_hot;			/* written pages reported hot (PT_DIRTY_HOT) */
-	uint64_t total_holes;
-	uint64_t fb_shown;		/* areas_fallback when the hashed areas were last listed */
-	uint64_t t0, prev;		/* CLOCK_MONOTONIC ns: start, previous collect */
-	uint64_t intervals, total_pages;
-	struct pt_tracker_stats st;	/* after the last round */
-	bool layout_new;		/* the target exec'd: the next round's areas are new */
-	uint64_t execs;			/* execs followed */
-	enum wmode mode;
-	struct pt_sampler *smp;		/* MODE_SAMPLE, else NULL (then w->tr is NULL) */
-	struct pt_sample_estimate est;	/* MODE_SAMPLE: the total of the last interval */
-	struct pt_sample_estimate *est_areas;	/* per area, w->vmas order */
-	uint64_t smp_mono, smp_cpu;	/* MODE_SAMPLE: clocks at the last collect */
-	/* --max-overhead: what it chose for the next interval, and why */
-	bool budget_changed;
-	enum wmode budget_next;
-	unsigned calm;			/* intervals in a row the exact cost fitted in half */
-	char budget_why[128];
-};
+#define COLLECT_BUF	4096		/* pt_dirty entries per collect call */
+#define TOP_DEFAULT	5
+#define TOP_MAX		100000
+#define INTERVAL_MIN_NS	(10ULL * 1000 * 1000)		/* 10 ms */
+#define INTERVAL_MAX_NS	(24ULL * 3600 * 1000000000)	/* a day */
+#define KILL_GRACE_NS	(2 * NSEC)	/* --kill-after: from SIGTERM to SIGKILL */
+
 
 /* ---- signals ---- */
 
@@ -196,7 +109,7 @@ static int signals_setup(sigset_t *orig)
 	return 0;
 }
 
-static uint64_t now_ns(void)
+uint64_t watch_now_ns(void)
 {
 	struct timespec ts;
 
@@ -210,7 +123,7 @@ static uint64_t now_ns(void)
  */
 static void sleep_until(uint64_t deadline, const sigset_t *waitmask)
 {
-	uint64_t now = now_ns();
+	uint64_t now = watch_now_ns();
 	struct timespec ts;
 
 	if (now >= deadline)
@@ -305,11 +218,11 @@ static bool reap_child(struct watch *w, bool block)
  */
 static void wait_child(struct watch *w, const sigset_t *waitmask)
 {
-	uint64_t kill_at = w->o.kill_after_set ? now_ns() + w->o.kill_after_ns : UINT64_MAX;
+	uint64_t kill_at = w->o.kill_after_set ? watch_now_ns() + w->o.kill_after_ns : UINT64_MAX;
 	int sig = SIGTERM;
 
 	while (!reap_child(w, false)) {
-		uint64_t now = now_ns();
+		uint64_t now = watch_now_ns();
 
 		if (stop_signal && stop_forward) {
 			kill(w->child, stop_signal);
@@ -414,7 +327,7 @@ static int64_t rangeset_union(const struct rangeset *a, const struct rangeset *b
  * it reports is in one of its areas, which a maps read of our own, made
  * later, would not promise (the target maps and unmaps meanwhile).
  */
-static int adopt_layout(struct watch *w, struct pt_vma *v, size_t n)
+int watch_adopt_layout(struct watch *w, struct pt_vma *v, size_t n)
 {
 	if (n > w->vcap) {
 		uint64_t *p = realloc(w->vpages, n * sizeof(*p));
@@ -448,7 +361,7 @@ static int read_layout(struct watch *w)
 	size_t n = 0;
 	int err = pt_tracker_vmas(w->tr, &v, &n);
 
-	return err < 0 ? err : adopt_layout(w, v, n);
+	return err < 0 ? err : watch_adopt_layout(w, v, n);
 }
 
 /*
@@ -495,7 +408,7 @@ static int cmp_top(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static void rank(struct watch *w)
+void watch_rank(struct watch *w)
 {
 	w->ntop = 0;
 	for (size_t i = 0; i < w->nvmas; i++)
@@ -525,7 +438,6 @@ static void count_flags(struct watch *w, const struct pt_dirty *d)
 		w->f_hot += n;
 }
 
-static int sample_round(struct watch *w);
 
 /*
  * One collect round: harvest until !more, take the round's layout from
@@ -540,7 +452,7 @@ static int collect_round(struct watch *w)
 	int err;
 
 	if (w->mode == MODE_SAMPLE)
-		return sample_round(w);
+		return watch_sample_round(w);
 	w->cur.n = 0;
 	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = w->f_hot = 0;
 	while (more) {
@@ -589,7 +501,7 @@ static int collect_round(struct watch *w)
 		w->layout_new = false;
 	}
 	attribute(w);
-	rank(w);
+	watch_rank(w);
 	wss = rangeset_union(&w->wss, &w->cur, &w->tmp, w->page_size);
 	if (wss < 0)
 		return (int)wss;
@@ -608,67 +520,6 @@ static int collect_round(struct watch *w)
 	return 0;
 }
 
-static uint64_t self_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * MODE_SAMPLE: one interval of estimates.  The areas are the target's
- * layout now; an area the sample drew from that is gone since counts in
- * the total only.  The working set is not known: it stays as the exact
- * intervals left it.  Stats are zero but for the clocks (the sampler
- * charges the target nothing).  Returns 0 or -errno.
- */
-static int sample_round(struct watch *w)
-{
-	uint64_t mono = now_ns(), cpu = self_cpu_ns(), rounds = w->st.rounds;
-	struct pt_sample_estimate *ar;
-	struct pt_vma *v = NULL;
-	size_t n = 0, k = 0;
-	int na, err;
-
-	err = pt_vmas_read(w->t, &v, &n);
-	if (err < 0)
-		return err;
-	ar = calloc(n + 64, sizeof(*ar));
-	if (!ar) {
-		pt_vmas_free(v);
-		return -ENOMEM;
-	}
-	na = pt_sampler_collect(w->smp, &w->est, ar, n + 64);
-	if (na < 0 || (err = adopt_layout(w, v, n)) < 0) {
-		free(ar);
-		return na < 0 ? na : err;
-	}
-	if ((size_t)na > n + 64)
-		na = (int)(n + 64);
-	for (int i = 0; i < na; i++) {
-		while (k < w->nvmas && w->vmas[k].end <= ar[i].start)
-			k++;
-		if (k < w->nvmas && w->vmas[k].start == ar[i].start) {
-			w->est_areas[k] = ar[i];
-			w->vpages[k] = ar[i].est;
-		}
-	}
-	free(ar);
-	w->cur.n = 0;
-	w->f_new = w->f_zeroed = w->f_hashed = w->f_hole = w->f_hot = 0;
-	w->unattributed = 0;
-	w->cur_pages = w->est.est;
-	w->total_pages += w->cur_pages;
-	rank(w);
-	w->st = (struct pt_tracker_stats){ .sz = sizeof(w->st), .rounds = rounds + 1 };
-	w->st.interval_ns = mono - w->smp_mono;
-	w->st.self_cpu_ns = cpu - w->smp_cpu;
-	w->st.collect_ns = now_ns() - mono;
-	w->smp_mono = mono;
-	w->smp_cpu = cpu;
-	return 0;
-}
 
 /* ---- output ---- */
 
@@ -763,6 +614,8 @@ static void json_budget(struct json *j, const struct watch *w)
 	json_str(j, "next_mode", mode_ids[w->budget_next]);
 	json_bool(j, "changed", w->budget_changed);
 	json_str(j, "reason", w->budget_why);
+	json_int(j, "hashed_areas", (int64_t)w->hashed_areas);
+	json_double(j, "hash_ns_per_page", w->hash_ns_page);
 	json_obj_end(j);
 }
 
@@ -884,6 +737,8 @@ static const char *reason_text(uint32_t r)
 		return "the backend cannot track this kind";
 	case PT_AREA_REASON_REFUSED:
 		return "the backend refused to arm it";
+	case PT_AREA_REASON_BUDGET:
+		return "the budget's (--max-overhead)";
 	}
 	return "unknown reason";
 }
@@ -993,7 +848,7 @@ static void emit_plain(struct watch *w, double t, double dt)
 
 static void emit_summary(const struct watch *w, enum stop_reason why)
 {
-	double t = w->t0 ? (double)(now_ns() - w->t0) / 1e9 : 0;
+	double t = w->t0 ? (double)(watch_now_ns() - w->t0) / 1e9 : 0;
 	uint64_t ps = w->page_size;
 	char b1[24], b2[24];
 
@@ -1073,7 +928,8 @@ static void usage(FILE *f)
 		"                       counts are estimates with a 95%% interval\n"
 		"      --max-overhead PCT  keep the target's tracking overhead under PCT%%:\n"
 		"                       each interval choose exact, hot-page skipping, hashing\n"
-		"                       (within --max-cpu) or sampling, and say why\n"
+		"                       the areas that fault most (within --max-cpu) or\n"
+		"                       sampling, and say why\n"
 		"      --max-cpu PCT    pagetrack's CPU the budget may spend hashing (default 25)\n"
 		"  -t, --top K          memory areas to list per interval (default 5)\n"
 		"  -j, --json           one JSON object per interval and line (doc/watch-json.md)\n"
@@ -1358,10 +1214,10 @@ static bool process_runs(pid_t pid)
 static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
 {
 	PT_OPTS(pt_tracker_opts, to,
-		.backend = w->mode == MODE_HASH ? PT_TRACK_HASH : w->o.backend,
+		.backend = w->o.backend,
 		/* counts only, copies nothing: never wait for the target's disk I/O */
 		.flags = (w->o.trust_shared ? PT_TRACK_TRUST_SHARED : 0) | PT_TRACK_NO_BARRIER |
-			 (w->mode == MODE_HOT ? PT_TRACK_HOT : 0),
+			 (w->mode == MODE_HOT || w->mode == MODE_HASH ? PT_TRACK_HOT : 0),
 	);
 	PT_OPTS(pt_sampler_opts, so, .pages_per_gib = w->o.sample_per_gib);
 	pid_t pid = w->child > 0 ? w->child : w->o.pid;	/* 0: self */
@@ -1382,8 +1238,8 @@ static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why
 		if (w->mode == MODE_SAMPLE) {
 			w->smp = pt_sampler_create(pid, &so);
 			err = w->smp ? 0 : (errno ? errno : EIO);
-			w->smp_mono = now_ns();
-			w->smp_cpu = self_cpu_ns();
+			w->smp_mono = watch_now_ns();
+			w->smp_cpu = watch_self_cpu_ns();
 		} else {
 			w->tr = pt_tracker_create(pid, &to);
 			err = w->tr ? 0 : (errno ? errno : EIO);
@@ -1411,7 +1267,7 @@ static int arm(struct watch *w, const sigset_t *setupmask, enum stop_reason *why
  * STOP_EXITED when the command ended before it could be tracked,
  * STOP_SIGNAL when a stop signal came during set-up) or -errno.
  */
-static int start(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
+int watch_start(struct watch *w, const sigset_t *setupmask, enum stop_reason *why)
 {
 	int err = arm(w, setupmask, why);
 
@@ -1474,7 +1330,7 @@ static void read_comm(pid_t pid, char *out, size_t len)
 
 static void emit_exec(const struct watch *w)
 {
-	double t = (double)(now_ns() - w->t0) / 1e9;
+	double t = (double)(watch_now_ns() - w->t0) / 1e9;
 	char comm[64];
 
 	read_comm(w->pid, comm, sizeof(comm));
@@ -1517,7 +1373,7 @@ static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_rea
 	pt_sampler_free(w->smp);
 	w->smp = NULL;
 	w->execs++;
-	err = start(w, setupmask, why);
+	err = watch_start(w, setupmask, why);
 	if (err < 0 || *why != STOP_NONE)
 		return err;
 	w->layout_new = true;
@@ -1527,113 +1383,6 @@ static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_rea
 	return 0;
 }
 
-/* ---- the budget (--max-overhead, --max-cpu) ---- */
-
-#define HASH_NS_PER_PAGE 1000	/* assumed CPU to hash one page; measured once hashing */
-#define CALM_INTERVALS 3	/* intervals the exact cost must fit in half before going back */
-
-/* The target's data pages (VmRSS + VmSwap), what the hash backend reads per round. */
-static uint64_t data_pages(const struct watch *w)
-{
-	char path[64], buf[4096], *p;
-	uint64_t kb = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)w->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	if ((p = strstr(buf, "VmRSS:")))
-		kb += strtoull(p + 6, NULL, 10);
-	if ((p = strstr(buf, "VmSwap:")))
-		kb += strtoull(p + 7, NULL, 10);
-	return kb * 1024 / w->page_size;
-}
-
-/*
- * Choose the mode of the next interval from what this one measured, and
- * say why in w->budget_why.  Up the ladder exact -> hot -> hash -> sample
- * while the target's overhead (or, hashing, pagetrack's CPU) is over its
- * budget; back down to hot once exact tracking of what was written would
- * have cost at most half the budget, CALM_INTERVALS intervals in a row.
- */
-static enum wmode budget_decide(struct watch *w)
-{
-	double B = w->o.max_overhead, C = w->o.max_cpu, ivl = (double)w->st.interval_ns;
-	double over, exact, cpu, hash_cpu;
-	enum wmode m = w->mode;
-	uint64_t cost = 0;
-	char *y = w->budget_why;
-	size_t ylen = sizeof(w->budget_why);
-
-	pt_fault_cost_ns(&cost, NULL);	/* cached; measured once if sampling from the start */
-	if (ivl <= 0) {
-		snprintf(y, ylen, "nothing measured yet");
-		return m;
-	}
-	over = (double)w->st.est_fault_ns * 100.0 / ivl;
-	exact = (double)w->cur_pages * (double)cost * 100.0 / ivl;
-	cpu = (double)w->st.self_cpu_ns * 100.0 / ivl;
-	w->calm = exact <= B / 2 ? w->calm + 1 : 0;
-	switch (m) {
-	case MODE_EXACT:
-		if (over <= B) {
-			snprintf(y, ylen, "overhead %.1f%% within %.3g%%", over, B);
-			return m;
-		}
-		snprintf(y, ylen, "overhead %.1f%% > %.3g%%: skip hot pages", over, B);
-		return MODE_HOT;
-	case MODE_HOT:
-		if (over <= B) {
-			snprintf(y, ylen, "overhead %.1f%% within %.3g%% (hot pages skipped)", over, B);
-			return m;
-		}
-		hash_cpu = (double)data_pages(w) * HASH_NS_PER_PAGE * 100.0 / ivl;
-		if (hash_cpu <= C) {
-			snprintf(y, ylen, "overhead %.1f%% > %.3g%% with hot pages: hash (~%.0f%% CPU "
-				 "<= %.3g%%)", over, B, hash_cpu, C);
-			return MODE_HASH;
-		}
-		snprintf(y, ylen, "overhead %.1f%% > %.3g%% with hot pages, hashing ~%.0f%% CPU > "
-			 "%.3g%%: sample", over, B, hash_cpu, C);
-		return MODE_SAMPLE;
-	case MODE_HASH:
-		if (cpu > C) {
-			snprintf(y, ylen, "hashing took %.0f%% CPU > %.3g%%: sample", cpu, C);
-			return MODE_SAMPLE;
-		}
-		break;
-	case MODE_SAMPLE:
-		break;
-	}
-	if (w->calm >= CALM_INTERVALS) {
-		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: hot pages",
-			 exact, B, w->calm);
-		return MODE_HOT;
-	}
-	snprintf(y, ylen, "%s: target overhead 0%%, exact would cost ~%.1f%% (budget %.3g%%)",
-		 m == MODE_HASH ? "hashing" : "sampling", exact, B);
-	return m;
-}
-
-/* Leave the current tracker (or sampler) for one of mode @m.  0 or -errno. */
-static int switch_mode(struct watch *w, enum wmode m, const sigset_t *setupmask,
-		       enum stop_reason *why)
-{
-	pt_tracker_free(w->tr);
-	w->tr = NULL;
-	pt_sampler_free(w->smp);
-	w->smp = NULL;
-	w->mode = m;
-	w->calm = 0;
-	return start(w, setupmask, why);
-}
 
 static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 			    const sigset_t *setupmask)
@@ -1654,7 +1403,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 		uint64_t tstart;
 		int err;
 
-		while (!stop_signal && !child_event && now_ns() < deadline)
+		while (!stop_signal && !child_event && watch_now_ns() < deadline)
 			sleep_until(deadline, waitmask);
 		if (stop_signal)
 			return STOP_SIGNAL;
@@ -1664,7 +1413,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 				return STOP_EXITED;
 			continue;
 		}
-		tstart = now_ns();
+		tstart = watch_now_ns();
 		err = collect_round(w);
 		if (err == -ESRCH && execd(w)) {
 			enum stop_reason why = STOP_NONE;
@@ -1692,7 +1441,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 		enum wmode want = w->mode;
 
 		if (w->o.max_overhead >= 0) {
-			want = budget_decide(w);
+			want = watch_budget_decide(w);
 			w->budget_next = want;
 			w->budget_changed = want != w->mode;
 		}
@@ -1708,7 +1457,7 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 		if (want != w->mode) {
 			enum stop_reason why = STOP_NONE;
 
-			err = switch_mode(w, want, setupmask, &why);
+			err = watch_switch_mode(w, want, setupmask, &why);
 			if (err < 0) {
 				track_error(w, -err);
 				return STOP_ERROR;
@@ -1719,8 +1468,8 @@ static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 next:
 		/* The next tick on the grid; ticks missed by a slow collect are skipped. */
 		deadline += w->o.interval_ns;
-		if (deadline <= now_ns())
-			deadline += ((now_ns() - deadline) / w->o.interval_ns + 1) * w->o.interval_ns;
+		if (deadline <= watch_now_ns())
+			deadline += ((watch_now_ns() - deadline) / w->o.interval_ns + 1) * w->o.interval_ns;
 	}
 }
 
@@ -1767,12 +1516,12 @@ int cmd_watch(int argc, char **argv)
 	sigaddset(&setup, SIGCHLD);
 	sigdelset(&setup, SIGINT);
 	sigdelset(&setup, SIGTERM);
-	err = start(&w, &setup, &why);
+	err = watch_start(&w, &setup, &why);
 	if (err < 0) {
 		track_error(&w, -err);
 		goto out;
 	}
-	w.t0 = w.prev = now_ns();
+	w.t0 = w.prev = watch_now_ns();
 	if (why == STOP_NONE)
 		why = run(&w, &orig, &setup);
 	/* Disarm first: the summary must never delay leaving the target as found. */
