@@ -55,7 +55,8 @@ static void usage(FILE *f)
 		"      --every D        with --count: time between the layers (default 10s)\n"
 		"      --core CORE      also write an ELF core file (as gcore)\n"
 		"      --no-evict       leave the pages the copy swapped in resident\n"
-		"      --level N        zstd level, 1 (fast, default) to 19\n"
+		"      --level N        zstd level: 1 (default) to 19, or -1 to -7 (faster,\n"
+		"                       larger files; -1 often compresses as well as 1)\n"
 		"  -f, --force          replace FILE (and the live layers) if they exist\n"
 		"  -j, --json           one JSON report object on stdout (doc/cli.md)\n"
 		"  -h, --help           show this help\n"
@@ -124,14 +125,18 @@ static int parse_args(int argc, char **argv, struct snap_cli *o)
 			}
 			break;
 		case O_NOEVICT: o->no_evict = true; break;
-		case O_LEVEL:
-			if (parse_uint(optarg, 19, &v) < 0 || !v) {
-				cli_error(o->json, 0, "--level: '%s' is not a number from 1 to 19",
-					  optarg);
+		case O_LEVEL: {
+			bool neg = optarg[0] == '-';
+
+			/* zstd's levels: 1 (default) to 19, and its fast ones -1 to -7 */
+			if (parse_uint(optarg + neg, neg ? 7 : 19, &v) < 0 || !v) {
+				cli_error(o->json, 0, "--level: '%s' is not a zstd level from -7 to 19 "
+					  "(0 excluded)", optarg);
 				return -1;
 			}
-			o->level = (int)v;
+			o->level = neg ? -(int)v : (int)v;
 			break;
+		}
 		case 'f': o->force = true; break;
 		case 'j': o->json = true; break;
 		case 'h': usage(stdout); return 1;
