@@ -981,7 +981,8 @@ PT_API int pt_image_parent(struct pt_image *img, struct pt_image **parent, char 
  * @buf gets npages * page size bytes (zeros for ZERO, HOLE, UNREADABLE);
  * @kinds (may be NULL) the resolved enum pt_page_kind of each page.
  * For a HOLE in a private file mapping the bytes are zeros: the content
- * is the file's.  -ENOENT: no such area; other errors as pt_image_open.
+ * is the file's.  @buf may be NULL when @kinds is not: kinds only, no
+ * frame is read.  -ENOENT: no such area; other errors as pt_image_open.
  */
 PT_API int pt_image_read(struct pt_image *img, uint64_t addr, size_t npages, void *buf,
 			 uint8_t *kinds, char *err, size_t errlen);

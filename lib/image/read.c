@@ -248,7 +248,8 @@ static long find_area(const struct pt_image *img, uint64_t addr)
 
 static void fill(unsigned char *buf, uint8_t *kinds, uint64_t n, size_t ps, uint32_t kind)
 {
-	memset(buf, 0, n * ps);
+	if (buf)
+		memset(buf, 0, n * ps);
 	if (kinds)
 		memset(kinds, (int)kind, n);
 }
@@ -270,9 +271,10 @@ static int resolve_owner(struct pt_image *img, uint32_t ot, uint32_t owner, uint
 		if (k > n)
 			k = n;
 		if (rn.kind == PT_PAGE_DATA) {
-			if ((r = load_frame(img, rn.frame, err, errlen)))
+			if (buf && (r = load_frame(img, rn.frame, err, errlen)))
 				return r;
-			memcpy(buf, img->fbuf + (rn.fpage + (page - rn.page)) * ps, k * ps);
+			if (buf)
+				memcpy(buf, img->fbuf + (rn.fpage + (page - rn.page)) * ps, k * ps);
 			if (kinds)
 				memset(kinds, PT_PAGE_DATA, k);
 		} else if (rn.kind != PT_PAGE_UNCHANGED) {
@@ -304,7 +306,8 @@ static int resolve_owner(struct pt_image *img, uint32_t ot, uint32_t owner, uint
 			if (r)
 				return r;
 		}
-		buf += k * ps;
+		if (buf)
+			buf += k * ps;
 		if (kinds)
 			kinds += k;
 		page += k;
@@ -336,7 +339,8 @@ static int resolve_addr(struct pt_image *img, uint64_t addr, uint64_t n, unsigne
 		if ((r = resolve_owner(img, PT_OWNER_AREA, (uint32_t)ai, (addr - a->start) / ps, k,
 				       buf, kinds, err, errlen)))
 			return r;
-		buf += k * ps;
+		if (buf)
+			buf += k * ps;
 		if (kinds)
 			kinds += k;
 		addr += k * ps;
@@ -352,7 +356,7 @@ int pt_image_read_object(struct pt_image *img, uint32_t obj, uint64_t page, size
 
 	if (err && errlen)
 		*err = 0;
-	if (!img || (npages && !buf) || npages > SIZE_MAX / PT_PAGE_SIZE)
+	if (!img || (npages && !buf && !kinds) || npages > SIZE_MAX / PT_PAGE_SIZE)
 		return -EINVAL;
 	if (obj >= img->no)
 		return pt__img_bad(img, err, errlen, -ENOENT, 0, "no object %u", obj);
@@ -375,7 +379,7 @@ int pt_image_read(struct pt_image *img, uint64_t addr, size_t npages, void *buf,
 
 	if (err && errlen)
 		*err = 0;
-	if (!img || (npages && !buf) || addr % PT_PAGE_SIZE || npages > SIZE_MAX / PT_PAGE_SIZE)
+	if (!img || (npages && !buf && !kinds) || addr % PT_PAGE_SIZE || npages > SIZE_MAX / PT_PAGE_SIZE)
 		return -EINVAL;
 	if (!npages)
 		return 0;
@@ -407,7 +411,7 @@ int pt_image_read(struct pt_image *img, uint64_t addr, size_t npages, void *buf,
 		return r;
 	/* beyond the object's end: a shared mapping there faults */
 	if (k < npages)
-		fill((unsigned char *)buf + k * img->page_size, kinds ? kinds + k : NULL, npages - k,
+		fill(buf ? (unsigned char *)buf + k * img->page_size : NULL, kinds ? kinds + k : NULL, npages - k,
 		     img->page_size, PT_PAGE_UNREADABLE);
 	return 0;
 }

@@ -16,6 +16,7 @@
 
 #define P PT_PAGE_SIZE
 #define CHUNK 256u
+#define KCHUNK 65536u	/* pages of kinds read at once for pages without data */
 
 static const unsigned char zeros[P];
 
@@ -36,6 +37,7 @@ struct cmp {
 	uint64_t run_start, run_end;	/* pending run of differences */
 	unsigned char *buf;
 	uint8_t kinds[CHUNK];
+	uint8_t *bkinds;	/* KCHUNK */
 };
 
 static int cfail(struct cmp *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -87,10 +89,55 @@ static int cls(const struct cmp *c, uint32_t kind)
 	}
 }
 
+static int img_read(struct cmp *c, uint64_t at, uint64_t n, void *buf, uint8_t *kinds)
+{
+	char e[256] = "";
+	int err = c->owner_type == PT_OWNER_AREA
+			  ? pt_image_read(c->img, at, n, buf, kinds, e, sizeof(e))
+			  : pt_image_read_object(c->img, c->owner, at / P, n, buf, kinds, e, sizeof(e));
+
+	return err ? cfail(c, err, "%s", e[0] ? e : strerror(-err)) : 0;
+}
+
+/*
+ * The process's pages hold no data (hole, zero, unreadable): compare
+ * kinds only, in big steps (a sanitizer's shadow is terabytes of holes);
+ * an image page with data is read to see whether it is zeros.
+ */
+static int nodata_piece(struct cmp *c, const struct pt_copy_piece *pc)
+{
+	int b = cls(c, pc->kind), err;
+
+	for (uint64_t done = 0; done < pc->npages;) {
+		uint64_t n = pc->npages - done < KCHUNK ? pc->npages - done : KCHUNK;
+		uint64_t at = pc->addr + done * P;
+
+		if ((err = img_read(c, at, n, NULL, c->bkinds)))
+			return err;
+		for (uint64_t i = 0; i < n; i++) {
+			int a = cls(c, c->bkinds[i]);
+			bool same = a == b;
+
+			if (!same && a == 1 && b == 0) {
+				if ((err = img_read(c, at + i * P, 1, c->buf, c->kinds)))
+					return err;
+				same = !memcmp(c->buf, zeros, P);
+			}
+			if (!same && (err = differ(c, at + i * P, at + (i + 1) * P)))
+				return err;
+		}
+		done += n;
+	}
+	return 0;
+}
+
 static int on_piece(const struct pt_copy_piece *pc, void *ctx)
 {
 	struct cmp *c = ctx;
 	const unsigned char *data = pc->data;
+
+	if (pc->kind != PT_PAGE_DATA)
+		return nodata_piece(c, pc);
 
 	for (uint64_t done = 0; done < pc->npages;) {
 		uint64_t n = pc->npages - done < CHUNK ? pc->npages - done : CHUNK;
@@ -263,10 +310,12 @@ int64_t pt_image_compare(struct pt_image *img, pid_t pid, diff_fn fn, void *ctx,
 	if (!img || pid <= 0)
 		return cfail(&c, -EINVAL, "invalid arguments");
 	c.buf = malloc(CHUNK * P);
+	c.bkinds = malloc(KCHUNK);
 	c.cp = pt_copier_create(pid, NULL);
-	if (!c.buf || !c.cp) {
+	if (!c.buf || !c.bkinds || !c.cp) {
 		r = c.cp ? -ENOMEM : -errno;
 		free(c.buf);
+		free(c.bkinds);
 		pt_copier_free(c.cp);
 		return cfail(&c, r, "process %d: %s", (int)pid, strerror(-r));
 	}
@@ -289,6 +338,7 @@ int64_t pt_image_compare(struct pt_image *img, pid_t pid, diff_fn fn, void *ctx,
 	pt_target_free(t);
 	pt_copier_free(c.cp);
 	free(c.buf);
+	free(c.bkinds);
 	if (r > 0)
 		return cfail(&c, -ECANCELED, "stopped by the caller");
 	return r ? r : c.diff;
