@@ -95,9 +95,29 @@ static int fail(struct snap *s, int err, const char *fmt, ...)
  * Whatever step failed (a freeze, a read of the layout, a copy), when
  * the target is gone the one line says so: that is the cause.
  */
+static bool gone(pid_t pid)
+{
+	char path[64], st[512];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH;
+	n = read(fd, st, sizeof(st) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	st[n] = 0;
+	char *p = strrchr(st, ')');
+
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');	/* exited, not reaped */
+}
+
 static int gone_msg(pid_t pid, int err, char *buf, size_t len)
 {
-	if (err < 0 && buf && len && kill(pid, 0) < 0 && errno == ESRCH) {
+	if (err < 0 && buf && len && gone(pid)) {
 		snprintf(buf, len, "target %d exited during the snapshot", (int)pid);
 		return -ESRCH;
 	}
