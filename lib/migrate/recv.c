@@ -177,7 +177,10 @@ static void pages_clean(struct pages *p)
 	}
 }
 
-/* Pages [g, g+n) become @kind (not DATA), received this round, keeping slots of partly covered chunks. */
+/*
+ * Pages [g, g+n) become @kind (not DATA), received this round, keeping
+ * slots of partly covered chunks.
+ */
 static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint8_t detail)
 {
 	while (n) {
@@ -681,8 +684,10 @@ static int write_owner(struct mrecv *r, struct pt__imgw *w, const char *path, ui
 /* The writer of the layer @path for the current layout: FULL without a parent, else TRACKED. */
 static int layer_open(struct mrecv *r, const char *path, struct pt__imgw **out)
 {
+	/* FILE does not exist: a FILE.live-N is a leftover (a killed receiver, a
+	   removed FILE), no finished result's layer; it is replaced */
 	struct pt__imgw_opts wo = { .flags = PT_IMAGE_LIVE, .pid = r->pid, .comm = r->comm,
-				    .parent = r->prev };
+				    .parent = r->prev, .overwrite = !r->final };
 	struct pt_image_area *areas = calloc(r->na + 1, sizeof(*areas));
 	struct pt_image_object *objs = calloc(r->no + 1, sizeof(*objs));
 	uint32_t delta = r->prev ? PT_DELTA_TRACKED : PT_DELTA_FULL;
@@ -871,6 +876,8 @@ static int stream_open(struct mrecv *r)
 	}
 	r->sw_pos = 0;
 	r->sw_next = 0;
+	if (pt__fault(PT_FAULT_RECV_STREAM))
+		return 0;	/* tests: the fallback (doc/inject.md) */
 	return layer_open(r, r->sw_path, &r->sw);
 }
 
@@ -1039,6 +1046,8 @@ static int serve(struct mrecv *r)
 					    (unsigned long long)frames, (unsigned long long)pages,
 					    (unsigned long long)(f.seq - 1),
 					    (unsigned long long)r->pages_rx);
+			if (!r->final)
+				return fail(r, -EPROTO, "protocol error: COMMIT outside the final round");
 			if ((e = complete_check(r)))
 				return e;
 			e = r->o.into ? commit_into(r) : round_layer(r);
