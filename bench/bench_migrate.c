@@ -316,6 +316,12 @@ static uint64_t migrate(pid_t pid, uint64_t addr, const unsigned char *key, cons
 	}
 	unlink(out);
 	unlink(into);
+	for (int i = 0; i < 64; i++) {	/* -o writes a chain: out.live-N per round */
+		char live[540];
+
+		snprintf(live, sizeof(live), "%s.live-%d", out, i);
+		unlink(live);
+	}
 	return t;
 }
 

@@ -37,6 +37,7 @@ static const struct {
 	[PT_FAULT_FREEZE] = { "freeze", -EIO },
 	[PT_FAULT_BARRIER] = { "barrier", -EIO },
 	[PT_FAULT_INJECT] = { "inject", -EIO },
+	[PT_FAULT_RECV_STREAM] = { "recv-stream", -EINVAL },
 };
 
 #define MAX_ARMED 4

@@ -107,6 +107,7 @@ enum pt_fault {
 	PT_FAULT_FREEZE,	/* pt__freeze(), once its threads have stopped */
 	PT_FAULT_BARRIER,	/* pt__barrier(), once every thread passed its stop */
 	PT_FAULT_INJECT,	/* pt__inject_syscall(), after the thread stopped */
+	PT_FAULT_RECV_STREAM,	/* pt_migrate_receive -o: a round's layer not streamed */
 	PT_FAULT__COUNT
 };
 /*

@@ -50,8 +50,8 @@ from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
 PS = os.sysconf("SC_PAGE_SIZE")
 T0 = time.time()
 BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
-SECTIONS = (("usage", 6), ("process", 6), ("object", 6), ("trust", 3), ("rate", 2), ("failures", 17),
-            ("swap", 3))
+SECTIONS = (("usage", 6), ("process", 6), ("chain", 6), ("object", 6), ("trust", 3), ("rate", 2),
+            ("failures", 17), ("swap", 3))
 PT = None
 SNAPTARGET = None
 
@@ -189,10 +189,13 @@ class Receiver:
                 p.wait()
         Receiver.running = []
 
-    def __init__(self, *args):
+    def __init__(self, *args, fault=None):
+        e = env()
+        if fault:
+            e["PT_FAULT"] = fault
         self.p = subprocess.Popen([PT, "receive", "--listen", "127.0.0.1:0"] +
                                   [str(a) for a in args], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env())
+                                  stderr=subprocess.PIPE, text=True, env=e)
         Receiver.running.append(self.p)
         line = self.p.stderr.readline()
         self.first = line
@@ -346,6 +349,45 @@ def sec_process(tmp, key):
         os.kill(t.pid, 18)
         prog = t.cmd("progress")
         t_ok(t.answers() and prog.get("k", 0) > 0, "the target runs on after SIGCONT")
+    finally:
+        t.quit()
+
+
+def sec_chain(tmp, key):
+    """-o FILE is a chain: FILE.live-N per pre-copy round, FILE the final
+    delta (doc/migration-protocol.md); streamed, and with the fallback
+    (the layer written from the page store) forced by PT_FAULT=recv-stream,
+    over a stale FILE.live-0 that must be replaced."""
+    t = Target(tmp, "--big", "64")
+    try:
+        t.cmd("live 20")
+        for how, fault in (("streamed", None), ("from the page store", "recv-stream")):
+            img = os.path.join(tmp, "chain-%s.img" % (fault or "s"))
+            if fault:
+                with open(img + ".live-0", "wb") as f:
+                    f.write(b"stale, not an image")
+            r = Receiver("--key", key, "-o", img, fault=fault)
+            # 3 pre-copy rounds whatever the rate: a writer keeps the
+            # expected downtime above 1 ms
+            rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop",
+                                  "--downtime", "1ms", "--max-rounds", "3", "--force-switchover")
+            rrc, rout, rerr = r.wait()
+            final = lines[-1] if lines else {}
+            t_ok(rc == 0 and rrc == 0 and final.get("result") == "completed",
+                 "%s: send and receive exit 0, result completed" % how,
+                 err + rerr + json.dumps(final))
+            n = final.get("rounds", 0)
+            want = sorted([os.path.basename(img)] +
+                          ["%s.live-%d" % (os.path.basename(img), i) for i in range(n)])
+            have = sorted(x for x in os.listdir(tmp) if x.startswith(os.path.basename(img)))
+            t_ok(n >= 2 and have == want, "%s: FILE and one FILE.live-N per pre-copy round "
+                 "(%d rounds)" % (how, n), "have %s, want %s" % (have, want))
+            vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+            t_ok(vrc == 0, "%s: the chain equals the stopped source (image verify PID)" % how,
+                 vout + verr)
+            os.kill(t.pid, 18)
+            for x in have:
+                os.unlink(os.path.join(tmp, x))
     finally:
         t.quit()
 
@@ -669,6 +711,8 @@ def main():
                     sec_usage(tmp)
                 elif name == "process":
                     sec_process(tmp, key)
+                elif name == "chain":
+                    sec_chain(tmp, key)
                 elif name == "object":
                     sec_object(tmp, key)
                 elif name == "trust":

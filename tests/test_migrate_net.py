@@ -52,6 +52,7 @@ would start after 85% of it is skipped.  PT_BENCH=1: no TAP; the netem
 bench instead (downtime and total bytes against the dirty rate on the 1g
 profile, see doc/bench.md); PT_BENCH_MIB the live region (default 128).
 """
+import glob
 import json
 import os
 import selectors
@@ -862,6 +863,8 @@ def sec_ok(net, tmp, key, profile, pct, live_mib, into, extra=(), throttled=Fals
         for f in (m.out, m.into):
             if f and os.path.exists(f):
                 os.unlink(f)
+        for f in glob.glob(m.out + ".live-*") if m.out else []:
+            os.unlink(f)
 
 
 def check_equal(t, m, tmp, k0):
@@ -1256,6 +1259,8 @@ def bench(net, tmp, key):
                 for f in (m.out, m.into, m.into and m.into + ".pagetrack-incomplete"):
                     if f and os.path.exists(f):
                         os.unlink(f)
+                for f in glob.glob(m.out + ".live-*") if m.out else []:
+                    os.unlink(f)	# the layers of the chain (doc/migration-protocol.md)
     print("MB/s got: the writer's rate during the migration (frozen and throttled time "
           "included); x_r0: total bytes / bytes of round 0 (everything once, as sent); targets: "
           "downtime <= 300 ms at <= 50%, total <= 1.5x memory at 10%")

@@ -4,8 +4,14 @@
  *
  * -o FILE: pages are kept in an unlinked temp file beside FILE (one
  * slot per page, reused when a page is sent again), their kinds in
- * memory; at the commit record the image layer is written from them
- * with the image writer (temp + fsync + rename), then acknowledged.
+ * memory.  Each round is a layer FILE.live-N (round 0 FULL; then
+ * TRACKED: the pages received in the round, every other page UNCHANGED,
+ * parent the previous layer), streamed into the image writer as the
+ * round's PAGES come in order (else written from the page store at the
+ * end of the round) and finished at ROUND_END, before the ack; at the
+ * commit record only the final round's pages make the last layer, FILE
+ * (temp + fsync + rename), then acknowledged.  On failure the
+ * FILE.live-N this receiver wrote are removed.
  * --into PATH: pages are written into PATH as they come, while the
  * marker PATH.pagetrack-incomplete exists; at commit PATH is fsynced,
  * the marker removed (and the directory fsynced), then acknowledged.
@@ -40,11 +46,12 @@
 struct chunk_arr {
 	uint8_t kind[CH];	/* 0: not received */
 	uint8_t detail[CH];
+	uint8_t dirty[CH];	/* received in the current round */
 	uint32_t slot[CH];	/* -o: slot + 1 in the store; 0 none */
 };
 
 struct chunk {
-	uint8_t ukind, udetail;	/* when !arr */
+	uint8_t ukind, udetail, udirty;	/* when !arr */
 	struct chunk_arr *arr;
 };
 
@@ -88,6 +95,16 @@ struct mrecv {
 	uint64_t into_size;
 	uint32_t round;
 	uint64_t pages_rx;
+	/* -o: the layers written so far (FILE.live-N), the last one open */
+	char **live;
+	size_t nlive;
+	struct pt_image *prev;
+	/* -o: the current round's layer streamed as its PAGES come in order */
+	bool final;		/* ROUND_BEGIN said final */
+	char *sw_path;		/* the layer's name; NULL: no layer opened this round */
+	struct pt__imgw *sw;	/* NULL: not streaming (out of order: written at the end) */
+	size_t sw_pos;		/* owner (areas, then objects) being written */
+	uint64_t sw_next;	/* its next page */
 };
 
 static int fail(struct mrecv *r, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -127,12 +144,13 @@ static struct chunk_arr *materialize(struct chunk *c)
 	if (c->arr) {
 		memset(c->arr->kind, c->ukind, CH);
 		memset(c->arr->detail, c->udetail, CH);
+		memset(c->arr->dirty, c->udirty, CH);
 	}
 	return c->arr;
 }
 
 static void page_get(const struct pages *p, uint64_t g, uint8_t *kind, uint8_t *detail,
-		     uint32_t *slot)
+		     uint32_t *slot, uint8_t *dirty)
 {
 	const struct chunk *c = &p->c[g / CH];
 
@@ -140,14 +158,29 @@ static void page_get(const struct pages *p, uint64_t g, uint8_t *kind, uint8_t *
 		*kind = c->ukind;
 		*detail = c->udetail;
 		*slot = 0;
+		*dirty = c->udirty;
 		return;
 	}
 	*kind = c->arr->kind[g % CH];
 	*detail = c->arr->detail[g % CH];
 	*slot = c->arr->slot[g % CH];
+	*dirty = c->arr->dirty[g % CH];
 }
 
-/* Pages [g, g+n) become @kind (not DATA), keeping slots of partly covered chunks. */
+/* A new round: no page was received in it yet. */
+static void pages_clean(struct pages *p)
+{
+	for (uint64_t i = 0; p->c && i < (p->n + CH - 1) / CH; i++) {
+		p->c[i].udirty = 0;
+		if (p->c[i].arr)
+			memset(p->c[i].arr->dirty, 0, CH);
+	}
+}
+
+/*
+ * Pages [g, g+n) become @kind (not DATA), received this round, keeping
+ * slots of partly covered chunks.
+ */
 static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint8_t detail)
 {
 	while (n) {
@@ -159,6 +192,7 @@ static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint
 			c->arr = NULL;
 			c->ukind = kind;
 			c->udetail = detail;
+			c->udirty = 1;
 		} else {
 			struct chunk_arr *a = materialize(c);
 
@@ -166,6 +200,7 @@ static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint
 				return -ENOMEM;
 			memset(a->kind + o, kind, k);
 			memset(a->detail + o, detail, k);
+			memset(a->dirty + o, 1, k);
 		}
 		g += k;
 		n -= k;
@@ -176,13 +211,13 @@ static int pages_set(struct pages *p, uint64_t g, uint64_t n, uint8_t kind, uint
 /* Page @to of @dst takes the state of page @from of @src. */
 static int page_move(struct pages *dst, uint64_t to, const struct pages *src, uint64_t from)
 {
-	uint8_t k, d;
+	uint8_t k, d, dy;
 	uint32_t sl;
 
-	page_get(src, from, &k, &d, &sl);
+	page_get(src, from, &k, &d, &sl, &dy);
 	struct chunk *c = &dst->c[to / CH];
 
-	if (!c->arr && !sl && c->ukind == k && c->udetail == d)
+	if (!c->arr && !sl && c->ukind == k && c->udetail == d && c->udirty == dy)
 		return 0;
 	struct chunk_arr *a = materialize(c);
 
@@ -191,6 +226,7 @@ static int page_move(struct pages *dst, uint64_t to, const struct pages *src, ui
 	a->kind[to % CH] = k;
 	a->detail[to % CH] = d;
 	a->slot[to % CH] = sl;
+	a->dirty[to % CH] = dy;
 	return 0;
 }
 
@@ -503,6 +539,7 @@ static int apply_pages(struct mrecv *r, const unsigned char *p, size_t len)
 				return fail(r, -ENOMEM, "out of memory");
 			ca->kind[(first + i) % CH] = PT_PAGE_DATA;
 			ca->detail[(first + i) % CH] = 0;
+			ca->dirty[(first + i) % CH] = 1;
 		}
 	}
 	if (r->o.into) {
@@ -580,32 +617,53 @@ static int complete_check(struct mrecv *r)
 	return 0;
 }
 
-static int write_owner(struct mrecv *r, struct pt__imgw *w, uint32_t type, uint32_t idx,
-		       const struct pages *pg, unsigned char *buf)
+/*
+ * What page @g of @pg is in the layer being written: its kind when it was
+ * received this round (or in a base layer), else UNCHANGED (the parent
+ * layer, the previous round's, has it: carried over by apply_layout()).
+ */
+static void page_eff(const struct pages *pg, uint64_t g, bool parent, uint8_t *kind,
+		     uint8_t *detail, uint32_t *slot)
+{
+	uint8_t dy;
+
+	page_get(pg, g, kind, detail, slot, &dy);
+	if (parent && !dy) {
+		*kind = PT_PAGE_UNCHANGED;
+		*detail = 0;
+		*slot = 0;
+	}
+}
+
+static int write_owner(struct mrecv *r, struct pt__imgw *w, const char *path, uint32_t type,
+		       uint32_t idx, const struct pages *pg, bool parent, unsigned char *buf)
 {
 	for (uint64_t g = 0; g < pg->n;) {
 		uint8_t k, d, k2, d2;
 		uint32_t sl;
 		uint64_t j = g + 1;
 
-		page_get(pg, g, &k, &d, &sl);
+		page_eff(pg, g, parent, &k, &d, &sl);
 		while (j < pg->n) {
 			if (k == PT_PAGE_DATA && j - g >= PT_MIG_FRAME_PAGES)
 				break;
 			/* a uniform chunk at once */
-			if (k != PT_PAGE_DATA && j % CH == 0 && !pg->c[j / CH].arr &&
-			    pg->c[j / CH].ukind == k && pg->c[j / CH].udetail == d) {
+			const struct chunk *c = &pg->c[j / CH];
+
+			if (k != PT_PAGE_DATA && j % CH == 0 && !c->arr &&
+			    ((parent && !c->udirty) ? (k == PT_PAGE_UNCHANGED)
+						    : (c->ukind == k && c->udetail == d))) {
 				j = j + CH < pg->n ? j + CH : pg->n;
 				continue;
 			}
-			page_get(pg, j, &k2, &d2, &sl);
+			page_eff(pg, j, parent, &k2, &d2, &sl);
 			if (k2 != k || d2 != d)
 				break;
 			j++;
 		}
 		if (k == PT_PAGE_DATA)
 			for (uint64_t i = g; i < j; i++) {
-				page_get(pg, i, &k2, &d2, &sl);
+				page_eff(pg, i, parent, &k2, &d2, &sl);
 				ssize_t rd = pread(r->store, buf + (i - g) * P, P,
 						   (off_t)(sl - 1) * (off_t)P);
 
@@ -617,53 +675,250 @@ static int write_owner(struct mrecv *r, struct pt__imgw *w, uint32_t type, uint3
 		int e = pt__imgw_run(w, type, idx, k, d, j - g, k == PT_PAGE_DATA ? buf : NULL);
 
 		if (e)
-			return fail(r, e, "writing %s: %s", r->o.output, strerror(-e));
+			return fail(r, e, "writing %s: %s", path, strerror(-e));
 		g = j;
 	}
 	return 0;
 }
 
-static int commit_image(struct mrecv *r)
+/* The writer of the layer @path for the current layout: FULL without a parent, else TRACKED. */
+static int layer_open(struct mrecv *r, const char *path, struct pt__imgw **out)
 {
-	struct pt__imgw_opts wo = { .flags = PT_IMAGE_LIVE, .pid = r->pid, .comm = r->comm };
+	/* FILE does not exist: a FILE.live-N is a leftover (a killed receiver, a
+	   removed FILE), no finished result's layer; it is replaced */
+	struct pt__imgw_opts wo = { .flags = PT_IMAGE_LIVE, .pid = r->pid, .comm = r->comm,
+				    .parent = r->prev, .overwrite = !r->final };
 	struct pt_image_area *areas = calloc(r->na + 1, sizeof(*areas));
 	struct pt_image_object *objs = calloc(r->no + 1, sizeof(*objs));
-	unsigned char *buf = malloc(PT_MIG_FRAME_PAGES * P);
+	uint32_t delta = r->prev ? PT_DELTA_TRACKED : PT_DELTA_FULL;
 	struct pt__imgw *w = NULL;
 	int e;
 
-	if (!areas || !objs || !buf) {
+	*out = NULL;
+	if (!areas || !objs) {
 		e = fail(r, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < r->na; i++)
+	for (size_t i = 0; i < r->na; i++) {
 		areas[i] = r->areas[i].a;
-	for (size_t k = 0; k < r->no; k++)
-		objs[k] = r->objs[k].o;
-	e = pt__imgw_open(r->o.output, &wo, &w, r->err, r->errlen);
-	if (!e && (e = pt__imgw_layout(w, areas, r->na, objs, r->no)))
-		fail(r, e, "%s: layout: %s", r->o.output, strerror(-e));
-	for (size_t i = 0; !e && i < r->na; i++)
-		if (r->areas[i].pg.n)
-			e = write_owner(r, w, PT_OWNER_AREA, (uint32_t)i, &r->areas[i].pg, buf);
-	for (size_t k = 0; !e && k < r->no; k++)
-		if (r->objs[k].pg.n)
-			e = write_owner(r, w, PT_OWNER_OBJECT, (uint32_t)k, &r->objs[k].pg, buf);
-	if (e) {
-		pt__imgw_abort(w);
-		goto out;
+		areas[i].delta = area_private(&areas[i]) ? delta : PT_DELTA_FULL;
 	}
+	for (size_t k = 0; k < r->no; k++) {
+		objs[k] = r->objs[k].o;
+		objs[k].delta = (objs[k].flags & PT_OBJECT_STORED) ? delta : PT_DELTA_FULL;
+	}
+	e = pt__imgw_open(path, &wo, &w, r->err, r->errlen);
+	if (!e && (e = pt__imgw_layout(w, areas, r->na, objs, r->no))) {
+		fail(r, e, "%s: layout: %s", path, strerror(-e));
+		pt__imgw_abort(w);
+		w = NULL;
+	}
+	*out = w;
+out:
+	free(areas);
+	free(objs);
+	return e;
+}
+
+static void pages_clean_all(struct mrecv *r)
+{
+	for (size_t i = 0; i < r->na; i++)
+		pages_clean(&r->areas[i].pg);
+	for (size_t k = 0; k < r->no; k++)
+		pages_clean(&r->objs[k].pg);
+}
+
+static int layer_finish(struct mrecv *r, struct pt__imgw *w, const char *path)
+{
 	struct pt__imgw_result res;
+	int e;
 
 	memset(&res, 0, sizeof(res));
 	e = pt__imgw_finish(w, &res, r->err, r->errlen);
 	if (e)
-		fail(r, e, "writing %s: %s", r->o.output, strerror(-e));
-out:
-	free(areas);
-	free(objs);
+		return fail(r, e, "writing %s: %s", path, strerror(-e));
+	pages_clean_all(r);
+	return 0;
+}
+
+/*
+ * The pages received this round as the layer @path, from the page store
+ * (PAGES came out of order): FULL without a parent (round 0), else
+ * TRACKED over r->prev.
+ */
+static int write_layer(struct mrecv *r, const char *path)
+{
+	unsigned char *buf = malloc(PT_MIG_FRAME_PAGES * P);
+	bool parent = r->prev != NULL;
+	struct pt__imgw *w = NULL;
+	int e;
+
+	if (!buf)
+		return fail(r, -ENOMEM, "out of memory");
+	e = layer_open(r, path, &w);
+	for (size_t i = 0; !e && i < r->na; i++)
+		if (r->areas[i].pg.n)
+			e = write_owner(r, w, path, PT_OWNER_AREA, (uint32_t)i, &r->areas[i].pg,
+					parent, buf);
+	for (size_t k = 0; !e && k < r->no; k++)
+		if (r->objs[k].pg.n)
+			e = write_owner(r, w, path, PT_OWNER_OBJECT, (uint32_t)k, &r->objs[k].pg,
+					parent, buf);
 	free(buf);
-	return e;
+	if (e) {
+		pt__imgw_abort(w);
+		return e;
+	}
+	return layer_finish(r, w, path);
+}
+
+/* ---- streaming a round's layer ---- */
+
+static const struct pages *owner_pg(const struct mrecv *r, size_t pos)
+{
+	return pos < r->na ? &r->areas[pos].pg : &r->objs[pos - r->na].pg;
+}
+
+/* Out of order: the layer will be written from the page store at the end. */
+static void stream_stop(struct mrecv *r)
+{
+	pt__imgw_abort(r->sw);
+	r->sw = NULL;
+}
+
+/*
+ * Pages [from, to) of owner @pos as UNCHANGED: only when there is a parent
+ * and each of them is still what the parent has (received before this
+ * round, not in it).  false: not possible (stream_stop).
+ */
+static bool stream_gap(struct mrecv *r, size_t pos, uint64_t from, uint64_t to)
+{
+	const struct pages *pg = owner_pg(r, pos);
+
+	if (from >= to)
+		return true;
+	if (!r->prev)
+		return false;
+	for (uint64_t g = from; g < to;) {
+		const struct chunk *c = &pg->c[g / CH];
+		uint64_t lim = (g / CH + 1) * CH < to ? (g / CH + 1) * CH : to;
+
+		if (!c->arr) {
+			if (!c->ukind || c->udirty)
+				return false;
+			g = lim;
+			continue;
+		}
+		for (; g < lim; g++)
+			if (!c->arr->kind[g % CH] || c->arr->dirty[g % CH])
+				return false;
+	}
+	return pt__imgw_run(r->sw, pos < r->na ? PT_OWNER_AREA : PT_OWNER_OBJECT,
+			    (uint32_t)(pos < r->na ? pos : pos - r->na), PT_PAGE_UNCHANGED, 0,
+			    to - from, NULL) == 0;
+}
+
+/* Up to page @page of owner @want (r->na + r->no, 0: the end) with UNCHANGED runs. */
+static bool stream_to(struct mrecv *r, size_t want, uint64_t page)
+{
+	if (want < r->sw_pos || (want == r->sw_pos && page < r->sw_next))
+		return false;
+	while (r->sw_pos < want) {
+		if (!stream_gap(r, r->sw_pos, r->sw_next, owner_pg(r, r->sw_pos)->n))
+			return false;
+		r->sw_pos++;
+		r->sw_next = 0;
+	}
+	if (want < r->na + r->no) {
+		if (!stream_gap(r, want, r->sw_next, page))
+			return false;
+		r->sw_next = page;
+	}
+	return true;
+}
+
+/* A PAGES frame already applied (r's state, the page store): into the layer too. */
+static void stream_pages(struct mrecv *r, const unsigned char *p)
+{
+	uint32_t otype = p[0], kind = p[1], detail = p[3], owner = pt__get32(p + 4);
+	uint64_t off = pt__get64(p + 8), n = pt__get32(p + 16), first;
+	size_t want;
+
+	if (!r->sw)
+		return;
+	if (otype == PT_OWNER_AREA) {
+		want = owner;
+		first = (off - r->areas[owner].a.start) / P;
+	} else {
+		want = r->na + owner;
+		first = off / P;
+	}
+	if (!stream_to(r, want, first) ||
+	    pt__imgw_run(r->sw, otype, owner, kind, kind == PT_PAGE_UNREADABLE ? detail : 0, n,
+			 kind == PT_PAGE_DATA ? p + PT_MIG_PAGES_HEAD : NULL)) {
+		stream_stop(r);
+		return;
+	}
+	r->sw_next = first + n;
+}
+
+/* LAYOUT with -o: open the round's layer (FILE.live-N, or FILE in the final round). */
+static int stream_open(struct mrecv *r)
+{
+	if (r->sw_path) {	/* a second LAYOUT in one round: write at the end */
+		stream_stop(r);
+		return 0;
+	}
+	if (r->final ? !(r->sw_path = strdup(r->o.output))
+		     : asprintf(&r->sw_path, "%s.live-%u", r->o.output, r->round) < 0) {
+		r->sw_path = NULL;
+		return fail(r, -ENOMEM, "out of memory");
+	}
+	r->sw_pos = 0;
+	r->sw_next = 0;
+	if (pt__fault(PT_FAULT_RECV_STREAM))
+		return 0;	/* tests: the fallback (doc/inject.md) */
+	return layer_open(r, r->sw_path, &r->sw);
+}
+
+/* The end of the round (ROUND_END, COMMIT): finish the layer, streamed or from the store. */
+static int round_layer(struct mrecv *r)
+{
+	int e;
+
+	if (!r->sw_path)
+		return fail(r, -EPROTO, "protocol error: a round without LAYOUT");
+	if (r->sw && !stream_to(r, r->na + r->no, 0))
+		stream_stop(r);
+	if (r->sw) {
+		e = layer_finish(r, r->sw, r->sw_path);
+		r->sw = NULL;
+		return e;
+	}
+	return write_layer(r, r->sw_path);
+}
+
+/* ROUND_END with -o: the round's layer FILE.live-N, the next one's parent. */
+static int live_layer(struct mrecv *r)
+{
+	char e[256] = "", **nl;
+	struct pt_image *img = NULL;
+	int err;
+
+	nl = realloc(r->live, (r->nlive + 1) * sizeof(*nl));
+	if (!nl)
+		return fail(r, -ENOMEM, "out of memory");
+	r->live = nl;
+	if ((err = round_layer(r)))
+		return err;
+	r->live[r->nlive++] = r->sw_path;
+	r->sw_path = NULL;
+	err = pt_image_open(r->live[r->nlive - 1], &img, e, sizeof(e));
+	if (err)
+		return fail(r, err, "%s: %s", r->live[r->nlive - 1], e[0] ? e : strerror(-err));
+	pt_image_close(r->prev);
+	r->prev = img;
+	return 0;
 }
 
 static int fsync_dir_of(const char *path)
@@ -755,19 +1010,27 @@ static int serve(struct mrecv *r)
 			if (f.len < PT_MIG_ROUND_LEN)
 				return fail(r, -EPROTO, "protocol error: ROUND_BEGIN");
 			r->round = pt__get32(f.payload);
+			r->final = pt__get32(f.payload + 4) != 0;
 			break;
 		case PT_MIG_LAYOUT:
-			if ((e = apply_layout(r, f.payload, f.len)))
+			if ((e = apply_layout(r, f.payload, f.len)) ||
+			    (r->o.output && (e = stream_open(r))))
 				return e;
 			break;
 		case PT_MIG_PAGES:
 			if ((e = apply_pages(r, f.payload, f.len)))
 				return e;
+			if (r->o.output)
+				stream_pages(r, f.payload);
 			break;
 		case PT_MIG_ROUND_END:
 			if (f.len < PT_MIG_ROUND_LEN || pt__get32(f.payload) != r->round)
 				return fail(r, -EPROTO, "protocol error: ROUND_END");
 			r->rep->rounds = r->round + 1;
+			/* the layer is written before the ack: the sender's next round
+			   (the switch-over's, at the latest) does not wait behind it */
+			if (r->o.output && ((e = complete_check(r)) || (e = live_layer(r))))
+				return e;
 			if ((e = ack(r, PT_MIG_ACK_ROUND, r->round, r->pages_rx)))
 				return e;
 			break;
@@ -783,9 +1046,11 @@ static int serve(struct mrecv *r)
 					    (unsigned long long)frames, (unsigned long long)pages,
 					    (unsigned long long)(f.seq - 1),
 					    (unsigned long long)r->pages_rx);
+			if (!r->final)
+				return fail(r, -EPROTO, "protocol error: COMMIT outside the final round");
 			if ((e = complete_check(r)))
 				return e;
-			e = r->o.into ? commit_into(r) : commit_image(r);
+			e = r->o.into ? commit_into(r) : round_layer(r);
 			if (e)
 				return e;
 			r->rep->rounds = r->round;
@@ -940,6 +1205,15 @@ int pt_migrate_receive(const char *listen, const struct pt_migrate_recv_opts *op
 		close(r.into);
 	free(r.marker);
 	state_free(&r);
+	pt__imgw_abort(r.sw);
+	free(r.sw_path);
+	pt_image_close(r.prev);
+	for (size_t i = 0; i < r.nlive; i++) {
+		if (e)
+			unlink(r.live[i]);	/* nothing half-done stays */
+		free(r.live[i]);
+	}
+	free(r.live);
 	if (report) {
 		size_t n = report->sz < sizeof(rep) ? report->sz : sizeof(rep);
 
