@@ -234,12 +234,16 @@ static int compare_areas(struct cmp *c, const struct pt_vma *v, size_t nv)
 	}
 	/* what the process maps privately and the image does not have */
 	c->owner_type = PT_OWNER_AREA;
+	size_t first = 0;	/* both sorted: one walk */
+
 	for (size_t k = 0; k < nv; k++) {
 		if (pt_vma_is_object(&v[k]) || is_kernel_area(&v[k]))
 			continue;
 		uint64_t cur = v[k].start;
 
-		for (size_t i = 0; i < na && cur < v[k].end; i++) {
+		while (first < na && a[first].end <= cur)
+			first++;
+		for (size_t i = first; i < na && cur < v[k].end; i++) {
 			if (a[i].end <= cur || !img_private(&a[i]))
 				continue;
 			if (a[i].start >= v[k].end)

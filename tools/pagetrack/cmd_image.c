@@ -498,6 +498,22 @@ static int same_class(uint8_t k)
 	return k == PT_PAGE_HOLE || k == PT_PAGE_ZERO ? 0 : k;
 }
 
+/* The first of @n sorted areas that ends after @addr (n if none). */
+static size_t area_after(const struct pt_image_area *a, size_t n, uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* The pages of OLD's private areas that NEW has no area for (unmapped since). */
 static int old_only(struct pt_image *old, struct pt_image *new, struct diff_out *d)
 {
@@ -510,7 +526,7 @@ static int old_only(struct pt_image *old, struct pt_image *new, struct diff_out 
 	for (size_t j = 0; !err && j < no; j++) {
 		uint64_t cur = oa[j].start;
 
-		for (size_t i = 0; i < nn && cur < oa[j].end; i++) {
+		for (size_t i = area_after(na, nn, cur); i < nn && cur < oa[j].end; i++) {
 			if (na[i].end <= cur)
 				continue;
 			if (na[i].start >= oa[j].end)
@@ -549,8 +565,7 @@ static int diff_content(struct pt_image *old, struct pt_image *new, struct diff_
 
 			if (n > CHUNK)
 				n = CHUNK;
-			for (j = 0; j < no && oa[j].end <= at; j++)
-				;
+			j = area_after(oa, no, at);
 			if (j == no || oa[j].start > at) {	/* not in OLD */
 				uint64_t stop = j < no && oa[j].start < at + n * P ? oa[j].start
 										  : at + n * P;
