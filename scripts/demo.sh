@@ -1,7 +1,8 @@
 #!/bin/sh
-# `make demo`: start the bundled workload, run `pagetrack map` on it, stop it.
-# Usage: scripts/demo.sh BUILD_DIR.  Exits with map's exit code (1 if the
-# workload never got ready).  See doc/demo.md for what each region shows.
+# `make demo`: start the bundled workload, run `pagetrack map` on it, snapshot it
+# live and verify the image against it, stop it.
+# Usage: scripts/demo.sh BUILD_DIR.  Exits with the first failing command's
+# exit code (1 if the workload never got ready).  See doc/demo.md for what each region shows.
 set -u
 build=${1:?usage: demo.sh BUILD_DIR}
 demo=$build/tools/pagetrack-demo
@@ -46,4 +47,17 @@ echo
 echo "== pagetrack map $pid: every memory area of the workload, with its pages counted by state"
 rc=0
 "$map" map "$pid" || rc=$?
-exit $rc
+[ $rc -eq 0 ] || exit $rc
+
+# The copy half: a live snapshot (pre-copy rounds while it runs, a short
+# freeze for the rest), the image chain it made, and a check of the image
+# against the workload page by page (frozen for that moment).
+echo
+echo "== pagetrack snapshot --live $pid: copy its memory while it runs; swapped pages stay swapped"
+"$map" snapshot --live "$pid" -o "$tmp/demo.img" || exit $?
+echo
+echo "== pagetrack image show: the layers, and the pages stored by kind"
+"$map" image show "$tmp/demo.img" | sed -n '1,4p'
+echo
+echo "== pagetrack image verify FILE $pid: the chain's checksums, then the image against the workload"
+"$map" image verify "$tmp/demo.img" "$pid" || exit $?
