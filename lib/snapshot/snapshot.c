@@ -1122,10 +1122,14 @@ int pt_snapshot(pid_t pid, const char *path, const struct pt_snapshot_opts *opts
 		return fail(&s, e, "target %d: %s", (int)pid,
 			    e == -ESRCH ? "no such process" : strerror(-e));
 	}
-	if (opts && (opts->flags & PT_SNAP_LIVE))
+	if (opts && (opts->flags & PT_SNAP_LIVE)) {
+		/* the snapshotter has its own, which notes copies to its tracker */
+		pt_copier_free(s.cp);
+		s.cp = NULL;
 		e = snap_live(&s, path);
-	else
+	} else {
 		e = snap_frozen(&s, path);
+	}
 	pt_copier_free(s.cp);
 	e = gone_msg(pid, e, err, errlen);
 	if (!e && opts && opts->core_path) {
