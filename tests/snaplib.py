@@ -5,12 +5,13 @@ Target: the process, one JSON answer line per command (see snaptarget.c's
 header).  Swap: zram swap held by `snaptarget --swap MB` for as long as the
 test runs.  live_check(): the state of the live region after exactly K
 writes of the target's deterministic writer, the proof that a copy of it
-is the memory of one instant.  Used by test_snapshot.py (and meant for the
-migration tests).
+is the memory of one instant.  Used by test_snapshot.py, test_migrate.py,
+test_migrate_net.py and test_vm_migrate.py.
 """
 import json
 import os
 import selectors
+import signal
 import struct
 import subprocess
 import time
@@ -29,12 +30,21 @@ def mix(x):
 
 
 class Target:
-    """tests/snaptarget.c, driven on stdin: one JSON line per command."""
+    """tests/snaptarget.c, driven on stdin: one JSON line per command.
+
+    TAG prefixes the names of its files; with IDLE, each command waits
+    until the target is back in read() (wait_idle()); CMD_TIMEOUT is a
+    command's default time to answer (s); with CONT, quit() sends SIGCONT
+    first (a test may have left it stopped)."""
     n = 0
+    TAG = "pt-snaptest"
+    IDLE = True
+    CMD_TIMEOUT = 120
+    CONT = False
 
     def __init__(self, exe, tmp, *args):
         Target.n += 1
-        self.tag = "pt-snaptest-%d-%d" % (os.getpid(), Target.n)
+        self.tag = "%s-%d-%d" % (self.TAG, os.getpid(), Target.n)
         self.tmp = tmp
         # Without rseq: the kernel rewrites each thread's rseq area (cpu_id)
         # when it runs again after the freeze, so an idle target would not
@@ -61,7 +71,9 @@ class Target:
         for r in self.layout["regions"]:
             r["a"] = int(r["addr"], 16)
 
-    def cmd(self, line, timeout=120):
+    def cmd(self, line, timeout=None):
+        if timeout is None:
+            timeout = self.CMD_TIMEOUT
         self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
         sel = selectors.DefaultSelector()
@@ -76,7 +88,8 @@ class Target:
         doc = json.loads(ans)
         if isinstance(doc, dict) and "error" in doc:
             raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
-        self.wait_idle()
+        if self.IDLE:
+            self.wait_idle()
         return doc
 
     def wait_idle(self, tries=2000):
@@ -93,6 +106,14 @@ class Target:
                 return False
             time.sleep(0.001)
         return False
+
+    def state(self):
+        """The process state letter of /proc/PID/stat ("gone" if none)."""
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "gone"
 
     def answers(self, timeout=10):
         """True if the target answers a ping within @timeout seconds."""
@@ -124,6 +145,8 @@ class Target:
         rc = None
         if self.p.poll() is None:
             try:
+                if self.CONT:
+                    os.kill(self.pid, signal.SIGCONT)
                 self.p.stdin.write("quit\n")
                 self.p.stdin.flush()
                 rc = self.p.wait(timeout=30)
@@ -133,7 +156,7 @@ class Target:
         else:
             rc = self.p.returncode
         for f in self.files:
-            if os.path.exists(f):
+            if f and os.path.exists(f):
                 os.unlink(f)
         return rc
 
@@ -141,14 +164,20 @@ class Target:
 class Swap:
     """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
 
-    def __init__(self, exe):
-        self.p = subprocess.Popen([exe, "--swap", "2048"], stdin=subprocess.PIPE,
+    def __init__(self, exe, mb=2048):
+        self.p = None
+        self.ok, self.why = False, "%s not built" % exe
+        if not os.access(exe, os.X_OK):
+            return
+        self.p = subprocess.Popen([exe, "--swap", str(mb)], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         doc = json.loads(self.p.stdout.readline() or "{}")
         self.ok = bool(doc.get("active"))
         self.why = doc.get("why") or "no swap"
 
     def stop(self):
+        if not self.p:
+            return
         try:
             self.p.stdin.write("quit\n")
             self.p.stdin.flush()
@@ -193,10 +222,11 @@ def live_page(k, p):
     return struct.pack("<512Q", k, *[((k << 12) ^ i ^ (p << 40)) & M64 for i in range(1, 512)])
 
 
-def live_check(data, npages):
+def live_check(data, npages, most=None):
     """(K, problems): K the last write in @data, problems the pages that
     differ from the state after exactly K writes (the page of write K may
-    be torn: each word old or new)."""
+    be torn: each word old or new); with @most, it stops after more than
+    @most problems."""
     heads = struct.unpack_from("<%dQ" % npages, b"".join(
         data[i * PS:i * PS + 8] for i in range(npages)))
     K = max(heads)
@@ -221,4 +251,6 @@ def live_check(data, npages):
             continue
         if page != (live_page(k, p) if k else zero):
             bad.append("page %d: expected write %d, holds %d" % (p, k, heads[p]))
+            if most is not None and len(bad) > most:
+                break
     return K, bad

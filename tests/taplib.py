@@ -9,6 +9,8 @@ turns a count that differs from the plan into "Bail out!" and exit 1.
 import json
 import os
 import sys
+import time
+import traceback
 
 _count = {"tests": 0, "failed": 0, "planned": None}
 
@@ -76,6 +78,71 @@ def done():
     if _count["tests"] != _count["planned"]:
         bail("planned %d subtests, printed %d" % (_count["planned"], _count["tests"]))
     sys.exit(1 if _count["failed"] else 0)
+
+
+# ---------------------------------------------------------------- sections
+# A program made of named sections of fixed size (SECTIONS = ((name, n),
+# ...)); each runs inside `with Section(name, n):` and prints its subtests
+# with t_ok()/t_skip() (named "SECTION: name"), or skip_rest(reason).
+T0 = time.time()
+BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
+
+
+class Section:
+    """Exactly @n subtests: an exception or a short section fails the rest.
+
+    NOT_REACHED and MISSING name the subtests that fill the section up
+    ({name}: the section's name); a program may subclass to word them
+    otherwise."""
+    cur = None
+    NOT_REACHED = "{name}: not reached (exception)"
+    MISSING = "{name}: subtest missing (section printed too few)"
+
+    def __init__(self, name, n):
+        self.name, self.n, self.count = name, n, 0
+
+    def __enter__(self):
+        Section.cur = self
+        return self
+
+    def left(self):
+        return self.n - self.count
+
+    def __exit__(self, typ, val, tb):
+        if typ is not None and self.left() > 0:
+            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
+            for i in range(self.left()):
+                t_ok(False, self.NOT_REACHED.format(name=self.name), why if i == 0 else None)
+        while self.left() > 0:
+            t_ok(False, self.MISSING.format(name=self.name))
+        if self.left() < 0:
+            diag("section %s printed %d too many" % (self.name, -self.left()))
+        Section.cur = None
+        return typ is None or issubclass(typ, Exception)
+
+
+def t_ok(cond, name, why=None):
+    """A subtest of the current section."""
+    Section.cur.count += 1
+    return ok(bool(cond), "%s: %s" % (Section.cur.name, name), why)
+
+
+def t_skip(name, reason):
+    Section.cur.count += 1
+    skip("%s: %s" % (Section.cur.name, name), reason)
+
+
+def skip_rest(reason):
+    """Skip what is left of the current section, with @reason."""
+    s = Section.cur
+    for _ in range(s.left()):
+        t_skip("[%d/%d]" % (s.count + 1, s.n), reason)
+
+
+def over_budget():
+    """True once 85% of the time budget (PT_TEST_TIMEOUT) is spent: a
+    section that would start now is skipped."""
+    return time.time() - T0 > BUDGET * 0.85
 
 
 def pagetrack_binary(script):

@@ -33,7 +33,6 @@ Env: PT_TEST_TIMEOUT the time budget (s, default 600).
 import json
 import os
 import mmap
-import selectors
 import shutil
 import socket
 import subprocess
@@ -41,122 +40,32 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+import snaplib  # noqa: E402
+import taplib  # noqa: E402
+from taplib import BUDGET, done, over_budget, plan, skip_all, skip_rest, t_ok  # noqa: E402
 
 PS = os.sysconf("SC_PAGE_SIZE")
-T0 = time.time()
-BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
 SECTIONS = (("usage", 6), ("process", 6), ("chain", 6), ("object", 6), ("trust", 3), ("rate", 2),
             ("failures", 17), ("swap", 3))
 PT = None
 SNAPTARGET = None
 
 
-class Section:
-    """Exactly @n subtests: an exception or a short section fails the rest."""
-    cur = None
-
-    def __init__(self, name, n):
-        self.name, self.n, self.count = name, n, 0
-
-    def __enter__(self):
-        Section.cur = self
-        return self
-
-    def left(self):
-        return self.n - self.count
-
-    def __exit__(self, typ, val, tb):
-        if typ is not None and self.left() > 0:
-            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
-            for i in range(self.left()):
-                t_ok(False, "%s: not reached (exception)" % self.name, why if i == 0 else None)
-        while self.left() > 0:
-            t_ok(False, "%s: subtest missing" % self.name)
-        if self.left() < 0:
-            diag("section %s printed %d too many" % (self.name, -self.left()))
-        Section.cur = None
-        return typ is None or issubclass(typ, Exception)
+class Section(taplib.Section):
+    MISSING = "{name}: subtest missing"
 
 
-def t_ok(cond, name, why=None):
-    Section.cur.count += 1
-    return ok(cond, "%s: %s" % (Section.cur.name, name), why)
-
-
-def skip_rest(reason):
-    s = Section.cur
-    for _ in range(s.left()):
-        s.count += 1
-        skip("%s: [%d/%d]" % (s.name, s.count, s.n), reason)
-
-
-class Target:
-    """tests/snaptarget.c, driven on stdin: one JSON line per command."""
-    n = 0
+class Target(snaplib.Target):
+    """tests/snaptarget.c (snaplib.Target), run from BUILD_DIR/tests."""
+    TAG = "pt-migtest"
+    IDLE = False
+    CONT = True
 
     def __init__(self, tmp, *args):
-        Target.n += 1
-        self.tag = "pt-migtest-%d-%d" % (os.getpid(), Target.n)
-        e = dict(os.environ)
-        e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
-                                                   "glibc.pthread.rseq=0") if x)
-        self.p = subprocess.Popen([SNAPTARGET, "--tag", self.tag, "--dir", tmp] + list(args),
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env=e)
-        self.pid = self.p.pid
-        self.files = []
-        self.layout = self.cmd("layout", timeout=300)
-        self.files = self.layout["files"]
-        self.reg = {r["name"]: r for r in self.layout["regions"]}
-
-    def cmd(self, line, timeout=120):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
-        ready = sel.select(timeout)
-        sel.close()
-        if not ready:
-            raise RuntimeError("snaptarget: no answer to %r in %d s" % (line, timeout))
-        ans = self.p.stdout.readline()
-        if not ans:
-            raise RuntimeError("snaptarget: exited on %r (rc %s)" % (line, self.p.poll()))
-        doc = json.loads(ans)
-        if isinstance(doc, dict) and "error" in doc:
-            raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
-        return doc
-
-    def state(self):
-        try:
-            with open("/proc/%d/stat" % self.pid) as f:
-                return f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return "gone"
-
-    def answers(self, timeout=10):
-        try:
-            return self.cmd("ping", timeout=timeout).get("pong") == self.pid
-        except Exception:
-            return False
-
-    def quit(self):
-        if self.p.poll() is None:
-            try:
-                os.kill(self.pid, 18)   # SIGCONT, if a test left it stopped
-                self.p.stdin.write("quit\n")
-                self.p.stdin.flush()
-                self.p.wait(timeout=30)
-            except Exception:
-                self.p.kill()
-                self.p.wait()
-        for f in self.files:
-            if os.path.exists(f):
-                os.unlink(f)
+        super().__init__(SNAPTARGET, tmp, *args)
 
 
 def env():
@@ -630,26 +539,6 @@ def sec_failures(tmp, key):
         t.quit()
 
 
-class Swap:
-    """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
-
-    def __init__(self):
-        self.p = subprocess.Popen([SNAPTARGET, "--swap", "1024"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        doc = json.loads(self.p.stdout.readline() or "{}")
-        self.ok = bool(doc.get("active"))
-        self.why = doc.get("why") or "no swap"
-
-    def stop(self):
-        try:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.flush()
-            self.p.wait(timeout=120)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-
-
 def vmswap_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -659,7 +548,7 @@ def vmswap_kb(pid):
 
 
 def sec_swap(tmp, key):
-    sw = Swap()
+    sw = snaplib.Swap(SNAPTARGET, 1024)
     try:
         if not sw.ok:
             skip_rest("no swap: %s" % sw.why)
@@ -705,7 +594,7 @@ def main():
     try:
         for name, n in SECTIONS:
             with Section(name, n):
-                if time.time() - T0 > BUDGET * 0.85:
+                if over_budget():
                     skip_rest("time budget (PT_TEST_TIMEOUT %d s) exhausted" % BUDGET)
                 elif name == "usage":
                     sec_usage(tmp)

@@ -55,26 +55,23 @@ profile, see doc/bench.md); PT_BENCH_MIB the live region (default 128).
 import glob
 import json
 import os
-import selectors
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+import taplib  # noqa: E402
+from taplib import (BUDGET, diag, done, over_budget, plan, skip_all, skip_rest,  # noqa: E402
+                    t_ok, t_skip)
+import snaplib  # noqa: E402
+from snaplib import PS, live_check  # noqa: E402
 
-PS = os.sysconf("SC_PAGE_SIZE")
-M64 = (1 << 64) - 1
-T0 = time.time()
-BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
 ADDR_A, ADDR_B = "10.77.0.1", "10.77.0.2"
 NOT_BUILT = "pagetrack send/receive not built"
 STABLE = ("anon", "thp", "shanon", "memfd", "sysv", "devshm", "filepriv", "protnone")
@@ -98,51 +95,9 @@ NOCOMP = []
 
 
 # ---------------------------------------------------------------- sections
-class Section:
-    """Exactly @n subtests: an exception or a short section fails the rest."""
-    cur = None
-
-    def __init__(self, name, n):
-        self.name, self.n, self.count = name, n, 0
-
-    def __enter__(self):
-        Section.cur = self
-        return self
-
-    def left(self):
-        return self.n - self.count
-
-    def __exit__(self, typ, val, tb):
-        if typ is not None and self.left() > 0:
-            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
-            for i in range(self.left()):
-                t_ok(False, "not reached (exception)", why if i == 0 else None)
-        while self.left() > 0:
-            t_ok(False, "subtest missing (section printed too few)")
-        if self.left() < 0:
-            diag("section %s printed %d too many" % (self.name, -self.left()))
-        Section.cur = None
-        return typ is None or issubclass(typ, Exception)
-
-
-def t_ok(cond, name, why=None):
-    Section.cur.count += 1
-    return ok(bool(cond), "%s: %s" % (Section.cur.name, name), why)
-
-
-def t_skip(name, reason):
-    Section.cur.count += 1
-    skip("%s: %s" % (Section.cur.name, name), reason)
-
-
-def skip_rest(reason):
-    s = Section.cur
-    for _ in range(s.left()):
-        t_skip("[%d/%d]" % (s.count + 1, s.n), reason)
-
-
-def over_budget():
-    return time.time() - T0 > BUDGET * 0.85
+class Section(taplib.Section):
+    NOT_REACHED = "not reached (exception)"
+    MISSING = "subtest missing (section printed too few)"
 
 
 def wait_until(pred, timeout, step=0.02, count=100000):
@@ -154,51 +109,6 @@ def wait_until(pred, timeout, step=0.02, count=100000):
             return v
         time.sleep(step)
     return pred()
-
-
-# ---------------------------------------------------------------- the live writer
-def mix(x):
-    x = (x + 0x9e3779b97f4a7c15) & M64
-    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
-    return x ^ (x >> 31)
-
-
-def live_page(k, p):
-    return struct.pack("<512Q", k, *[((k << 12) ^ i ^ (p << 40)) & M64 for i in range(1, 512)])
-
-
-def live_check(data, npages):
-    """(K, problems): K the last write in @data, problems the pages that
-    differ from the state after exactly K writes (snaptarget.c "live"; the
-    same rule as test_snapshot.py)."""
-    heads = struct.unpack_from("<%dQ" % npages, b"".join(
-        data[i * PS:i * PS + 8] for i in range(npages)))
-    K = max(heads)
-    last, prev = {}, {}
-    for k in range(1, K + 1):
-        p = mix(k) % npages
-        if p in last:
-            prev[p] = last[p]
-        last[p] = k
-    pk = mix(K) % npages if K else -1
-    bad = []
-    zero = bytes(PS)
-    for p in range(npages):
-        page = data[p * PS:(p + 1) * PS]
-        k = last.get(p, 0)
-        if p == pk:
-            new = live_page(K, p)
-            old = live_page(prev[p], p) if p in prev else zero
-            if page != new and any(page[j:j + 8] not in (new[j:j + 8], old[j:j + 8])
-                                   for j in range(0, PS, 8)):
-                bad.append("page %d (write %d, torn?): neither old nor new words" % (p, K))
-            continue
-        if page != (live_page(k, p) if k else zero):
-            bad.append("page %d: expected write %d, holds %d" % (p, k, heads[p]))
-            if len(bad) > 20:
-                break
-    return K, bad
 
 
 # ---------------------------------------------------------------- processes
@@ -586,13 +496,15 @@ def source_main(target, size):
 
 
 # ---------------------------------------------------------------- target
-class Target:
-    """tests/snaptarget.c in namespace A, driven on stdin."""
-    n = 0
+class Target(snaplib.Target):
+    """tests/snaptarget.c in namespace A, driven on stdin (snaplib.Target)."""
+    IDLE = False
+    CMD_TIMEOUT = 60
+    CONT = True
 
     def __init__(self, net, tmp, live_mib, shm=False):
-        Target.n += 1
-        self.tag = "ptmig-%d-%d" % (os.getpid(), Target.n)
+        snaplib.Target.n += 1
+        self.tag = "ptmig-%d-%d" % (os.getpid(), snaplib.Target.n)
         self.tmp = tmp
         e = env()
         # no rseq: an idle target then does not change (test_snapshot.py)
@@ -612,34 +524,11 @@ class Target:
         self.live = self.reg["live"]
         self.npages = self.live["size"] // PS
 
-    def cmd(self, line, timeout=60):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
-        ready = sel.select(timeout)
-        sel.close()
-        if not ready:
-            raise RuntimeError("snaptarget: no answer to %r in %d s" % (line, timeout))
-        ans = self.p.stdout.readline()
-        if not ans:
-            raise RuntimeError("snaptarget: exited on %r (rc %s)" % (line, self.p.poll()))
-        doc = json.loads(ans)
-        if isinstance(doc, dict) and "error" in doc:
-            raise RuntimeError("snaptarget: %r: %s" % (line, doc["error"]))
-        return doc
-
     def populate(self):
         """Every page of the live region written (about: 3 writes per page)."""
         self.cmd("live 4000")
         wait_until(lambda: self.cmd("progress")["k"] >= 3 * self.npages, 30, 0.05, 1000)
         self.cmd("stop")
-
-    def answers(self, timeout=10):
-        try:
-            return self.cmd("ping", timeout=timeout).get("pong") == self.pid
-        except Exception:
-            return False
 
     def dump(self, names=STABLE):
         path = os.path.join(self.tmp, "dump-%s" % self.tag)
@@ -693,20 +582,6 @@ class Target:
         if not wait_until(lambda: self.cmd("progress")["k"] > k0, 10, 0.05, 200):
             why.append("the live writer does not go on (k %d)" % k0)
         return not why, "; ".join(why)
-
-    def quit(self):
-        if self.p.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGCONT)
-                self.p.stdin.write("quit\n")
-                self.p.stdin.flush()
-                self.p.wait(timeout=30)
-            except Exception:
-                self.p.kill()
-                self.p.wait()
-        for f in self.files:
-            if f and os.path.exists(f):
-                os.unlink(f)
 
 
 # ---------------------------------------------------------------- migration
@@ -894,7 +769,7 @@ def check_equal(t, m, tmp, k0):
         t_ok(False, "the live region equals the writer after exactly K writes",
              "extract failed: %s (%d bytes)" % (err.strip(), len(data)))
         return
-    K, bad = live_check(data, t.npages)
+    K, bad = live_check(data, t.npages, most=20)
     t_ok(not bad and K >= k0, "the live region equals the writer after exactly K=%d writes" % K,
          "K %d (writer at %d when the sender started)\n%s" % (K, k0, "\n".join(bad[:15])))
 

@@ -42,17 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from taplib import diag, done, ok, plan, skip, skip_all  # noqa: E402
+from taplib import (BUDGET, T0, Section, diag, done, over_budget, plan, skip_all,  # noqa: E402
+                    skip_rest, t_ok, t_skip)
 from snaplib import (PS, ZERO_CRC, Swap, Target, free_pid, kb, live_check, mix,  # noqa: E402
                      smaps_swap, within)
 
-T0 = time.time()
-BUDGET = int(os.environ.get("PT_TEST_TIMEOUT", "0") or 0) or 600
 SNAP_MB = int(os.environ.get("PT_TEST_SNAP_MB", "0") or 0) or 1024
 NOT_BUILT = "snapshot command not built"
 REPORT_KEYS = ("pause_ms", "rounds", "bytes_copied", "bytes_stored", "pages_data", "pages_zero",
@@ -64,54 +62,6 @@ AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
 SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
             ("swap", 4), ("kill", 3), ("core", 6), ("errors", 4))
-
-
-# ---------------------------------------------------------------- sections
-class Section:
-    """Exactly @n subtests: an exception or a short section fails the rest."""
-    cur = None
-
-    def __init__(self, name, n):
-        self.name, self.n, self.count = name, n, 0
-
-    def __enter__(self):
-        Section.cur = self
-        return self
-
-    def left(self):
-        return self.n - self.count
-
-    def __exit__(self, typ, val, tb):
-        if typ is not None and self.left() > 0:
-            why = "".join(traceback.format_exception(typ, val, tb))[-1500:]
-            for i in range(self.left()):
-                t_ok(False, "%s: not reached (exception)" % self.name, why if i == 0 else None)
-        while self.left() > 0:
-            t_ok(False, "%s: subtest missing (section printed too few)" % self.name)
-        if self.left() < 0:
-            diag("section %s printed %d too many" % (self.name, -self.left()))
-        Section.cur = None
-        return typ is None or issubclass(typ, Exception)
-
-
-def t_ok(cond, name, why=None):
-    Section.cur.count += 1
-    return ok(cond, "%s: %s" % (Section.cur.name, name), why)
-
-
-def t_skip(name, reason):
-    Section.cur.count += 1
-    skip("%s: %s" % (Section.cur.name, name), reason)
-
-
-def skip_rest(reason):
-    s = Section.cur
-    for i in range(s.left()):
-        t_skip("[%d/%d]" % (s.count + 1, s.n), reason)
-
-
-def over_budget():
-    return time.time() - T0 > BUDGET * 0.85
 
 
 # ---------------------------------------------------------------- helpers

@@ -62,6 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC_DIR = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from taplib import _count, diag, done, ok, plan, skip, skip_all  # noqa: E402
+from snaplib import Swap  # noqa: E402
 
 
 def env_int(name, default):
@@ -495,32 +496,6 @@ def same_files(a, b):
 
 
 # ---------------------------------------------------------------- set-up
-class Swap:
-    """zram swap held by `snaptarget --swap MB` (tools/common/zram.h)."""
-
-    def __init__(self, exe):
-        self.p = None
-        self.ok, self.why = False, "%s not built" % exe
-        if not os.access(exe, os.X_OK):
-            return
-        self.p = subprocess.Popen([exe, "--swap", "2048"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        doc = json.loads(self.p.stdout.readline() or "{}")
-        self.ok = bool(doc.get("active"))
-        self.why = doc.get("why") or "no swap"
-
-    def stop(self):
-        if not self.p:
-            return
-        try:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.flush()
-            self.p.wait(timeout=120)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-
-
 INIT = """#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
