@@ -88,7 +88,9 @@ if [ ! -e "$sbuild/build.ninja" ]; then
 		-Dbuildtype=debugoptimized >"$logs/build.log" 2>&1 ||
 		fail "meson setup of $sbuild failed (see $logs/build.log)"
 fi
-targets=$(for t in $tests; do printf 'tests/%s ' "$t"; done)
+# helper programs some tests run beside themselves (built without sanitizers)
+helpers="snapchild coretarget"
+targets=$(for t in $tests $helpers; do printf 'tests/%s ' "$t"; done)
 # -k 0: one test that does not build must not keep the others from running;
 # it gets a failing log of its own instead.
 # shellcheck disable=SC2086
@@ -119,6 +121,9 @@ for t in $tests; do
 	# strip only the copy: the build keeps its debug info for the host
 	strip -o "$root/tests/$t" "$sbuild/tests/$t" 2>/dev/null ||
 		cp "$sbuild/tests/$t" "$root/tests/$t"
+done
+for h in $helpers; do	# a helper that did not build: its tests say so
+	[ -x "$sbuild/tests/$h" ] && cp "$sbuild/tests/$h" "$root/tests/$h"
 done
 # zram swap: zram and what it needs (modinfo), plus the lzo-rle compressor
 # it defaults to.  Debian may ship modules compressed; busybox insmod wants
