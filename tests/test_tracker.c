@@ -1234,7 +1234,7 @@ static void self_overhead(enum pt_track_backend b)
 	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = b, .start = (uintptr_t)p,
 				     .end = (uintptr_t)p + OV_PAGES * FX_PAGE };
 	struct pt_tracker_stats st = { .sz = sizeof(st) };
-	uint64_t cost = 0, want = b == PT_TRACK_HASH ? 0 : OV_PAGES;
+	uint64_t cost = 0, want = b == PT_TRACK_HASH ? 0 : OV_PAGES, tick_ns;
 	struct pt_dirty d[OV_PAGES];
 	struct pt_tracker *tr;
 	bool more;
@@ -1265,11 +1265,14 @@ static void self_overhead(enum pt_track_backend b)
 	       "%s: %d pages written: pages_faulted %" PRIu64 " (want %" PRIu64 "), est_fault_ns %"
 	       PRIu64 " = that x %" PRIu64 " ns", bn, OV_PAGES, st.pages_faulted, want,
 	       st.est_fault_ns, cost);
+	/* The target's CPU comes from /proc/PID/stat in clock ticks (10 ms):
+	 * a round shorter than a tick can still see one or two tick edges. */
+	tick_ns = 1000000000ULL / (uint64_t)(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
 	tap_ok(st.interval_ns > 0 && st.self_cpu_ns > 0 && st.self_cpu_ns < 10 * st.interval_ns &&
-	       st.target_cpu_ns < 10 * st.interval_ns &&
+	       st.target_cpu_ns <= 10 * st.interval_ns + 2 * tick_ns &&
 	       (b == PT_TRACK_HASH || st.target_minflt >= want),
 	       "%s: interval %" PRIu64 " ns, own CPU %" PRIu64 " ns, target CPU %" PRIu64
-	       " ns, minor faults %" PRIu64, bn, st.interval_ns, st.self_cpu_ns,
+	       " ns (in 10 ms ticks), minor faults %" PRIu64, bn, st.interval_ns, st.self_cpu_ns,
 	       st.target_cpu_ns, st.target_minflt);
 	pt_tracker_collect(tr, d, OV_PAGES, &more);
 	pt_tracker_stats(tr, &st);
