@@ -8,7 +8,8 @@
 # -p CREATES -x fault|pause|collect|hash), bench_scale's in PT_BENCH_SCALE_ARGS
 # (-c CAP_S -x areas|threads), bench_copy's in PT_BENCH_COPY_ARGS (-n REPS -s SIZE_MiB).
 # bench_snapshot's in PT_BENCH_SNAPSHOT_ARGS (-s SIZE_MiB -w WORKSET_MiB -r MB/s -d DIR
-# -x raw|frozen|chain|live|gcore), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
+# -x raw|frozen|chain|live|gcore -m pattern|mixed; it runs a second time on a mixed
+# target, frozen part only), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
 # -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate), bench_migrate's in
 # PT_BENCH_MIGRATE_ARGS (-n REPS -s SIZE_MiB -d DIR), bench_migrate_net.sh's in
 # PT_BENCH_MIB (the target's live region, MiB).
@@ -35,6 +36,8 @@ rc=0
 "$build/bench/bench_copy" ${PT_BENCH_COPY_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_snapshot" ${PT_BENCH_SNAPSHOT_ARGS:-} || rc=$?
+# shellcheck disable=SC2086
+"$build/bench/bench_snapshot" ${PT_BENCH_SNAPSHOT_ARGS:-} -m mixed -x frozen || rc=$?
 # shellcheck disable=SC2086
 "$build/bench/bench_modes" ${PT_BENCH_MODES_ARGS:-} || rc=$?
 # shellcheck disable=SC2086
