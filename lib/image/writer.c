@@ -10,8 +10,8 @@
  * workers (lib/image/zpool.c) and written in submission order; anything
  * else written while frames are in flight (an INDEX chunk) waits for them
  * first, so the file's bytes do not depend on the number of threads.
- * Memory: up to 2W frame buffers and their compressed twins (one of each
- * with one thread), one chunk buffer each of runs and frame entries, the
+ * Memory: up to max(2W, 16) frame buffers and their compressed twins (one
+ * of each with one thread), one chunk buffer each of runs and frame entries, the
  * layout and the encoded capture.
  */
 #include <errno.h>

@@ -42,8 +42,8 @@ struct pt__zframe {
  */
 PT_HIDDEN unsigned pt__zpool_threads(void);
 /*
- * @nthreads workers (1: none, inline) and 2 * nthreads slots of @fcap
- * pages (1 slot when inline).  0, -ENOMEM, -EINVAL (zstd rejected the
+ * @nthreads workers (1: none, inline) and max(2 * nthreads, 16) slots of
+ * @fcap pages (1 slot when inline).  0, -ENOMEM, -EINVAL (zstd rejected the
  * level) or -errno from pthread_create.
  */
 PT_HIDDEN int pt__zpool_create(int level, uint32_t fcap, unsigned nthreads,
