@@ -38,7 +38,7 @@
 
 struct shared {
 	volatile uint64_t spins[NTHREADS];	/* iterations of each thread */
-	volatile int rt_got;			/* SIGRTMIN handled */
+	int rt_got;				/* SIGRTMIN handled (atomic) */
 	uintptr_t areas;			/* first area; area i at areas + 2 i pages */
 };
 
@@ -71,7 +71,8 @@ static void *spin_main(void *arg)
 static void on_rt(int sig)
 {
 	(void)sig;
-	sh->rt_got++;
+	/* handlers may run on two threads at once (two CPUs): atomic */
+	__atomic_fetch_add(&sh->rt_got, 1, __ATOMIC_RELAXED);
 }
 
 static void on_usr2(int sig)
@@ -259,10 +260,11 @@ static void busy_threads(enum pt_track_backend b)
 	}
 	tap_ok(all_ok, "%s: %d collects within %d s, every thread running after each (%s; %d held)",
 	       bn, NCOLLECT, CAP_S, err ? strerror(-err) : "ok", held);
-	for (int k = 0; k < 200 && sh->rt_got < NSIG_SENT; k++)
+	for (int k = 0; k < 200 && __atomic_load_n(&sh->rt_got, __ATOMIC_RELAXED) < NSIG_SENT; k++)
 		usleep(5000);
-	tap_ok(sh->rt_got == NSIG_SENT, "%s: %d queued signals sent around the collects, %d delivered",
-	       bn, NSIG_SENT, sh->rt_got);
+	tap_ok(__atomic_load_n(&sh->rt_got, __ATOMIC_RELAXED) == NSIG_SENT,
+	       "%s: %d queued signals sent around the collects, %d delivered", bn, NSIG_SENT,
+	       __atomic_load_n(&sh->rt_got, __ATOMIC_RELAXED));
 	pt_tracker_stats(tr, &st);
 	tap_diag("%s, %d busy threads: set-up %.1f ms, longest collect %.1f ms, pause_ns_max %.3f ms"
 		 " (one thread), pause_total_ns_max %.3f ms (all)", bn, NTHREADS, setup_ns / 1e6,
