@@ -44,10 +44,13 @@ static void test_zombie(void)
 {
 	pid_t pid = fork();
 	struct pt_target *t;
+	siginfo_t si;
 
 	if (pid == 0)
 		_exit(0);
-	usleep(100000);	/* not reaped: a zombie without an mm */
+	/* wait until it has exited, without reaping it: a zombie without an mm */
+	while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+		;
 	errno = 0;
 	t = pt_target_create(pid, NULL);
 	tap_ok(!t && errno == ESRCH, "opening a zombie fails with ESRCH (%s)", strerror(errno));

@@ -592,8 +592,9 @@ static void test_read(void)
 
 	for (int i = 0; i < 3; i++)
 		ok &= inj(pid, SYS_getpid, 0, 0, &ret, &st) == 0 && ret == pid;
-	msleep(50);
-	bool still = atomic_load(&sh->phase) == 1 && proc_syscall(pid) == SYS_read;
+	/* back in read() once it gets a CPU (polled: the machine may be loaded) */
+	bool back = wait_syscall(pid, SYS_read, SYS_read, 2000);
+	bool still = atomic_load(&sh->phase) == 1 && back;
 
 	ok &= write(pipefd[1], "x", 1) == 1;
 	wait_phase(&sh->phase, 2, 2000);
@@ -655,9 +656,9 @@ static void test_pause(void)
 
 	for (int i = 0; i < 3; i++)
 		ok &= inj(pid, SYS_getpid, 0, 0, &ret, &st) == 0 && ret == pid;
-	msleep(50);
-	bool still = atomic_load(&sh->phase) == 1 && proc_syscall(pid) == SYS_pause &&
-		     atomic_load(&sh->hcount) == 0;
+	/* back in pause() once it gets a CPU (polled: the machine may be loaded) */
+	bool back = wait_syscall(pid, SYS_pause, SYS_pause, 2000);
+	bool still = atomic_load(&sh->phase) == 1 && back && atomic_load(&sh->hcount) == 0;
 
 	kill(pid, SIGUSR1);
 	wait_phase(&sh->phase, 2, 2000);
@@ -977,9 +978,14 @@ static void test_stopped(void)
 		msleep(1);
 	int r = inj(pid, SYS_getpid, 0, 0, &ret, &st);
 
-	/* detach wakes it; it re-enters the group-stop at once */
-	bool fr = frozen(&sh->ctr[0]);
+	/*
+	 * Detach wakes it; it re-enters the group-stop as soon as it gets a
+	 * CPU (polled: on a loaded machine that may take longer than 50 ms).
+	 */
+	for (int i = 0; i < 2000 && proc_state(pid) != 'T'; i++)
+		msleep(1);
 	char state = proc_state(pid);
+	bool fr = frozen(&sh->ctr[0]);
 	long long tracer = status_field(pid, "TracerPid:", 10);
 
 	kill(pid, SIGCONT);
