@@ -1218,7 +1218,8 @@ static int migrate(struct msend *s, const char *to)
 		e = xmit(s, PT_MIG_COMMIT, cm, sizeof(cm), NULL, 0, false);
 	}
 	if (!e) {
-		s->c.idle_timeout_ms = 600000;	/* the receiver writes the image: may take a while */
+		/* the receiver makes the result durable: may take a while */
+		s->c.idle_timeout_ms = s->idle_ms > 600000 ? s->idle_ms : 600000;
 		e = expect(s, PT_MIG_ACK_COMMIT, round, &f);
 	}
 	if (e) {
