@@ -30,7 +30,7 @@ its reason):
   swap     a half-swapped target: swapped pages are sent and stay swapped
   timeouts send --timeout / --idle-timeout with the receiver SIGSTOPped
            (its writes block): exit 1, one line, within the timeout plus
-           a margin of 25 s (the wire's idle timeout used to be 60 s
+           a margin of 35 s (the wire's idle timeout used to be 60 s
            whatever --timeout said), the target runs, nothing complete;
            receive --timeout with no sender (no -o FILE, no --into PATH
            nor marker); receive --idle-timeout with the sender SIGSTOPped;
@@ -642,7 +642,7 @@ def finish_bg(p, timeout=180):
 def sec_timeouts(tmp, key):
     # the margin over a timeout: startup, the 2 s grace, ABORT, cleanup
     # (the old behaviour, 60 s of idle timeout, is far above it)
-    margin = 25
+    margin = 35
     t = Target(tmp, "--big", "32")
     try:
         # 1-2: --timeout with the receiver stopped once it accepted

@@ -38,7 +38,8 @@ with its reason):
   150-throttle / 150-off   the writer at 150% of a 100 Mbit/s link:
               --throttle auto must complete throttled; --throttle off
               --max-rounds 4 must fail with result max_rounds
-  fail-*      receiver SIGKILLed, link down, receiver's disk full, wrong
+  fail-*      receiver SIGKILLed, link down (with --force-switchover too:
+              no switch-over on a dead link), receiver's disk full, wrong
               key, a proxy flipping one byte, a proxy cutting the stream,
               the sender SIGKILLed while the target is frozen: a clear
               error on each side, nothing presented as complete, the
@@ -82,7 +83,7 @@ SECTIONS = (("net", 3), ("usage", 5),
             ("ok-1g-10", 5), ("ok-1g-50", 5), ("ok-100m-10-into", 5),
             ("ok-lat20-10", 5), ("ok-loss1-10-into", 5),
             ("150-throttle", 6), ("150-off", 4),
-            ("fail-kill-receiver", 4), ("fail-link-down", 5), ("fail-disk-full", 4),
+            ("fail-kill-receiver", 4), ("fail-link-down", 5), ("fail-link-down-force", 5), ("fail-disk-full", 4),
             ("fail-wrong-key", 4), ("fail-flip", 4), ("fail-cut", 4), ("fail-kill-sender", 4))
 PT = None
 EXE = None
@@ -866,18 +867,19 @@ def sec_kill_receiver(net, tmp, key):
         cleanup(t, m)
 
 
-def sec_link_down(net, tmp, key):
+def sec_link_down(net, tmp, key, force=False):
     """The link goes down mid-stream: the sender's --timeout 10s ends it
     (every wait is capped by it: within 10 s + a margin of 25 s, where
     the wire's idle timeout alone took 60 s), the receiver's
-    --idle-timeout 15s ends the receiver."""
+    --idle-timeout 15s ends the receiver.  With --force-switchover too:
+    the link is dead, so no switch-over (the target never frozen)."""
     s = fail_setup(net, tmp, key, "100m", into=True, recv_extra=("--idle-timeout", "15s"))
     if not s:
         return
     t, m, before = s
     try:
         t_start = time.time()
-        m.sender(key, extra=("--timeout", "10s"))
+        m.sender(key, extra=("--timeout", "10s") + (("--force-switchover",) if force else ()))
         if not mid_stream(net, m, 1 << 20):
             t_ok(False, "the stream was seen mid-way", m.send.story())
             skip_rest("not mid-stream")
@@ -898,7 +900,7 @@ def sec_link_down(net, tmp, key):
             rr = m.recv.wait(30)
         if rs is None:
             m.send.kill()
-        fail_checks(m, t, before, rs, rr)
+        fail_checks(m, t, before, rs, rr, result="timeout")
     finally:
         net.link(True)
         cleanup(t, m)
@@ -1242,6 +1244,8 @@ def main():
                     sec_kill_receiver(net, tmp, key)
                 elif name == "fail-link-down":
                     sec_link_down(net, tmp, key)
+                elif name == "fail-link-down-force":
+                    sec_link_down(net, tmp, key, force=True)
                 elif name == "fail-disk-full":
                     sec_disk_full(net, tmp, key)
                 elif name == "fail-wrong-key":

@@ -897,13 +897,9 @@ static uint64_t pending_bytes(struct msend *s)
 	return b;
 }
 
-static int refresh_layout(struct msend *s)
+/* Remember the private areas sent, to tell new parts next round. */
+static int remember_areas(struct msend *s)
 {
-	/* remember the private areas sent, to tell new parts next round; after
-	   a cut round, those of the last complete one (the cut round's new
-	   parts were perhaps not sent) */
-	if (s->cut)
-		goto vmas;
 	free(s->prev);
 	s->prev = calloc(s->na + 1, sizeof(*s->prev));
 	if (!s->prev)
@@ -915,7 +911,19 @@ static int refresh_layout(struct msend *s)
 			s->prev[s->nprev].end = s->areas[li].end;
 			s->nprev++;
 		}
-vmas:
+	return 0;
+}
+
+static int refresh_layout(struct msend *s)
+{
+	/* after a cut round, keep the last complete round's areas: the cut
+	   round's new parts were perhaps not sent */
+	if (!s->cut) {
+		int e = remember_areas(s);
+
+		if (e)
+			return e;
+	}
 	pt_vmas_free(s->v);
 	s->v = NULL;
 	s->nv = 0;

@@ -297,7 +297,8 @@ static int read_record(struct pt__mig_conn *c, size_t *n, bool first)
 		return pt__mig_fail(c, e, "out of memory");
 	e = read_all(c, c->rbuf, len);
 	if (e)
-		return read_err(c, e, first ? "during the handshake" : "mid-stream (truncated)");
+		return read_err(c, e, first ? "during the handshake" : e == -ECONNRESET ?
+				"mid-stream (truncated)" : "mid-stream");
 	if (c->secure) {
 		unsigned long long mlen = 0;
 		unsigned char tag = 0;
