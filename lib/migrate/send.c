@@ -242,8 +242,9 @@ static int xmit(struct msend *s, uint32_t type, const void *head, size_t n1, con
 		}
 	}
 	if (e) {
-		/* at the deadline or with the stream torn: no time to read */
-		if (e != -ETIME && !s->c.torn)
+		/* at the deadline: no time to read (else the receiver's ERROR
+		   frame, if it sent one, says why) */
+		if (e != -ETIME)
 			peer_error(s);
 		return e;
 	}

@@ -133,8 +133,8 @@ static int write_all(struct pt__mig_conn *c, const void *buf, size_t n)
 
 				if (e == -ETIME && n == n0)
 					return e;	/* nothing of it sent: the stream is intact */
-				if (e == -ETIME)
-					c->torn = true;
+				if (e && n < n0)
+					c->torn = true;	/* a half-written record */
 				if (e)
 					return pt__mig_fail(c, e, "sending: %s", e == -ETIME ?
 							    "the peer stopped reading (--timeout "
@@ -146,6 +146,8 @@ static int write_all(struct pt__mig_conn *c, const void *buf, size_t n)
 			}
 			int e = -errno;
 
+			if (n < n0)
+				c->torn = true;
 			return pt__mig_fail(c, e, "sending: %s", e == -EPIPE || e == -ECONNRESET ?
 					    "connection closed by the peer" : strerror(-e));
 		}

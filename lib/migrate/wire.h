@@ -66,8 +66,8 @@ struct pt__mig_conn {
 	 * The sender's --timeout (doc/migration-protocol.md, "Timeouts"):
 	 * absolute pt__now_ns(), 0 = none.  No wait outlives it: a record
 	 * not begun is not sent (-ETIME, the stream intact); a record begun
-	 * and a read may take @grace_ns more, then -ETIME with @torn set
-	 * when a record was left half-written (the stream is unusable).
+	 * and a read may take @grace_ns more, then -ETIME.  @torn: a
+	 * record was left half-written (any error): the stream is unusable.
 	 */
 	uint64_t deadline_ns, grace_ns;
 	bool torn;
