@@ -79,6 +79,12 @@ _Static_assert(sizeof(struct pt_sampler_opts) == PT__OPTS_END(pt_sampler_opts, e
 _Static_assert(sizeof(struct pt_tracker_stats) == PT__OPTS_END(pt_tracker_stats, hash_cpu_ns) &&
 	       offsetof(struct pt_tracker_stats, rounds) == sizeof(size_t),
 	       "pt_tracker_stats has padding");
+_Static_assert(sizeof(struct pt_migrate_send_opts) ==
+	       PT__OPTS_END(pt_migrate_send_opts, idle_timeout_ns),
+	       "pt_migrate_send_opts has tail padding");
+_Static_assert(sizeof(struct pt_migrate_recv_opts) ==
+	       PT__OPTS_END(pt_migrate_recv_opts, accept_timeout_ns),
+	       "pt_migrate_recv_opts has tail padding");
 
 /* CLOCK_MONOTONIC in nanoseconds (durations, pauses, deadlines). */
 static inline uint64_t pt__now_ns(void)

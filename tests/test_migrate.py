@@ -28,12 +28,22 @@ its reason):
            (--max-rounds 1): both sides fail with one clear line, nothing
            is presented as complete, the target runs on
   swap     a half-swapped target: swapped pages are sent and stay swapped
+  timeouts send --timeout / --idle-timeout with the receiver SIGSTOPped
+           (its writes block): exit 1, one line, within the timeout plus
+           a margin of 35 s (the wire's idle timeout used to be 60 s
+           whatever --timeout said), the target runs, nothing complete;
+           receive --timeout with no sender (no -o FILE, no --into PATH
+           nor marker); receive --idle-timeout with the sender SIGSTOPped;
+           a round cut by --timeout on a link capped at 4 MB/s: ABORT
+           without --force-switchover, with it the switch-over sends what
+           the cut round did not and the image equals the source
 Env: PT_TEST_TIMEOUT the time budget (s, default 600).
 """
 import json
 import os
 import mmap
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -49,7 +59,7 @@ from taplib import BUDGET, done, over_budget, plan, skip_all, skip_rest, t_ok  #
 
 PS = os.sysconf("SC_PAGE_SIZE")
 SECTIONS = (("usage", 6), ("process", 6), ("chain", 6), ("object", 6), ("trust", 3), ("rate", 2),
-            ("failures", 17), ("swap", 3))
+            ("failures", 17), ("swap", 3), ("timeouts", 8))
 PT = None
 SNAPTARGET = None
 
@@ -576,6 +586,163 @@ def sec_swap(tmp, key):
         sw.stop()
 
 
+def listen_inode(pid):
+    """The inode of the only socket of a receiver that listens."""
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            return link
+    return None
+
+
+def wait_accepted(r, sock, timeout=60):
+    """The receiver closed its listening socket: it accepted the sender."""
+    end = time.time() + timeout
+    for _ in range(int(timeout / 0.02)):
+        if r.p.poll() is not None or time.time() > end:
+            return False
+        try:
+            links = [os.readlink("/proc/%d/fd/%s" % (r.p.pid, fd))
+                     for fd in os.listdir("/proc/%d/fd" % r.p.pid)]
+        except OSError:
+            links = [sock]
+        if sock not in links:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def send_bg(pid, port, *extra):
+    return subprocess.Popen([PT, "send", str(pid), "--to", "127.0.0.1:%d" % port, "--json"] +
+                            [str(a) for a in extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+
+
+def finish_bg(p, timeout=180):
+    """(exit status, JSON lines, stderr, seconds) of a send_bg()."""
+    t0 = time.time()
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGCONT)
+        p.kill()
+        out, err = p.communicate()
+    lines = []
+    for x in out.splitlines():
+        try:
+            lines.append(json.loads(x))
+        except ValueError:
+            pass
+    return p.returncode, lines, err, time.time() - t0
+
+
+def sec_timeouts(tmp, key):
+    # the margin over a timeout: startup, the 2 s grace, ABORT, cleanup
+    # (the old behaviour, 60 s of idle timeout, is far above it)
+    margin = 35
+    t = Target(tmp, "--big", "32")
+    try:
+        # 1-2: --timeout with the receiver stopped once it accepted
+        img = os.path.join(tmp, "to1.img")
+        r = Receiver("--key", key, "-o", img)
+        sock = listen_inode(r.p.pid)
+        t0 = time.time()
+        sp = send_bg(t.pid, r.port, "--key", key, "--timeout", "3s", "--bandwidth", "20M")
+        acc = wait_accepted(r, sock)
+        r.p.send_signal(signal.SIGSTOP)
+        rc, lines, err, _ = finish_bg(sp)
+        took = time.time() - t0
+        r.p.send_signal(signal.SIGCONT)
+        rrc, rout, rerr = r.wait()
+        t_ok(acc and rc == 1 and one_line(err) and len(err.strip().splitlines()) == 1 and
+             lines and lines[-1].get("result") == "timeout" and took < 3 + margin,
+             "send --timeout 3s, receiver SIGSTOPped: exit 1, one line, result timeout, "
+             "after %.1f s (< 3 + %d)" % (took, margin), err + json.dumps(lines[-1:]))
+        t_ok(rrc == 1 and one_line(rerr) and nothing_complete(img) and t.answers() and
+             t.state() != "T", "... the receiver fails (one line), no image, the target runs",
+             rerr)
+        # 3: --idle-timeout alone
+        img = os.path.join(tmp, "to2.img")
+        r = Receiver("--key", key, "-o", img)
+        sock = listen_inode(r.p.pid)
+        t0 = time.time()
+        sp = send_bg(t.pid, r.port, "--key", key, "--idle-timeout", "2s", "--bandwidth", "20M")
+        acc = wait_accepted(r, sock)
+        r.p.send_signal(signal.SIGSTOP)
+        rc, lines, err, _ = finish_bg(sp)
+        took = time.time() - t0
+        r.p.send_signal(signal.SIGCONT)
+        rrc, rout, rerr = r.wait()
+        t_ok(acc and rc == 1 and one_line(err, "timeout") and rrc == 1 and
+             nothing_complete(img) and took < 2 + margin and t.answers() and t.state() != "T",
+             "send --idle-timeout 2s, receiver SIGSTOPped: exit 1 after %.1f s, the error "
+             "says timeout, no image, the target runs" % took, err + rerr)
+        # 4: receive --timeout, nobody connects (-o and --into)
+        img = os.path.join(tmp, "to3.img")
+        dst = "/dev/shm/pt-migtest-%d-to4" % os.getpid()
+        t0 = time.time()
+        rc, out, err = run("receive", "--listen", "127.0.0.1:0", "--key", key, "-o", img,
+                           "--timeout", "1s", timeout=60)
+        rc2, out2, err2 = run("receive", "--listen", "127.0.0.1:0", "--key", key, "--into", dst,
+                              "--timeout", "1s", timeout=60)
+        took = time.time() - t0
+        left = [f for f in (img, dst, dst + ".pagetrack-incomplete") if os.path.exists(f)]
+        for f in left:
+            os.unlink(f)
+        t_ok(rc == 1 and rc2 == 1 and one_line(err, "no sender") and one_line(err2, "no sender")
+             and not left and took < 2 + 2 * margin,
+             "receive --timeout 1s without a sender: exit 1, one line, no FILE, no PATH nor "
+             "marker (%.1f s for both)" % took, err + err2 + " left %s" % left)
+        # 5: receive --idle-timeout, the sender stopped mid-round 0 (at 4 MB/s
+        # round 0 takes 8 s or more: the target is not frozen)
+        img = os.path.join(tmp, "to5.img")
+        r = Receiver("--key", key, "-o", img, "--idle-timeout", "2s")
+        sock = listen_inode(r.p.pid)
+        sp = send_bg(t.pid, r.port, "--key", key, "--bandwidth", "4M", "--no-compress")
+        acc = wait_accepted(r, sock)
+        sp.send_signal(signal.SIGSTOP)
+        t0 = time.time()
+        rrc, rout, rerr = r.wait(2 + margin)
+        took = time.time() - t0
+        sp.send_signal(signal.SIGCONT)
+        rc, lines, err, _ = finish_bg(sp)
+        t_ok(acc and rrc == 1 and one_line(rerr, "timeout") and nothing_complete(img) and
+             rc == 1 and t.answers() and t.state() != "T",
+             "receive --idle-timeout 2s, the sender SIGSTOPped: exit 1 after %.1f s, the "
+             "error says timeout, no image; the sender fails, the target runs" % took,
+             rerr + err)
+        # 6-8: a round cut on a live link (round 0 needs 8 s or more at 4 MB/s)
+        img = os.path.join(tmp, "to6.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--bandwidth", "4M", "--no-compress",
+                              "--timeout", "2s")
+        rrc, rout, rerr = r.wait()
+        t_ok(rc == 1 and lines and lines[-1].get("result") == "timeout" and rrc == 1 and
+             (one_line(rerr, "aborted") or one_line(rerr, "closed by the peer")) and
+             nothing_complete(img) and t.answers() and t.state() != "T",
+             "--timeout 2s cuts round 0: exit 1, result timeout, the receiver is told, no "
+             "image, the target runs", err + rerr + json.dumps(lines[-1:]))
+        img = os.path.join(tmp, "to7.img")
+        r = Receiver("--key", key, "-o", img)
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--bandwidth", "4M", "--no-compress",
+                              "--timeout", "2s", "--force-switchover", "--after", "stop")
+        rrc, rout, rerr = r.wait()
+        fin = lines[-1] if lines else {}
+        t_ok(rc == 0 and rrc == 0 and fin.get("result") == "completed" and
+             fin.get("rounds") == 0,
+             "--timeout 2s --force-switchover: round 0 cut, switched over, completed",
+             err + rerr + json.dumps(fin))
+        vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+        os.kill(t.pid, signal.SIGCONT)
+        t_ok(rc == 0 and vrc == 0, "... the image equals the source (what the cut round did "
+             "not send went in the final round)", vout + verr)
+    finally:
+        t.quit()
+
+
 def main():
     global PT, SNAPTARGET
     if len(sys.argv) != 2:
@@ -612,6 +779,8 @@ def main():
                     sec_failures(tmp, key)
                 elif name == "swap":
                     sec_swap(tmp, key)
+                elif name == "timeouts":
+                    sec_timeouts(tmp, key)
             Receiver.reap()
     finally:
         Receiver.reap()

@@ -38,7 +38,8 @@ with its reason):
   150-throttle / 150-off   the writer at 150% of a 100 Mbit/s link:
               --throttle auto must complete throttled; --throttle off
               --max-rounds 4 must fail with result max_rounds
-  fail-*      receiver SIGKILLed, link down, receiver's disk full, wrong
+  fail-*      receiver SIGKILLed, link down (with --force-switchover too:
+              no switch-over on a dead link), receiver's disk full, wrong
               key, a proxy flipping one byte, a proxy cutting the stream,
               the sender SIGKILLed while the target is frozen: a clear
               error on each side, nothing presented as complete, the
@@ -82,7 +83,7 @@ SECTIONS = (("net", 3), ("usage", 5),
             ("ok-1g-10", 5), ("ok-1g-50", 5), ("ok-100m-10-into", 5),
             ("ok-lat20-10", 5), ("ok-loss1-10-into", 5),
             ("150-throttle", 6), ("150-off", 4),
-            ("fail-kill-receiver", 4), ("fail-link-down", 4), ("fail-disk-full", 4),
+            ("fail-kill-receiver", 4), ("fail-link-down", 5), ("fail-link-down-force", 5), ("fail-disk-full", 4),
             ("fail-wrong-key", 4), ("fail-flip", 4), ("fail-cut", 4), ("fail-kill-sender", 4))
 PT = None
 EXE = None
@@ -800,7 +801,7 @@ def fail_checks(m, t, before, rs, rr, result=None, recv_killed=False, recv_err=N
     t_ok(good, "the source target resumed and unharmed", why)
 
 
-def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10):
+def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10, recv_extra=()):
     """Target populated with its writer at @pct% of the link, receiver up:
     (t, m, before) or None when a reason was printed."""
     why = net.set_profile(profile)
@@ -816,7 +817,7 @@ def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10):
     dst = "/dev/shm/ptmig-%d-%s" % (os.getpid(), name) if into else None
     if dst:
         FILES.extend([dst, dst + ".pagetrack-incomplete"])
-    if not m.receiver(key, out=out, into=dst):
+    if not m.receiver(key, out=out, into=dst, extra=recv_extra):
         t_ok(False, "receiver listens", m.recv.story())
         skip_rest("no receiver")
         m.kill_all()
@@ -866,13 +867,19 @@ def sec_kill_receiver(net, tmp, key):
         cleanup(t, m)
 
 
-def sec_link_down(net, tmp, key):
-    s = fail_setup(net, tmp, key, "100m", into=True)
+def sec_link_down(net, tmp, key, force=False):
+    """The link goes down mid-stream: the sender's --timeout 10s ends it
+    (every wait is capped by it: within 10 s + a margin of 25 s, where
+    the wire's idle timeout alone took 60 s), the receiver's
+    --idle-timeout 15s ends the receiver.  With --force-switchover too:
+    the link is dead, so no switch-over (the target never frozen)."""
+    s = fail_setup(net, tmp, key, "100m", into=True, recv_extra=("--idle-timeout", "15s"))
     if not s:
         return
     t, m, before = s
     try:
-        m.sender(key, extra=("--timeout", "10s"))
+        t_start = time.time()
+        m.sender(key, extra=("--timeout", "10s") + (("--force-switchover",) if force else ()))
         if not mid_stream(net, m, 1 << 20):
             t_ok(False, "the stream was seen mid-way", m.send.story())
             skip_rest("not mid-stream")
@@ -880,7 +887,11 @@ def sec_link_down(net, tmp, key):
         net.link(False)
         t_down = time.time()
         rs = m.send.wait(75)
+        took = time.time() - t_start
         diag("link down: sender exit %s after %.1f s" % (rs, time.time() - t_down))
+        t_ok(rs is not None and took < 10 + 25,
+             "the sender ended %.1f s after its start (--timeout 10s + a margin of 25 s)" % took,
+             m.send.story())
         rr = m.recv.wait(max(1, 75 - (time.time() - t_down)))
         diag("link down: receiver %s while the link was down" % (
             "exited %s" % rr if rr is not None else "still waiting"))
@@ -889,7 +900,7 @@ def sec_link_down(net, tmp, key):
             rr = m.recv.wait(30)
         if rs is None:
             m.send.kill()
-        fail_checks(m, t, before, rs, rr)
+        fail_checks(m, t, before, rs, rr, result="timeout")
     finally:
         net.link(True)
         cleanup(t, m)
@@ -1233,6 +1244,8 @@ def main():
                     sec_kill_receiver(net, tmp, key)
                 elif name == "fail-link-down":
                     sec_link_down(net, tmp, key)
+                elif name == "fail-link-down-force":
+                    sec_link_down(net, tmp, key, force=True)
                 elif name == "fail-disk-full":
                     sec_disk_full(net, tmp, key)
                 elif name == "fail-wrong-key":

@@ -1171,13 +1171,17 @@ struct pt_migrate_send_opts {
 	const uint64_t *areas;		/* send the private areas holding these addresses */
 	size_t nareas;			/* no objects and no areas: the whole process */
 	uint64_t downtime_ns;		/* switch-over limit; 0 = 300 ms */
-	uint64_t timeout_ns;		/* whole pre-copy; 0 = none */
+	uint64_t timeout_ns;		/* whole pre-copy, every wait in it
+					   included (a round in progress is cut);
+					   0 = none */
 	uint64_t bandwidth_bps;		/* send-rate cap; 0 = none */
 	const char *switchover_cmd;	/* sh -c at switch-over, before the last delta */
 	int32_t level;			/* zstd level; 0 = 1 */
 	uint32_t reserved;
 	pt_migrate_round_fn on_round;
 	void *ctx;
+	uint64_t idle_timeout_ns;	/* a write blocked or no answer for this
+					   long: fail; 0 = 60 s */
 };
 
 struct pt_migrate_report {
@@ -1219,6 +1223,8 @@ struct pt_migrate_recv_opts {
 	void (*listening)(const char *addr, void *ctx);
 	void *ctx;
 	uint64_t idle_timeout_ns;	/* no data for this long: fail; 0 = 60 s */
+	uint64_t accept_timeout_ns;	/* no sender connected within this: fail
+					   (-ETIMEDOUT); 0 = wait forever */
 };
 
 struct pt_migrate_recv_report {

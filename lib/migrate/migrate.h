@@ -16,8 +16,11 @@
 #define PT_MIG_ACK_COMMIT	3u
 #define PT_MIG_ACK_LEN		16u
 
-/* ROUND_BEGIN / ROUND_END: u32 round, u32 final (BEGIN) or 0, u64 pages (END) */
+/* ROUND_BEGIN / ROUND_END: u32 round, u32 final (BEGIN) or flags (END), u64 pages (END) */
 #define PT_MIG_ROUND_LEN	16u
+/* ROUND_END flags: the round was cut at the sender's --timeout (not
+   complete; the final round that follows continues its delta) */
+#define PT_MIG_ROUND_CUT	1u
 /* PAGES head: u8 owner_type, u8 kind, u8 flags, u8 detail, u32 owner, u64 offset,
    u32 npages, u32 0; then npages pages for DATA */
 #define PT_MIG_PAGES_HEAD	24u

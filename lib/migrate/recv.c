@@ -1024,8 +1024,21 @@ static int serve(struct mrecv *r)
 				stream_pages(r, f.payload);
 			break;
 		case PT_MIG_ROUND_END:
-			if (f.len < PT_MIG_ROUND_LEN || pt__get32(f.payload) != r->round)
+			if (f.len < PT_MIG_ROUND_LEN || pt__get32(f.payload) != r->round || r->final)
 				return fail(r, -EPROTO, "protocol error: ROUND_END");
+			if (pt__get32(f.payload + 4) & PT_MIG_ROUND_CUT) {
+				/* cut at the sender's --timeout: no layer; what came in
+				   it stays "received this round" for the final round's
+				   delta, whose ROUND_BEGIN comes next */
+				if (r->o.output) {
+					stream_stop(r);
+					free(r->sw_path);
+					r->sw_path = NULL;
+				}
+				if ((e = ack(r, PT_MIG_ACK_ROUND, r->round, r->pages_rx)))
+					return e;
+				break;
+			}
 			r->rep->rounds = r->round + 1;
 			/* the layer is written before the ack: the sender's next round
 			   (the switch-over's, at the latest) does not wait behind it */
@@ -1116,15 +1129,28 @@ static int listen_on(struct mrecv *r, const char *addr, int *out)
 
 static int accept_one(struct mrecv *r, int lfd, int *out)
 {
+	uint64_t end = r->o.accept_timeout_ns ? pt__now_ns() + r->o.accept_timeout_ns : 0;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 
+	if (end && fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK))
+		return fail(r, -errno, "listening: %s", strerror(errno));
 	for (;;) {
+		if (end) {
+			struct pollfd p = { .fd = lfd, .events = POLLIN };
+			uint64_t now = pt__now_ns();
+
+			if (now >= end)
+				return fail(r, -ETIMEDOUT, "no sender connected within %.3g s "
+					    "(--timeout)", (double)r->o.accept_timeout_ns / 1e9);
+			if (poll(&p, 1, (int)((end - now + 999999) / 1000000)) <= 0)
+				continue;	/* the time is checked again */
+		}
 		sl = sizeof(ss);
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
 				continue;
 			return fail(r, -errno, "accept: %s", strerror(errno));
 		}
@@ -1184,11 +1210,12 @@ int pt_migrate_receive(const char *listen, const struct pt_migrate_recv_opts *op
 	if (lfd >= 0)
 		close(lfd);
 	if (!e) {
+		r.c.idle_timeout_ms = r.o.idle_timeout_ns ? (r.o.idle_timeout_ns + 999999) / 1000000
+							  : 60000;
 		e = pt__mig_conn_init(&r.c, fd, false,
 				      (r.o.flags & PT_MIGRATE_INSECURE) ? NULL : r.o.key,
 				      r.o.key_len, err, errlen);
 		r.connected = true;
-		r.c.idle_timeout_ms = r.o.idle_timeout_ns ? r.o.idle_timeout_ns / 1000000 : 60000;
 		if (!e)
 			e = serve(&r);
 		if (e && e != -ECANCELED)

@@ -25,12 +25,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
 #include <xxhash.h>
 
 #include "migrate.h"
@@ -38,6 +41,11 @@
 
 #define P PT_PAGE_SIZE
 #define DIRTY_CAP 4096u
+/* --timeout: a record begun at the deadline may finish within this */
+#define CUT_GRACE_NS 2000000000ULL
+/* --timeout --force-switchover: the cut round's acknowledgement within
+   this (plus what is in flight at the measured rate) */
+#define CUT_ACK_MS 5000u
 
 struct mobj {
 	struct pt_image_object o;	/* as sent in LAYOUT (name owned here) */
@@ -77,6 +85,10 @@ struct msend {
 	size_t nd, dcap;
 	bool objects_mode;
 	bool trust;			/* PT_MIGRATE_TRUST_SHARED */
+	uint64_t idle_ms;		/* the idle timeout between frames */
+	bool cut;			/* a round was cut at the deadline: its
+					   pages go again in the final round */
+	bool ack_late;			/* the deadline passed waiting for an ACK */
 	/* the frame being assembled */
 	unsigned char head[PT_MIG_PAGES_HEAD];
 	uint64_t round_pages, round_changed_obj;
@@ -110,6 +122,35 @@ static int fail(struct msend *s, int e, const char *fmt, ...)
 
 /* ---- connecting ---- */
 
+/* connect() bounded by the idle timeout and the deadline (-ETIMEDOUT, -ETIME). */
+static int connect_wait(struct msend *s, int fd, const struct addrinfo *ai)
+{
+	uint64_t end = pt__now_ns() + s->idle_ms * 1000000, dl = s->c.deadline_ns;
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return 0;
+	if (errno != EINPROGRESS)
+		return -errno;
+	for (;;) {
+		uint64_t now = pt__now_ns(), lim = dl && dl < end ? dl : end;
+
+		if (now >= lim)
+			return lim == dl ? -ETIME : -ETIMEDOUT;
+		int r = poll(&p, 1, (int)((lim - now + 999999) / 1000000));
+
+		if (r > 0)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l))
+		return -errno;
+	return -err;
+}
+
 static int connect_to(struct msend *s, const char *to, int *fdp)
 {
 	char host[256], port[16];
@@ -127,20 +168,25 @@ static int connect_to(struct msend *s, const char *to, int *fdp)
 			e = -EPERM;
 			continue;
 		}
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
 		if (fd < 0) {
 			e = -errno;
 			continue;
 		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		e = connect_wait(s, fd, ai);
+		if (!e)
 			break;
-		e = -errno;
 		close(fd);
 		fd = -1;
+		if (e == -ETIME || e == -ETIMEDOUT)
+			break;
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
 		return e == -EPERM ? fail(s, e, "--insecure is allowed on loopback only (%s)", host)
+		       : e == -ETIME ? fail(s, e, "connecting to %s: no answer by the --timeout", to)
+		       : e == -ETIMEDOUT ? fail(s, e, "connecting to %s: no answer (timeout)", to)
 				   : fail(s, e, "connecting to %s: %s", to, strerror(-e));
 	int one = 1;
 
@@ -160,6 +206,7 @@ static void peer_error(struct msend *s)
 		s->err[0] = 0;
 	s->c.err = s->err;
 	s->c.idle_timeout_ms = 300;
+	s->c.deadline_ns = 0;
 	for (int i = 0; i < 64; i++) {
 		if (pt__mig_recv(&s->c, &f))
 			break;
@@ -195,7 +242,10 @@ static int xmit(struct msend *s, uint32_t type, const void *head, size_t n1, con
 		}
 	}
 	if (e) {
-		peer_error(s);
+		/* at the deadline: no time to read (else the receiver's ERROR
+		   frame, if it sent one, says why) */
+		if (e != -ETIME)
+			peer_error(s);
 		return e;
 	}
 	s->frames++;
@@ -231,9 +281,10 @@ static int expect(struct msend *s, uint32_t what, uint32_t round, struct pt__mig
 
 static void send_abort(struct msend *s, const char *why)
 {
-	if (!s->connected)
-		return;
+	if (!s->connected || s->c.torn)
+		return;	/* a half-written record: the receiver sees the connection close */
 	s->c.idle_timeout_ms = 1000;
+	s->c.deadline_ns = 0;
 	char keep[512];
 
 	snprintf(keep, sizeof(keep), "%s", s->err ? s->err : "");
@@ -536,8 +587,11 @@ static int on_object_piece(const struct pt_copy_piece *pc, void *ctx)
 			int e = send_pages(s, PT_OWNER_OBJECT, s->owner, (pg + i) * P, pc->kind,
 					   pc->detail, j - i, d ? d + i * P : NULL, sw);
 
-			if (e)
+			if (e) {
+				/* not (all) sent: never sent, for the final round */
+				memset(m->kind + pg + i, 0, j - i);
 				return e;
+			}
 			m->changed += j - i;
 		}
 		i = j;
@@ -547,8 +601,8 @@ static int on_object_piece(const struct pt_copy_piece *pc, void *ctx)
 
 static int copy_err(struct msend *s, int e, const struct pt_vma *v)
 {
-	if (s->err && s->err[0])
-		return e;
+	if ((s->err && s->err[0]) || e == -ETIME)
+		return e;	/* the wire's error, or the deadline (round_cut()) */
 	if (e == -ESRCH)
 		return fail(s, e, "target %d exited during the migration", (int)s->pid);
 	return fail(s, e, "copying 0x%llx-0x%llx (%s): %s", (unsigned long long)v->start,
@@ -844,9 +898,9 @@ static uint64_t pending_bytes(struct msend *s)
 	return b;
 }
 
-static int refresh_layout(struct msend *s)
+/* Remember the private areas sent, to tell new parts next round. */
+static int remember_areas(struct msend *s)
 {
-	/* remember the private areas sent, to tell new parts next round */
 	free(s->prev);
 	s->prev = calloc(s->na + 1, sizeof(*s->prev));
 	if (!s->prev)
@@ -858,6 +912,19 @@ static int refresh_layout(struct msend *s)
 			s->prev[s->nprev].end = s->areas[li].end;
 			s->nprev++;
 		}
+	return 0;
+}
+
+static int refresh_layout(struct msend *s)
+{
+	/* after a cut round, keep the last complete round's areas: the cut
+	   round's new parts were perhaps not sent */
+	if (!s->cut) {
+		int e = remember_areas(s);
+
+		if (e)
+			return e;
+	}
 	pt_vmas_free(s->v);
 	s->v = NULL;
 	s->nv = 0;
@@ -888,10 +955,11 @@ static int do_round(struct msend *s, uint32_t round, bool final)
 		return 0;
 	pt__put64(rb + 8, s->round_pages);
 	pt__put32(rb + 4, 0);
-	if ((e = xmit(s, PT_MIG_ROUND_END, rb, sizeof(rb), NULL, 0, false)) ||
-	    (e = expect(s, PT_MIG_ACK_ROUND, round, &f)))
+	if ((e = xmit(s, PT_MIG_ROUND_END, rb, sizeof(rb), NULL, 0, false)))
 		return e;
-	return 0;
+	e = expect(s, PT_MIG_ACK_ROUND, round, &f);
+	s->ack_late = e == -ETIME;
+	return e;
 }
 
 /* ---- switch-over ---- */
@@ -942,6 +1010,53 @@ static void throttle_end(struct msend *s)
 	s->thr = NULL;
 }
 
+/*
+ * The deadline (--timeout) passed inside round @round (@e -ETIME).  Fail,
+ * or with PT_MIGRATE_FORCE_SWITCHOVER go on to the switch-over, but only
+ * when the link is alive: the stream intact, and the cut round's
+ * ROUND_END (flag CUT) acknowledged in time.  What the cut round did not
+ * send stays pending (the tracker's ranges, objects marked unsent).
+ */
+static int round_cut(struct msend *s, uint32_t round)
+{
+	unsigned char rb[PT_MIG_ROUND_LEN] = { 0 };
+	struct pt__mig_frame f;
+	int in = 0;
+	int e;
+
+	s->rep->result = PT_MIGRATE_TIMEOUT;
+	if (s->c.torn || s->ack_late)
+		return fail(s, -ETIMEDOUT, "--timeout reached in round %u and the link stalled",
+			    round);
+	if (!(s->o.flags & PT_MIGRATE_FORCE_SWITCHOVER))
+		return fail(s, -ETIMEDOUT, "no convergence within --timeout (round %u cut, "
+			    "%llu pages sent in it)", round, (unsigned long long)s->round_pages);
+	s->c.deadline_ns = 0;
+	uint64_t rate = s->bw_bps ? s->bw_bps : s->link_bps;
+	uint64_t ms = CUT_ACK_MS;
+
+	if (ioctl(s->c.fd, SIOCOUTQ, &in) == 0 && in > 0 && rate && rate != UINT64_MAX)
+		ms += (uint64_t)in * 1000 / rate;
+	s->c.idle_timeout_ms = ms < s->idle_ms ? ms : s->idle_ms;
+	pt__put32(rb, round);
+	pt__put32(rb + 4, PT_MIG_ROUND_CUT);
+	pt__put64(rb + 8, s->round_pages);
+	e = xmit(s, PT_MIG_ROUND_END, rb, sizeof(rb), NULL, 0, false);
+	if (!e)
+		e = expect(s, PT_MIG_ACK_ROUND, round, &f);
+	if (e) {
+		if (s->err && s->errlen)
+			s->err[0] = 0;
+		return fail(s, -ETIMEDOUT, "--timeout reached in round %u; no switch-over: "
+			    "the receiver did not acknowledge within %llu ms (link down?)", round,
+			    (unsigned long long)s->c.idle_timeout_ms);
+	}
+	s->c.idle_timeout_ms = s->idle_ms;
+	s->cut = true;
+	s->rep->result = PT_MIGRATE_ERROR;
+	return 0;
+}
+
 static int migrate(struct msend *s, const char *to)
 {
 	static const unsigned steps[] = { 20, 40, 60, 80, 95 };
@@ -952,13 +1067,16 @@ static int migrate(struct msend *s, const char *to)
 	struct pt__mig_frame f;
 	int fd = -1, e;
 
+	s->c.idle_timeout_ms = s->idle_ms;
+	s->c.deadline_ns = s->o.timeout_ns ? t_start + s->o.timeout_ns : 0;
+	s->c.grace_ns = CUT_GRACE_NS;
 	if ((e = connect_to(s, to, &fd)))
-		return e;
+		goto timed;
 	e = pt__mig_conn_init(&s->c, fd, true, (s->o.flags & PT_MIGRATE_INSECURE) ? NULL : s->o.key,
 			      s->o.key_len, s->err, s->errlen);
 	s->connected = true;
 	if (e)
-		return e;
+		goto timed;
 	s->c.rate_bps = s->o.bandwidth_bps;
 	s->compress = !(s->o.flags & PT_MIGRATE_NO_COMPRESS) && s->o.bandwidth_bps &&
 		      s->o.bandwidth_bps < 300000000ULL;
@@ -982,7 +1100,7 @@ static int migrate(struct msend *s, const char *to)
 	}
 	if ((e = xmit(s, PT_MIG_HELLO, pr, sizeof(pr), NULL, 0, false)) ||
 	    (e = expect(s, PT_MIG_ACK_HELLO, 0, &f)))
-		return e;
+		goto timed;
 
 	uint32_t round = 0;
 	bool switch_over = false;
@@ -990,8 +1108,13 @@ static int migrate(struct msend *s, const char *to)
 	for (;;) {
 		uint64_t r0 = pt__now_ns(), b0 = s->c.bytes_out;
 
-		if ((e = refresh_layout(s)) || (e = do_round(s, round, false)))
-			return e;
+		if ((e = refresh_layout(s)) || (e = do_round(s, round, false))) {
+			if (e != -ETIME)
+				return e;
+			if ((e = round_cut(s, round)))
+				return e;
+			break;	/* forced: the switch-over sends what the round did not */
+		}
 		uint64_t dt = pt__now_ns() - r0, wire = s->c.bytes_out - b0;
 
 		if ((e = collect(s)))
@@ -1060,6 +1183,7 @@ static int migrate(struct msend *s, const char *to)
 		}
 	}
 	(void)switch_over;
+	s->c.deadline_ns = 0;	/* the switch-over is not cut: bounded by the idle timeout */
 	/* switch-over */
 	uint64_t t_down = 0;
 	struct pt_freeze fz;
@@ -1103,7 +1227,8 @@ static int migrate(struct msend *s, const char *to)
 		e = xmit(s, PT_MIG_COMMIT, cm, sizeof(cm), NULL, 0, false);
 	}
 	if (!e) {
-		s->c.idle_timeout_ms = 600000;	/* the receiver writes the image: may take a while */
+		/* the receiver makes the result durable: may take a while */
+		s->c.idle_timeout_ms = s->idle_ms > 600000 ? s->idle_ms : 600000;
 		e = expect(s, PT_MIG_ACK_COMMIT, round, &f);
 	}
 	if (e) {
@@ -1120,6 +1245,14 @@ static int migrate(struct msend *s, const char *to)
 	s->rep->downtime_ns = pt__now_ns() - t_down;
 	s->rep->result = PT_MIGRATE_COMPLETED;
 	return 0;
+timed:
+	/* before the first round: the deadline ends it whatever --force-switchover says */
+	if (e == -ETIME) {
+		s->rep->result = PT_MIGRATE_TIMEOUT;
+		e = fail(s, -ETIMEDOUT, "--timeout reached before the first round (the receiver "
+			 "does not answer)");
+	}
+	return e;
 }
 
 static bool opts_ok(const struct pt_migrate_send_opts *o)
@@ -1168,6 +1301,7 @@ int pt_migrate_send(pid_t pid, const char *to, const struct pt_migrate_send_opts
 	s->errlen = errlen;
 	s->c.fd = -1;
 	s->objects_mode = s->o.nobjects > 0;
+	s->idle_ms = s->o.idle_timeout_ns ? (s->o.idle_timeout_ns + 999999) / 1000000 : 60000;
 	uint64_t t0 = pt__now_ns();
 
 	s->trust = s->o.flags & PT_MIGRATE_TRUST_SHARED;

@@ -87,19 +87,31 @@ int pt__mig_split_addr(const char *s, char *host, size_t cap, char *port, size_t
 
 /* ---- raw I/O with an idle timeout ---- */
 
-static int wait_fd(struct pt__mig_conn *c, short ev)
+/*
+ * Until @fd is ready for @ev: -ETIMEDOUT after the idle timeout, -ETIME
+ * at the deadline (plus the grace when @grace: a record begun, a read).
+ */
+static int wait_fd(struct pt__mig_conn *c, short ev, bool grace)
 {
 	struct pollfd p = { .fd = c->fd, .events = ev };
-	int ms = c->idle_timeout_ms ? (int)c->idle_timeout_ms : 60000;
+	uint64_t idle_end = pt__now_ns() + (c->idle_timeout_ms ? c->idle_timeout_ms : 60000) * 1000000;
+	uint64_t limit = c->deadline_ns ? c->deadline_ns + (grace ? c->grace_ns : 0) : UINT64_MAX;
 
 	for (;;) {
+		uint64_t now = pt__now_ns();
+
+		if (now >= limit)
+			return -ETIME;
+		if (now >= idle_end)
+			return -ETIMEDOUT;
+		uint64_t end = limit < idle_end ? limit : idle_end;
+		/* rounded up: a poll never returns just short of its end */
+		int ms = (int)((end - now + 999999) / 1000000);
 		int r = poll(&p, 1, ms);
 
 		if (r > 0)
 			return 0;
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
+		if (r < 0 && errno != EINTR)
 			return -errno;
 	}
 }
@@ -108,6 +120,7 @@ static int write_all(struct pt__mig_conn *c, const void *buf, size_t n)
 {
 	const unsigned char *p = buf;
 	uint64_t t0 = pt__now_ns();
+	size_t n0 = n;
 
 	while (n) {
 		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -116,16 +129,25 @@ static int write_all(struct pt__mig_conn *c, const void *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				int e = wait_fd(c, POLLOUT);
+				int e = wait_fd(c, POLLOUT, n < n0);
 
+				if (e == -ETIME && n == n0)
+					return e;	/* nothing of it sent: the stream is intact */
+				if (e && n < n0)
+					c->torn = true;	/* a half-written record */
 				if (e)
-					return pt__mig_fail(c, e, "sending: %s", e == -ETIMEDOUT ?
+					return pt__mig_fail(c, e, "sending: %s", e == -ETIME ?
+							    "the peer stopped reading (--timeout "
+							    "reached with a write blocked)" :
+							    e == -ETIMEDOUT ?
 							    "the peer stopped reading (timeout)" :
 							    strerror(-e));
 				continue;
 			}
 			int e = -errno;
 
+			if (n < n0)
+				c->torn = true;
 			return pt__mig_fail(c, e, "sending: %s", e == -EPIPE || e == -ECONNRESET ?
 					    "connection closed by the peer" : strerror(-e));
 		}
@@ -149,7 +171,7 @@ static int read_all(struct pt__mig_conn *c, void *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				int e = wait_fd(c, POLLIN);
+				int e = wait_fd(c, POLLIN, true);
 
 				if (e)
 					return e;
@@ -170,13 +192,16 @@ static int read_err(struct pt__mig_conn *c, int e, const char *what)
 		return pt__mig_fail(c, e, "connection closed by the peer %s", what);
 	if (e == -ETIMEDOUT)
 		return pt__mig_fail(c, e, "no data from the peer %s (timeout)", what);
+	if (e == -ETIME)
+		return pt__mig_fail(c, e, "no answer from the peer %s by the --timeout", what);
 	return pt__mig_fail(c, e, "receiving %s: %s", what, strerror(-e));
 }
 
-static void throttle(struct pt__mig_conn *c, size_t n)
+/* The rate cap's wait before @n bytes; -ETIME (nothing sent) when it would pass the deadline. */
+static int throttle(struct pt__mig_conn *c, size_t n)
 {
 	if (!c->rate_bps)
-		return;
+		return 0;
 	uint64_t now = pt__now_ns();
 	double burst = (double)c->rate_bps / 20 > 262144 ? (double)c->rate_bps / 20 : 262144;
 
@@ -191,12 +216,21 @@ static void throttle(struct pt__mig_conn *c, size_t n)
 	c->tokens -= (double)n;
 	if (c->tokens < 0) {
 		double s = -c->tokens / (double)c->rate_bps;
+		bool cut = c->deadline_ns && now + (uint64_t)(s * 1e9) >= c->deadline_ns;
+
+		if (cut) {
+			c->tokens += (double)n;	/* not sent */
+			s = c->deadline_ns > now ? (double)(c->deadline_ns - now) / 1e9 : 0;
+		}
 		struct timespec ts = { .tv_sec = (time_t)s,
 				       .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
 
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
+		if (cut)
+			return -ETIME;
 	}
+	return 0;
 }
 
 static int grow(unsigned char **buf, size_t *cap, size_t need)
@@ -216,23 +250,33 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
 static int write_record(struct pt__mig_conn *c, const unsigned char *frame, size_t n)
 {
 	size_t out = c->secure ? n + crypto_secretstream_xchacha20poly1305_ABYTES : n;
+	crypto_secretstream_xchacha20poly1305_state saved;
 	int e = grow(&c->wbuf, &c->wcap, out + 4);
 
 	if (e)
 		return pt__mig_fail(c, e, "out of memory");
+	if (c->deadline_ns && pt__now_ns() >= c->deadline_ns)
+		return -ETIME;
+	if ((e = throttle(c, out + 4)))
+		return e;
 	pt__put32(c->wbuf, (uint32_t)out);
 	if (c->secure) {
 		unsigned long long clen = 0;
 
+		saved = c->tx;
 		crypto_secretstream_xchacha20poly1305_push(&c->tx, c->wbuf + 4, &clen, frame, n, NULL,
 							   0, 0);
 	} else {
 		memcpy(c->wbuf + 4, frame, n);
 	}
-	throttle(c, out + 4);
 	e = write_all(c, c->wbuf, out + 4);
 	if (!e)
 		c->bytes_out += out + 4;
+	if (c->secure) {
+		if (e == -ETIME && !c->torn)
+			c->tx = saved;	/* not sent: the next record takes its place */
+		sodium_memzero(&saved, sizeof(saved));
+	}
 	return e;
 }
 
@@ -255,7 +299,8 @@ static int read_record(struct pt__mig_conn *c, size_t *n, bool first)
 		return pt__mig_fail(c, e, "out of memory");
 	e = read_all(c, c->rbuf, len);
 	if (e)
-		return read_err(c, e, first ? "during the handshake" : "mid-stream (truncated)");
+		return read_err(c, e, first ? "during the handshake" : e == -ECONNRESET ?
+				"mid-stream (truncated)" : "mid-stream");
 	if (c->secure) {
 		unsigned long long mlen = 0;
 		unsigned char tag = 0;
@@ -404,7 +449,12 @@ int pt__mig_conn_init(struct pt__mig_conn *c, int fd, bool initiator, const unsi
 	unsigned char mine[HELLO_LEN], peer[HELLO_LEN], nonce[32];
 	int e;
 
+	uint64_t idle = c->idle_timeout_ms, dl = c->deadline_ns, grace = c->grace_ns;
+
 	memset(c, 0, sizeof(*c));
+	c->idle_timeout_ms = idle;
+	c->deadline_ns = dl;
+	c->grace_ns = grace;
 	c->fd = fd;
 	c->err = err;
 	c->errlen = errlen;

@@ -61,7 +61,16 @@ struct pt__mig_conn {
 	/* measured */
 	uint64_t bytes_out, bytes_in, write_ns;
 	void *cctx, *dctx;		/* zstd */
-	uint64_t idle_timeout_ms;	/* poll timeout for one read / write */
+	uint64_t idle_timeout_ms;	/* poll timeout for one read / write; 0 = 60 s */
+	/*
+	 * The sender's --timeout (doc/migration-protocol.md, "Timeouts"):
+	 * absolute pt__now_ns(), 0 = none.  No wait outlives it: a record
+	 * not begun is not sent (-ETIME, the stream intact); a record begun
+	 * and a read may take @grace_ns more, then -ETIME.  @torn: a
+	 * record was left half-written (any error): the stream is unusable.
+	 */
+	uint64_t deadline_ns, grace_ns;
+	bool torn;
 	char *err;
 	size_t errlen;
 };
@@ -74,7 +83,8 @@ PT_HIDDEN int pt__mig_fail(struct pt__mig_conn *c, int e, const char *fmt, ...)
 PT_HIDDEN bool pt__mig_is_loopback(const struct sockaddr *sa);
 
 /*
- * Handshake on connected @fd (doc/migration-protocol.md, "Handshake").
+ * Handshake on connected @fd (doc/migration-protocol.md, "Handshake");
+ * c->idle_timeout_ms, deadline_ns and grace_ns set before are kept.
  * @initiator: the sender.  @key NULL: plaintext (both sides must agree).
  * On success the connection can carry frames.  "authentication failed:
  * wrong key?" is the error when the first frame does not decrypt.

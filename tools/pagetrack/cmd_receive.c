@@ -14,6 +14,7 @@
 struct recv_cli {
 	const char *listen, *out, *into, *key_path;
 	bool insecure, json;
+	uint64_t timeout_ns, idle_ns;
 };
 
 static void usage(FILE *f)
@@ -34,12 +35,16 @@ static void usage(FILE *f)
 		"                          commit\n"
 		"      --key FILE          pre-shared key file (32 bytes or more, mode 0600)\n"
 		"      --insecure          no key: plaintext, loopback only\n"
+		"      --timeout T         fail when no sender connected within T (default:\n"
+		"                          wait forever)\n"
+		"      --idle-timeout T    fail when the sender sends nothing for T\n"
+		"                          (default 60s)\n"
 		"  -j, --json              JSON on stdout (the listening line, a final report)\n"
 		"\n"
 		"Exit status: 0 committed, 1 error, 2 usage error.\n");
 }
 
-enum { O_LISTEN = 256, O_INTO, O_KEY, O_INSECURE };
+enum { O_LISTEN = 256, O_INTO, O_KEY, O_INSECURE, O_TIMEOUT, O_IDLE };
 
 static int parse(int argc, char **argv, struct recv_cli *o)
 {
@@ -49,6 +54,8 @@ static int parse(int argc, char **argv, struct recv_cli *o)
 		{ "into", required_argument, NULL, O_INTO },
 		{ "key", required_argument, NULL, O_KEY },
 		{ "insecure", no_argument, NULL, O_INSECURE },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -63,6 +70,15 @@ static int parse(int argc, char **argv, struct recv_cli *o)
 		case O_INTO: o->into = optarg; break;
 		case O_KEY: o->key_path = optarg; break;
 		case O_INSECURE: o->insecure = true; break;
+		case O_TIMEOUT:
+		case O_IDLE:
+			if (parse_duration(optarg, opt == O_TIMEOUT ? &o->timeout_ns : &o->idle_ns,
+					   1000000, 86400000000000ULL)) {
+				cli_error(o->json, 0, "%s: '%s' is not a duration from 1ms to 24h",
+					  opt == O_TIMEOUT ? "--timeout" : "--idle-timeout", optarg);
+				return -1;
+			}
+			break;
 		case 'j': o->json = true; break;
 		case 'h': usage(stdout); return 1;
 		case ':':
@@ -129,7 +145,8 @@ int cmd_receive(int argc, char **argv)
 		return PT_EXIT_RUNTIME;
 	PT_OPTS(pt_migrate_recv_opts, ro, .flags = o.insecure ? PT_MIGRATE_INSECURE : 0,
 		.key = o.key_path ? key : NULL, .key_len = key_len, .output = o.out,
-		.into = o.into, .listening = on_listening, .ctx = &o);
+		.into = o.into, .listening = on_listening, .ctx = &o,
+		.idle_timeout_ns = o.idle_ns, .accept_timeout_ns = o.timeout_ns);
 	PT_OPTS(pt_migrate_recv_report, rep);
 	r = pt_migrate_receive(o.listen, &ro, &rep, err, sizeof(err));
 	memset(key, 0, sizeof(key));

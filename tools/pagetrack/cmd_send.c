@@ -21,7 +21,7 @@ struct send_cli {
 	uint64_t areas[MAX_SEL];
 	size_t nobjects, nareas;
 	bool insecure, json, force, no_throttle, no_compress, trust;
-	uint64_t downtime_ns, timeout_ns, bandwidth, max_rounds;
+	uint64_t downtime_ns, timeout_ns, idle_ns, bandwidth, max_rounds;
 	uint32_t freeze, after;
 };
 
@@ -48,8 +48,12 @@ static void usage(FILE *f)
 		"      --downtime D         switch over when the rest can be sent in D at the\n"
 		"                           measured rate (default 300ms)\n"
 		"      --max-rounds N       fail after N rounds without converging (default 30)\n"
-		"      --timeout T          fail when not converged after T (default none)\n"
+		"      --timeout T          fail when not converged after T (default none);\n"
+		"                           a round in progress, a blocked write, are cut\n"
 		"      --force-switchover   at --max-rounds / --timeout switch over anyway\n"
+		"                           (if the receiver still answers)\n"
+		"      --idle-timeout T     fail when a write stays blocked or the receiver\n"
+		"                           does not answer for T (default 60s)\n"
 		"      --bandwidth RATE     cap the send rate, bytes/s: 100M, 1G, 500K\n"
 		"      --throttle auto|off  slow the target down when it writes faster than\n"
 		"                           half the bandwidth (default auto)\n"
@@ -70,7 +74,7 @@ static void usage(FILE *f)
 }
 
 enum { O_TO = 256, O_KEY, O_INSECURE, O_OBJECT, O_AREA, O_DOWNTIME, O_ROUNDS, O_TIMEOUT,
-       O_BW, O_THROTTLE, O_CMD, O_FREEZE, O_AFTER, O_FORCE, O_NOZ, O_TRUST };
+       O_IDLE, O_BW, O_THROTTLE, O_CMD, O_FREEZE, O_AFTER, O_FORCE, O_NOZ, O_TRUST };
 
 static int parse(int argc, char **argv, struct send_cli *o)
 {
@@ -83,6 +87,7 @@ static int parse(int argc, char **argv, struct send_cli *o)
 		{ "downtime", required_argument, NULL, O_DOWNTIME },
 		{ "max-rounds", required_argument, NULL, O_ROUNDS },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "bandwidth", required_argument, NULL, O_BW },
 		{ "throttle", required_argument, NULL, O_THROTTLE },
 		{ "switchover-cmd", required_argument, NULL, O_CMD },
@@ -147,6 +152,13 @@ static int parse(int argc, char **argv, struct send_cli *o)
 			if (parse_duration(optarg, &o->timeout_ns, 1000000, 86400000000000ULL)) {
 				cli_error(o->json, 0, "--timeout: '%s' is not a duration from 1ms to 24h",
 					  optarg);
+				return -1;
+			}
+			break;
+		case O_IDLE:
+			if (parse_duration(optarg, &o->idle_ns, 1000000, 86400000000000ULL)) {
+				cli_error(o->json, 0, "--idle-timeout: '%s' is not a duration from 1ms "
+					  "to 24h", optarg);
 				return -1;
 			}
 			break;
@@ -288,7 +300,7 @@ int cmd_send(int argc, char **argv)
 		.areas = o.nareas ? o.areas : NULL, .nareas = o.nareas,
 		.downtime_ns = o.downtime_ns, .timeout_ns = o.timeout_ns,
 		.bandwidth_bps = o.bandwidth, .switchover_cmd = o.cmd,
-		.on_round = on_round, .ctx = &o);
+		.on_round = on_round, .ctx = &o, .idle_timeout_ns = o.idle_ns);
 	PT_OPTS(pt_migrate_report, rep);
 	r = pt_migrate_send(o.pid, o.to, &so, &rep, err, sizeof(err));
 	memset(key, 0, sizeof(key));
