@@ -106,9 +106,9 @@ def env():
     return e
 
 
-def run(pt, args, timeout=60):
+def run(pt, args, timeout=60, preexec_fn=None):
     p = subprocess.run([pt] + args, capture_output=True, text=True, env=env(),
-                       timeout=timeout)
+                       timeout=timeout, preexec_fn=preexec_fn)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -926,9 +926,16 @@ def test_kill_after(pt):
     ok(rc == 128 + signal.SIGTERM and time.time() - t < 20,
        "--count with --kill-after: the command is sent SIGTERM, its status is the exit code",
        "rc=%d %.1fs %r" % (rc, time.time() - t, err))
+    # The command must ignore SIGTERM from its first instruction: the
+    # interpreter's start-up can take longer than the interval (0.4 s on a
+    # loaded machine), and SIG_IGN is set only then.  pagetrack hands the
+    # command the signal mask it was started with, so SIGTERM is blocked
+    # from before the exec, then ignored.
     t = time.time()
     rc, out, err = run(pt, ["watch", "--interval", "100ms", "--count", "1", "--kill-after",
-                            "0", "--", sys.executable, "-c", KILL_CHILD, "ignore"])
+                            "0", "--", sys.executable, "-c", KILL_CHILD, "ignore"],
+                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                                 {signal.SIGTERM}))
     took = time.time() - t
     ok(rc == 128 + signal.SIGKILL and 1.5 < took < 20,
        "--kill-after: a command that ignores SIGTERM is killed after the 2 s grace",
