@@ -104,6 +104,13 @@ class Workload:
             if t - t0 > cap or not self.alive():
                 return None, n - n0, c - c0, t - t0
 
+    def progressed(self, n0, timeout=10):
+        """True once it ticked past @n0 (at most @timeout s)."""
+        end = time.time() + timeout
+        while self.ticks() <= n0 and time.time() < end and self.alive():
+            time.sleep(0.01)
+        return self.ticks() > n0
+
     def alive(self):
         return self.p.poll() is None
 
@@ -480,8 +487,7 @@ def test_sigint(pt, uffd):
            "SIGINT: exit 0 with a summary line (reason signal)",
            "rc=%s %r %r" % (p.returncode, out[-300:], err))
         n0 = w.ticks()
-        time.sleep(0.5)
-        ok(w.alive() and w.ticks() > n0 and uffd_fds(w.pid) == 0 and uw_vmas(w.pid) == 0,
+        ok(w.progressed(n0) and w.alive() and uffd_fds(w.pid) == 0 and uw_vmas(w.pid) == 0,
            "after SIGINT the target keeps running, no userfaultfd fd, no uw VMA left",
            "alive=%s ticks %d->%d fds=%d uw=%d" % (w.alive(), n0, w.ticks(),
                                                   uffd_fds(w.pid), uw_vmas(w.pid)))
