@@ -188,7 +188,12 @@ run_vm_lane() {
 	kv=$(sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p' "$vlogs/kernel" 2>/dev/null)
 	for n in $(cat "$vlogs/tests.list" 2>/dev/null); do
 		if [ ! -e "$vlogs/$n.rc" ]; then
-			[ "$lrc" != 0 ] && continue	# unfinished: the lane failure says so
+			if [ "$lrc" != 0 ]; then
+				# not run: one failure for the lane says why, not one per test
+				echo "SKIP  vm$kv/$n: not run (the lane stopped first)"
+				skip=$((skip + 1))
+				continue
+			fi
 			echo "FAIL  vm$kv/$n: no result in the VM console (log: $vlogs/console.log)"
 			fail=$((fail + 1))
 			failed_names="$failed_names vm$kv/$n"
