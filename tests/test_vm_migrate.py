@@ -50,6 +50,7 @@ import mmap
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -917,6 +918,10 @@ def main():
         "send not built: cp stands in for it"))
     swap = Swap(os.path.join(build, "tests", "snaptarget"))
     run = Run(pt, tmp)
+    # the runner's timeout sends SIGTERM: clean up on the way out, or three
+    # TCG guests (QEMU outlives us) would spin on and their RAM files in
+    # /dev/shm stay, slowing every test after
+    signal.signal(signal.SIGTERM, on_term)
     try:
         test(run, kernel, initrd, swap, send_help)
     except Exception:
@@ -929,6 +934,10 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     diag("test time %.1f s" % (time.monotonic() - T0))
     done()
+
+
+def on_term(sig, frame):
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":
