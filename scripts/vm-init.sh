@@ -60,7 +60,7 @@ tmo=$(cat /etc/pt-timeout 2>/dev/null || echo 300)
 # The lane's own budget, in seconds of uptime (the host's QEMU timeout less
 # a margin; 0: none).  What is left of it bounds each test's limit, so the
 # lane ends by itself before QEMU is killed: a test that would start with
-# less than 30 s left is skipped (rc 77, with the reason), and one stopped
+# less than 10 s left is skipped (rc 77, with the reason), and one stopped
 # at that bound rather than at its own limit is marked "=== CUT": the host
 # counts it as not run, unless it had already failed a check.
 budget=$(cat /etc/pt-budget 2>/dev/null || echo 0)
@@ -75,7 +75,7 @@ for t in $(cat /etc/pt-tests); do
 	lim=$tmo cut=""
 	if [ "$budget" -gt 0 ]; then
 		left=$((budget - t0 - grace))
-		if [ "$left" -lt 30 ]; then
+		if [ "$left" -lt 10 ]; then
 			echo "1..0 # SKIP not started: the VM lane's time budget is spent (${t0} s of ${budget} s)"
 			echo "=== END $t rc=77"
 			continue

@@ -14,7 +14,7 @@
 # (build or boot failure, VM did not finish).  The one-line reason is also
 # printed last on stdout as "vm-lane: ...".
 # Env: PT_VM_TIMEOUT (whole boot, s; default 900: the guest ends its lane
-# 60 s before, skipping what no longer fits), PT_VM_TEST_TIMEOUT (per test
+# 30 s before, skipping what no longer fits), PT_VM_TEST_TIMEOUT (per test
 # in the VM, s; default 300), PT_VM_PKG (kernel package name, instead of
 # asking apt-cache).
 set -u
@@ -165,12 +165,12 @@ cp "$kconfig" "$root/boot/config-$kver"
 echo "$tests" | tr ' ' '\n' | sed '/^$/d' >"$root/etc/pt-tests"
 echo "${PT_VM_TEST_TIMEOUT:-300}" >"$root/etc/pt-timeout"
 # The lane's budget in the guest (seconds of its uptime): QEMU's timeout
-# less 60 s for what the guest's clock does not see or does after the last
-# test (firmware, decompression, poweroff).  /init bounds each test by what
+# less 30 s for what the guest's clock does not see or does after the last
+# test (firmware, decompression, poweroff: 4 s at load 15).  /init bounds each test by what
 # is left of it, so a slow machine ends the lane with tests skipped, not
 # with QEMU killed mid-test.
 tmo=${PT_VM_TIMEOUT:-900}
-echo $((tmo > 120 ? tmo - 60 : tmo / 2)) >"$root/etc/pt-budget"
+echo $((tmo > 60 ? tmo - 30 : tmo / 2)) >"$root/etc/pt-budget"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
 	>"$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
