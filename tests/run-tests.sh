@@ -183,9 +183,10 @@ run_vm_lane() {
 		>"$lanelog" 2>&1
 	lrc=$?
 	echo "$(($(now_ms) - t0)) vm-lane" >>"$times"
-	reason=$(cat "$vlogs/reason" 2>/dev/null || tail -1 "$lanelog")
+	# lreason: count_tap sets $reason (a test skipped whole) on the way
+	lreason=$(cat "$vlogs/reason" 2>/dev/null || tail -1 "$lanelog")
 	if [ "$lrc" = 77 ]; then
-		echo "SKIP  vm lane: $reason"
+		echo "SKIP  vm lane: $lreason"
 		skip=$((skip + 1))
 		return
 	fi
@@ -206,7 +207,7 @@ run_vm_lane() {
 		count_tap "vm$kv/$n" "$vlogs/$n.log" "$(cat "$vlogs/$n.rc")"
 	done
 	if [ "$lrc" != 0 ]; then
-		echo "FAIL  vm lane: ${reason:-exit $lrc} (log: $lanelog)"
+		echo "FAIL  vm lane: ${lreason:-exit $lrc} (log: $lanelog)"
 		fail=$((fail + 1))
 		failed_names="$failed_names vm-lane"
 	else
