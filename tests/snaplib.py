@@ -92,20 +92,24 @@ class Target:
             self.wait_idle()
         return doc
 
-    def wait_idle(self, tries=2000):
+    def wait_idle(self, timeout=30):
         """Wait until the main thread is back in read(0, ...): it printed its
         answer before finishing the command, and memory it touches on the way
-        (stdio buffers, its stack) must be still when a test compares."""
+        (stdio buffers, its stack) must be still when a test compares.
+        Bounded by time, not by a count of 1 ms polls: on a loaded machine
+        the target may wait seconds for a CPU after printing."""
         path = "/proc/%d/task/%d/syscall" % (self.pid, self.pid)
-        for _ in range(tries):
+        end = time.monotonic() + timeout
+        while True:
             try:
                 with open(path) as f:
                     if f.read().startswith("0 0x0 "):
                         return True
             except OSError:
                 return False
+            if time.monotonic() > end:
+                return False
             time.sleep(0.001)
-        return False
 
     def state(self):
         """The process state letter of /proc/PID/stat ("gone" if none)."""

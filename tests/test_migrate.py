@@ -55,7 +55,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import snaplib  # noqa: E402
 import taplib  # noqa: E402
-from taplib import BUDGET, done, over_budget, plan, skip_all, skip_rest, t_ok  # noqa: E402
+from taplib import (BUDGET, done, over_budget, plan, skip_all, skip_rest, t_ok,  # noqa: E402
+                    t_skip)
 
 PS = os.sysconf("SC_PAGE_SIZE")
 SECTIONS = (("usage", 6), ("process", 6), ("chain", 6), ("object", 6), ("trust", 3), ("rate", 2),
@@ -248,9 +249,17 @@ def sec_process(tmp, key):
     try:
         t.cmd("live 20")
         r = Receiver("--key", key, "-o", img)
-        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop")
+        # --force-switchover: whether 30 rounds converge against a 20 MB/s
+        # writer depends on the machine (under load 13 on 2 cores the
+        # sender measured 0.7 MB/s and gave up, throttled 95%); convergence
+        # is test_migrate_net's and test_throttle's, here it is the whole
+        # process, moved and equal to the stopped source
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop",
+                              "--force-switchover")
         rrc, rout, rerr = r.wait()
         final = lines[-1] if lines else {}
+        taplib.diag("process: %s rounds, throttle %s%%, downtime %s ms" % (
+            final.get("rounds"), final.get("throttle_percent"), final.get("downtime_ms")))
         t_ok(rc == 0 and final.get("result") == "completed", "send exits 0, result completed",
              err + json.dumps(final))
         t_ok(rrc == 0 and os.path.exists(img), "receive exits 0 and the image exists", rerr)
@@ -391,11 +400,14 @@ def sec_trust(tmp, key):
     src = t.reg["devshm"]["path"]
     stopf, ackf = os.path.join(tmp, "tstop"), os.path.join(tmp, "tack")
     try:
+        done_writes = [0]
+
         def writer():   # the target writes (into every region) until the stop file
             for i in range(100000):
                 if os.path.exists(stopf):
                     break
                 t.cmd("write %d 256" % (100 + i))
+                done_writes[0] += 1
             open(ackf, "w").close()
         w = threading.Thread(target=writer, daemon=True)
         w.start()
@@ -409,7 +421,16 @@ def sec_trust(tmp, key):
         w.join(60)
         final = lines[-1] if lines else {}
         t_ok(rc == 0 and rrc == 0, "--trust-shared --object: both exit 0", err + rerr)
-        t_ok(final.get("rounds", 0) >= 2, "several rounds ran (%s)" % final.get("rounds"))
+        # Round 0 copies the small object in about a millisecond: on a loaded
+        # machine the writer's next command may come only after it, and the
+        # send rightly converges at once (--downtime 1us, nothing dirty).
+        # Then there was no second round to check; the equality below still
+        # checks that the writes made before the switch-over were tracked.
+        if rc == 0 and final.get("rounds") == 1 and done_writes[0] > 0:
+            t_skip("several rounds ran", "one round: no write of the writer (%d commands in "
+                   "all) landed during round 0" % done_writes[0])
+        else:
+            t_ok(final.get("rounds", 0) >= 2, "several rounds ran (%s)" % final.get("rounds"))
         same = os.path.exists(dst) and open(src, "rb").read() == open(dst, "rb").read()
         t_ok(same, "PATH equals the source object (the target's writes tracked)")
     finally:
