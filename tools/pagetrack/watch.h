@@ -108,6 +108,8 @@ struct watch {
 	char budget_why[256];
 	size_t hashed_areas;		/* areas the budget hashes now (MODE_HASH) */
 	double hash_ns_page;		/* pagetrack's CPU per hashed page, measured (0: not yet) */
+	bool budget_no_hot;		/* the backend can neither skip hot pages nor hash
+					   single areas (softdirty): exact <-> sample only */
 };
 
 uint64_t watch_now_ns(void);

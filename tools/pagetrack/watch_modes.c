@@ -237,7 +237,10 @@ static int hash_areas(struct watch *w, double room_ns, double need_ns, uint64_t 
  * more fits and the overhead is still over.  Areas are moved back (the
  * largest first) when hashing takes more than --max-cpu, and all of them
  * once exact tracking of what was written would have cost at most half
- * the budget, CALM_INTERVALS intervals in a row.
+ * the budget, CALM_INTERVALS intervals in a row.  A backend that can
+ * neither skip hot pages nor hash single areas (softdirty: clear_refs
+ * re-arms the whole process) has no rung between exact and sample: an
+ * interval in hot there would cost what exact costs, over the budget.
  */
 enum wmode watch_budget_decide(struct watch *w)
 {
@@ -261,11 +264,18 @@ enum wmode watch_budget_decide(struct watch *w)
 		w->hash_ns_page = (double)w->st.hash_cpu_ns / (double)w->st.pages_hashed;
 	w->calm = exact <= B / 2 ? w->calm + 1 : 0;
 	w->hashed_areas = m == MODE_HASH && w->tr ? budget_hashed(w, &big) : 0;
+	if (w->tr)	/* kept for the way back from sample, which has no tracker */
+		w->budget_no_hot = pt_tracker_backend(w->tr) != PT_TRACK_UFFD;
 	switch (m) {
 	case MODE_EXACT:
 		if (over <= B) {
 			snprintf(y, ylen, "overhead %.1f%% within %.3g%%", over, B);
 			return m;
+		}
+		if (w->budget_no_hot) {
+			snprintf(y, ylen, "overhead %.1f%% > %.3g%%, %s can neither skip hot pages nor "
+				 "hash single areas: sample", over, B, w->backend);
+			return MODE_SAMPLE;
 		}
 		snprintf(y, ylen, "overhead %.1f%% > %.3g%%: skip hot pages", over, B);
 		return MODE_HOT;
@@ -319,9 +329,9 @@ enum wmode watch_budget_decide(struct watch *w)
 		break;
 	}
 	if (w->calm >= CALM_INTERVALS) {
-		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: hot pages",
-			 exact, B, w->calm);
-		return MODE_HOT;
+		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: %s", exact,
+			 B, w->calm, w->budget_no_hot ? "exact" : "hot pages");
+		return w->budget_no_hot ? MODE_EXACT : MODE_HOT;
 	}
 	snprintf(y, ylen, "sampling: target overhead 0%%, exact would cost ~%.1f%% (budget %.3g%%)",
 		 exact, B);
