@@ -9,7 +9,8 @@
 #   === DMESG <test> ... === DMESG-END <test>   kernel log of that test
 #   === ALL DONE                every test ran; missing = the lane broke
 # /etc/pt-modules lists the modules to insmod, dependencies first;
-# /etc/pt-tests the test programs in /tests; /etc/pt-timeout seconds each.
+# /etc/pt-tests the programs in /tests, one a line, each followed by its
+# arguments if it has any; /etc/pt-timeout seconds each.
 export PATH=/bin HOME=/root
 umask 022
 
@@ -56,15 +57,18 @@ echo "=== DMESG-END boot"
 tmo=$(cat /etc/pt-timeout 2>/dev/null || echo 300)
 # the tests' time caps are shares of this budget (tests/fixture.h)
 export PT_TEST_TIMEOUT="$tmo"
-for t in $(cat /etc/pt-tests); do
+# the list on fd 3: the programs keep the console as their stdin
+while read -r t args <&3; do
+	[ -n "$t" ] || continue
 	echo "=== BEGIN $t"
-	(cd /tmp && timeout "$tmo" "/tests/$t" 2>&1)
+	# shellcheck disable=SC2086 # the arguments are words
+	(cd /tmp && timeout "$tmo" "/tests/$t" $args 2>&1)
 	rc=$?
 	echo "=== END $t rc=$rc"
 	echo "=== DMESG $t"
 	dmesg -c
 	echo "=== DMESG-END $t"
-done
+done 3</etc/pt-tests
 echo "=== ALL DONE"
 swapoff -a 2>/dev/null
 poweroff -f
