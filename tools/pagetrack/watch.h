@@ -125,6 +125,8 @@ int watch_start(struct watch *w, const sigset_t *setupmask, enum stop_reason *wh
 uint64_t watch_self_cpu_ns(void);
 int watch_sample_round(struct watch *w);
 enum wmode watch_budget_decide(struct watch *w);
+/* The length of the first interval (ns): short when the budget must judge fast. */
+uint64_t watch_budget_first_ns(struct watch *w);
 int watch_switch_mode(struct watch *w, enum wmode m, const sigset_t *setupmask,
 		      enum stop_reason *why);
 
