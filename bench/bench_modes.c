@@ -8,13 +8,17 @@
  *
  *   throughput: a forked child writes one byte to a random page of its
  *     SIZE MiB, as fast as it can, and counts; `pagetrack watch` watches
- *     it every INTERVAL in each mode (exact uffd, --hot, --sample auto,
- *     --max-overhead 5, --backend hash) while the parent reads the count
- *     over SECONDS; PASSES passes, each after its own measure without
- *     pagetrack (the machine may be shared: the spread is printed).
+ *     it every INTERVAL in each mode (exact with BACKEND, --hot,
+ *     --sample auto, --max-overhead 5, --backend hash) while the parent
+ *     reads the count over SECONDS; PASSES passes, each after its own
+ *     measure without pagetrack (the machine may be shared: the spread is
+ *     printed).  Each interval the budget ran is listed: its mode, the
+ *     target's estimated overhead, and what it chose next and why.
  *   estimate: the same child, slowed to write about a quarter of its
- *     pages per interval, tracked exactly (uffd) and sampled at once;
+ *     pages per interval, tracked exactly (BACKEND) and sampled at once;
  *     per interval the exact count, the estimate and its 95% interval.
+ * BACKEND (-b): uffd (default), softdirty or auto (a kernel without uffd
+ * WP_ASYNC, as the VM lane's 6.1: scripts/vm-lane.sh --bench).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +46,22 @@ static uint64_t interval_ms = 500;
 static double secs = 5;
 static int rounds = 8;
 static int passes = 2;
+static const char *backend = "uffd";
 static char pagetrack[PATH_MAX];
+
+/* What `pagetrack watch --json` said of each interval (the budget's choices). */
+#define MAX_IVL 64
+struct ivl {
+	char mode[16], next[16];
+	double target_pct;
+	char why[200];
+};
+struct watched {
+	char backend[16];
+	char last[16];		/* mode of the last interval, "?" if none */
+	int n;			/* intervals seen (those in iv[]: at most MAX_IVL) */
+	struct ivl iv[MAX_IVL];
+};
 
 struct shared {
 	_Atomic uint64_t writes;
@@ -167,12 +186,52 @@ static double rate(double s, double *wall)
 	return c ? (double)n * 1e9 / (double)c : 0;
 }
 
+/* The string value of "@key" in @s (from @s on), unescaped into @out; false if absent. */
+static bool json_get(const char *s, const char *key, char *out, size_t len)
+{
+	char pat[48];
+	const char *p;
+	size_t o = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	p = s ? strstr(s, pat) : NULL;
+	if (!p || !len)
+		return false;
+	for (p += strlen(pat); *p && *p != '"' && o + 1 < len; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		out[o++] = *p;
+	}
+	out[o] = 0;
+	return true;
+}
+
+/* One interval's line of `pagetrack watch --json` into @w. */
+static void parse_interval(const char *line, struct watched *w)
+{
+	const char *b = strstr(line, "\"budget\":{"), *o = strstr(line, "\"target_pct\":");
+	struct ivl *v = w->n < MAX_IVL ? &w->iv[w->n] : NULL;
+
+	if (strstr(line, "\"summary\"") || !json_get(line, "mode", w->last, sizeof(w->last)))
+		return;
+	json_get(line, "backend", w->backend, sizeof(w->backend));
+	w->n++;
+	if (!v)
+		return;
+	snprintf(v->mode, sizeof(v->mode), "%s", w->last);
+	v->target_pct = o ? atof(o + 13) : -1;
+	if (!b || !json_get(b, "next_mode", v->next, sizeof(v->next)))
+		snprintf(v->next, sizeof(v->next), "-");
+	if (!b || !json_get(b, "reason", v->why, sizeof(v->why)))
+		v->why[0] = 0;
+}
+
 /*
  * `pagetrack watch --json` on the child with @args, for a warm-up
- * interval then @secs: the writer's rate meanwhile.  *@last gets the
- * mode of the last interval ("?" if none).
+ * interval then @secs: the writer's rate meanwhile.  @w gets what watch
+ * said of each interval.
  */
-static double rate_under(const char *const *args, char *last, size_t len, double *wall)
+static double rate_under(const char *const *args, struct watched *wd, double *wall)
 {
 	char iv[32], pid[16], line[8192];
 	const char *argv[24];
@@ -194,7 +253,9 @@ static double rate_under(const char *const *args, char *last, size_t len, double
 		argv[n++] = args[i];
 	argv[n++] = pid;
 	argv[n] = NULL;
-	snprintf(last, len, "?");
+	memset(wd, 0, sizeof(*wd));
+	snprintf(wd->last, sizeof(wd->last), "?");
+	snprintf(wd->backend, sizeof(wd->backend), "?");
 	if (pipe(p))
 		return -1;
 	w = fork();
@@ -210,12 +271,8 @@ static double rate_under(const char *const *args, char *last, size_t len, double
 	r = rate(secs, wall);
 	kill(w, SIGINT);
 	f = fdopen(p[0], "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		const char *m = strstr(line, "\"mode\":\"");
-
-		if (m && !strstr(line, "\"summary\""))
-			sscanf(m + 8, "%15[a-z]", last);
-	}
+	while (f && fgets(line, sizeof(line), f))
+		parse_interval(line, wd);
 	if (f)
 		fclose(f);
 	else
@@ -229,6 +286,8 @@ static void machine(void)
 	char model[256] = "?", line[512];
 	struct utsname u;
 	uint64_t cost = 0;
+	const char *how = "";
+	int k;
 	FILE *f = fopen("/proc/cpuinfo", "r");
 
 	while (f && fgets(line, sizeof(line), f)) {
@@ -243,42 +302,59 @@ static void machine(void)
 	if (f)
 		fclose(f);
 	uname(&u);
-	pt_fault_cost_ns(&cost, NULL);
-	printf("machine: %s, %ld CPUs, %s %s %s; uffd-wp write fault %llu ns (pagetrack check)\n",
+	k = pt_fault_cost_ns(&cost, &how);
+	printf("machine: %s, %ld CPUs, %s %s %s; %s write fault %llu ns (pagetrack check)\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine,
-	       (unsigned long long)cost);
+	       k == PT_FAULT_KIND_UFFD_WP ? "uffd-wp" : k == PT_FAULT_KIND_FIRST_TOUCH ?
+	       "first-touch" : "no", (unsigned long long)cost);
+	if (k != PT_FAULT_KIND_UFFD_WP)
+		printf("fault cost: %s\n", how);
+}
+
+/* The intervals of one budget run: mode, estimated overhead, choice and why. */
+static void print_budget(int pass, const struct watched *w)
+{
+	printf("budget, pass %d (%s): %d intervals\n", pass + 1, w->backend, w->n);
+	for (int i = 0; i < w->n && i < MAX_IVL; i++)
+		printf("  %2d %-6s target %6.1f%% -> %-6s %s\n", i + 1, w->iv[i].mode,
+		       w->iv[i].target_pct, w->iv[i].next, w->iv[i].why);
 }
 
 static int part_throughput(void)
 {
-	static const char *const m_exact[] = { "--backend", "uffd", NULL };
-	static const char *const m_hot[] = { "--backend", "uffd", "--hot", NULL };
+	const char *const m_exact[] = { "--backend", backend, NULL };
+	const char *const m_hot[] = { "--backend", backend, "--hot", NULL };
 	static const char *const m_sample[] = { "--sample", "auto", NULL };
 	static const char *const m_budget[] = { "--max-overhead", "5", NULL };
 	static const char *const m_hash[] = { "--backend", "hash", NULL };
-	static const struct {
+	char exact_name[32];
+	const struct {
 		const char *name;
 		const char *const *args;
 	} modes[] = {
-		{ "exact (uffd)", m_exact }, { "hot pages (--hot)", m_hot },
+		{ exact_name, m_exact }, { "hot pages (--hot)", m_hot },
 		{ "sample (--sample auto)", m_sample }, { "budget (--max-overhead 5)", m_budget },
 		{ "hash (--backend hash)", m_hash },
 	};
 	enum { NMODES = sizeof(modes) / sizeof(modes[0]) };
 	double none[8], r[8][NMODES], wnone[8], wr[8][NMODES], best_none = 0;
-	char last[NMODES][16];
+	static struct watched wd[NMODES], budget[8];
 
 	printf("\n== throughput of a random writer (%llu MiB, one byte per write), watched every "
 	       "%llu ms; %d pass%s over the modes, each pass after its own measure without "
 	       "pagetrack\n", (unsigned long long)(size / MiB), (unsigned long long)interval_ms,
 	       passes, passes > 1 ? "es" : "");
+	snprintf(exact_name, sizeof(exact_name), "exact (%s)", backend);
 	atomic_store(&sh->per_ms, 0);
 	for (int k = 0; k < passes; k++) {
 		none[k] = rate(secs, &wnone[k]);
 		if (none[k] > best_none)
 			best_none = none[k];
-		for (size_t i = 0; i < NMODES; i++)
-			r[k][i] = rate_under(modes[i].args, last[i], sizeof(last[i]), &wr[k][i]);
+		for (size_t i = 0; i < NMODES; i++) {
+			r[k][i] = rate_under(modes[i].args, &wd[i], &wr[k][i]);
+			if (modes[i].args == m_budget)
+				budget[k] = wd[i];
+		}
 	}
 	printf("%-26s %12s %7s %8s  %s\n", "mode", "writes/cpu-s", "ratio", "wall", "per pass (cpu); "
 	       "last mode");
@@ -298,12 +374,14 @@ static int part_throughput(void)
 		       wsum / passes);
 		for (int k = 0; k < passes; k++)
 			printf("%s%.3f", k ? ", " : "", none[k] > 0 ? r[k][i] / none[k] : 0);
-		printf(") %s\n", last[i]);
+		printf(") %s (%s)\n", wd[i].last, wd[i].backend);
 	}
 	printf("ratio: mean over the passes of the writer's writes per second of its own CPU time "
 	       "(its faults\nincluded) under the mode / without pagetrack just before; wall: the "
 	       "same per wall second\n(on a shared machine, time it waited for a CPU counts "
 	       "there)\n");
+	for (int k = 0; k < passes; k++)
+		print_budget(k, &budget[k]);
 	return 0;
 }
 
@@ -328,7 +406,8 @@ static int64_t exact_round(struct pt_tracker *tr, struct pt_dirty *buf)
 
 static int part_estimate(void)
 {
-	PT_OPTS(pt_tracker_opts, to, .backend = PT_TRACK_UFFD, .flags = PT_TRACK_NO_BARRIER);
+	PT_OPTS(pt_tracker_opts, to, .backend = !strcmp(backend, "softdirty") ? PT_TRACK_SOFTDIRTY :
+		!strcmp(backend, "auto") ? PT_TRACK_AUTO : PT_TRACK_UFFD, .flags = PT_TRACK_NO_BARRIER);
 	PT_OPTS(pt_sampler_opts, so, .seed = 1);
 	PT_OPTS(pt_sampler_opts, so4, .seed = 2, .pages_per_gib = 4096);
 	struct pt_dirty *buf = malloc(4096 * sizeof(*buf));
@@ -340,7 +419,7 @@ static int part_estimate(void)
 	/* about a quarter of the pages per interval: writes = -ln(0.75) x pages */
 	atomic_store(&sh->per_ms, (uint64_t)(0.2877 * (double)(size / PG) / (double)interval_ms) + 1);
 	printf("\n== estimate vs exact count (%llu MiB writer, ~1/4 of its pages per interval; "
-	       "uffd tracker and samplers at once)\n", (unsigned long long)(size / MiB));
+	       "%s tracker and samplers at once)\n", (unsigned long long)(size / MiB), backend);
 	tr = buf ? pt_tracker_create(child, &to) : NULL;
 	s = tr ? pt_sampler_create(child, &so) : NULL;
 	s4 = s ? pt_sampler_create(child, &so4) : NULL;
@@ -402,7 +481,7 @@ int main(int argc, char **argv)
 	slash = strrchr(pagetrack, '/');
 	snprintf(slash ? slash + 1 : pagetrack, sizeof(pagetrack) - (size_t)(slash ? slash + 1 - pagetrack : 0),
 		 "../tools/pagetrack");
-	while ((opt = getopt(argc, argv, "s:i:t:r:n:P:x:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:i:t:r:n:P:x:b:")) != -1) {
 		switch (opt) {
 		case 's': size = strtoull(optarg, NULL, 10) * MiB; break;
 		case 'i': interval_ms = strtoull(optarg, NULL, 10); break;
@@ -411,16 +490,19 @@ int main(int argc, char **argv)
 		case 'n': passes = atoi(optarg); break;
 		case 'P': snprintf(pagetrack, sizeof(pagetrack), "%s", optarg); break;
 		case 'x': only = optarg; break;
+		case 'b': backend = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s [-s SIZE_MiB] [-i INTERVAL_ms] [-t SECONDS] "
-				"[-r ROUNDS] [-n PASSES] [-P PAGETRACK] [-x throughput|estimate]\n", argv[0]);
+				"[-r ROUNDS] [-n PASSES] [-P PAGETRACK] [-x throughput|estimate] "
+				"[-b uffd|softdirty|auto]\n", argv[0]);
 			return 2;
 		}
 	}
 	if (size < 4 * MiB || interval_ms < 10 || secs <= 0 || rounds < 1 || passes < 1 ||
-	    passes > 8) {
+	    passes > 8 || (strcmp(backend, "uffd") && strcmp(backend, "softdirty") &&
+			    strcmp(backend, "auto"))) {
 		fprintf(stderr, "bench_modes: need SIZE >= 4, INTERVAL >= 10, SECONDS > 0, "
-			"ROUNDS >= 1, PASSES 1 to 8\n");
+			"ROUNDS >= 1, PASSES 1 to 8, BACKEND uffd, softdirty or auto\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);

@@ -12,7 +12,8 @@
 # target, frozen part only), bench_modes' in PT_BENCH_MODES_ARGS (-s SIZE_MiB
 # -i INTERVAL_ms -t SECONDS -r ROUNDS -x throughput|estimate), bench_migrate's in
 # PT_BENCH_MIGRATE_ARGS (-n REPS -s SIZE_MiB -d DIR), bench_migrate_net.sh's in
-# PT_BENCH_MIB (the target's live region, MiB).
+# PT_BENCH_MIB (the target's live region, MiB), bench_vm.sh's (bench_modes in a
+# guest) in PT_BENCH_VM_ARGS and PT_BENCH_VM_QEMU.
 set -u
 build=${1:?usage: run.sh BUILD_DIR [bench_scan options]}
 shift
@@ -45,4 +46,8 @@ rc=0
 # migration over a shaped link between two network namespaces (~40 s; says
 # "skipped" and counts as success without pagetrack send/receive or root)
 sh "$(dirname "$0")/bench_migrate_net.sh" "$build" || rc=$?
+# bench_modes again in a QEMU/TCG guest on Debian's 6.1 kernel, where a fault
+# costs far more (a few minutes; one "skipped" line, counted as success,
+# without QEMU, busybox-static or the kernel package; PT_SKIP_VM=1 skips it)
+sh "$(dirname "$0")/bench_vm.sh" "$build" || rc=$?
 exit $rc

@@ -11,7 +11,8 @@
 #   === TIME <test> <N> s ...   its wall time (after END)
 #   === CUT <test> <reason>     stopped at the lane's budget (after END)
 # /etc/pt-modules lists the modules to insmod, dependencies first;
-# /etc/pt-tests the test programs in /tests; /etc/pt-timeout seconds each;
+# /etc/pt-tests the programs in /tests, one a line, each followed by its
+# arguments if it has any; /etc/pt-timeout seconds each;
 # /etc/pt-budget the whole lane's seconds of uptime (0: no bound).
 export PATH=/bin HOME=/root
 umask 022
@@ -69,7 +70,9 @@ uptime_s() {
 	read -r up _ </proc/uptime
 	echo "${up%%.*}"
 }
-for t in $(cat /etc/pt-tests); do
+# the list on fd 3: the programs keep the console as their stdin
+while read -r t args <&3; do
+	[ -n "$t" ] || continue
 	echo "=== BEGIN $t"
 	t0=$(uptime_s)
 	lim=$tmo cut=""
@@ -84,7 +87,8 @@ for t in $(cat /etc/pt-tests); do
 	fi
 	# the tests' time caps are shares of this (tests/fixture.h)
 	export PT_TEST_TIMEOUT="$lim"
-	(cd /tmp && timeout -k "$grace" "$lim" "/tests/$t" 2>&1)
+	# shellcheck disable=SC2086 # the arguments are words
+	(cd /tmp && timeout -k "$grace" "$lim" "/tests/$t" $args 2>&1)
 	rc=$?
 	t1=$(uptime_s)
 	echo "=== END $t rc=$rc"
@@ -96,7 +100,7 @@ for t in $(cat /etc/pt-tests); do
 	echo "=== DMESG $t"
 	dmesg -c
 	echo "=== DMESG-END $t"
-done
+done 3</etc/pt-tests
 echo "=== ALL DONE"
 swapoff -a 2>/dev/null
 poweroff -f

@@ -3,7 +3,11 @@
 # 6.1 cloud kernel, booted by QEMU under TCG with an initramfs of statically
 # linked tests.  See doc/vm-lane.md.
 #
-# Usage: scripts/vm-lane.sh SRC_DIR OUT_DIR
+# Usage: scripts/vm-lane.sh [--bench] SRC_DIR OUT_DIR
+# --bench: instead of the tests, run bench/bench_modes (with the pagetrack
+# CLI it drives) in the VM, where a fault costs far more than on the host
+# (doc/bench.md, "Modes in the VM"); its options in PT_VM_BENCH_ARGS; logs
+# in OUT_DIR/vm-bench-logs (bench_modes.log, .rc, .dmesg, console.log).
 # Results: OUT_DIR/vm-logs/<test>.log (TAP), <test>.rc (exit status),
 # <test>.dmesg (kernel log during the test), times (seconds per test in the
 # guest), console.log (raw console),
@@ -16,13 +20,18 @@
 # Env: PT_VM_TIMEOUT (whole boot, s; default 900: the guest ends its lane
 # 30 s before, skipping what no longer fits), PT_VM_TEST_TIMEOUT (per test
 # in the VM, s; default 300), PT_VM_PKG (kernel package name, instead of
-# asking apt-cache).
+# asking apt-cache), PT_VM_MEM (guest RAM, MiB; default 1024),
+# PT_VM_QEMU_ARGS (more QEMU options, e.g. -icount for --bench).
 set -u
-[ $# -eq 2 ] || { echo "usage: $0 SRC_DIR OUT_DIR" >&2; exit 2; }
+bench=""
+[ "${1:-}" = --bench ] && { bench=1; shift; }
+[ $# -eq 2 ] || { echo "usage: $0 [--bench] SRC_DIR OUT_DIR" >&2; exit 2; }
 src=$(cd "$1" && pwd) || exit 2
 mkdir -p "$2" && out=$(cd "$2" && pwd) || exit 2
 cache="$src/.cache/vm"
-logs="$out/vm-logs"
+# the bench has files of its own, so a bench run leaves the tests' logs be
+sfx=${bench:+-bench}
+logs="$out/vm$sfx-logs"
 rm -rf "$logs"
 mkdir -p "$logs" "$cache"
 t0=$(date +%s)
@@ -75,12 +84,16 @@ echo "$kver" >"$logs/kernel"
 
 # (c) static test programs --------------------------------------------------
 tests=""
-for t in "$src"/tests/test_*.c; do
-	[ -e "$t" ] || continue
-	t=$(basename "$t" .c)
-	# PT_VM_TESTS="test_a test_b": run only those (debugging one test)
-	case " ${PT_VM_TESTS:-$t} " in *" $t "*) tests="$tests $t" ;; esac
-done
+if [ -n "$bench" ]; then
+	tests="bench_modes"
+else
+	for t in "$src"/tests/test_*.c; do
+		[ -e "$t" ] || continue
+		t=$(basename "$t" .c)
+		# PT_VM_TESTS="test_a test_b": run only those (debugging one test)
+		case " ${PT_VM_TESTS:-$t} " in *" $t "*) tests="$tests $t" ;; esac
+	done
+fi
 [ -n "$tests" ] || fail "no tests/test_*.c in $src"
 echo "$tests" | tr ' ' '\n' | sed '/^$/d' >"$logs/tests.list"
 sbuild="$out/build-static"
@@ -92,14 +105,21 @@ if [ ! -e "$sbuild/build.ninja" ]; then
 fi
 # helper programs some tests run beside themselves (built without sanitizers)
 helpers="snapchild coretarget"
-targets=$(for t in $tests $helpers; do printf 'tests/%s ' "$t"; done)
+tdir=tests
+if [ -n "$bench" ]; then
+	# bench_modes runs ../tools/pagetrack from its own directory
+	helpers="" tdir=bench
+	targets="bench/bench_modes tools/pagetrack"
+else
+	targets=$(for t in $tests $helpers; do printf 'tests/%s ' "$t"; done)
+fi
 # -k 0: one test that does not build must not keep the others from running;
 # it gets a failing log of its own instead.
 # shellcheck disable=SC2086
 ninja -C "$sbuild" -j2 -k 0 $targets >>"$logs/build.log" 2>&1 || {
 	built=""
 	for t in $tests; do
-		if ninja -C "$sbuild" -n "tests/$t" 2>/dev/null | grep -q 'no work to do'; then
+		if ninja -C "$sbuild" -n "$tdir/$t" 2>/dev/null | grep -q 'no work to do'; then
 			built="$built $t"
 		else
 			echo "Bail out! $t does not build statically (see $logs/build.log)" >"$logs/$t.log"
@@ -111,9 +131,9 @@ ninja -C "$sbuild" -j2 -k 0 $targets >>"$logs/build.log" 2>&1 || {
 }
 
 # (d) initramfs ---------------------------------------------------------------
-root="$out/vm-initramfs"
+root="$out/vm$sfx-initramfs"
 rm -rf "$root"
-mkdir -p "$root/bin" "$root/tests" "$root/etc" "$root/boot" "$root/proc" \
+mkdir -p "$root/bin" "$root/tests" "$root/tools" "$root/etc" "$root/boot" "$root/proc" \
 	"$root/sys" "$root/dev" "$root/tmp" "$root/var/tmp" "$root/root" "$root/run"
 cp "$busybox" "$root/bin/busybox"
 for a in $("$busybox" --list); do
@@ -121,9 +141,14 @@ for a in $("$busybox" --list); do
 done
 for t in $tests; do
 	# strip only the copy: the build keeps its debug info for the host
-	strip -o "$root/tests/$t" "$sbuild/tests/$t" 2>/dev/null ||
-		cp "$sbuild/tests/$t" "$root/tests/$t"
+	strip -o "$root/tests/$t" "$sbuild/$tdir/$t" 2>/dev/null ||
+		cp "$sbuild/$tdir/$t" "$root/tests/$t"
 done
+if [ -n "$bench" ]; then
+	strip -o "$root/tools/pagetrack" "$sbuild/tools/pagetrack" 2>/dev/null ||
+		cp "$sbuild/tools/pagetrack" "$root/tools/pagetrack" ||
+		fail "no static pagetrack CLI for the bench (see $logs/build.log)"
+fi
 for h in $helpers; do	# a helper that did not build: its tests say so
 	[ -x "$sbuild/tests/$h" ] && cp "$sbuild/tests/$h" "$root/tests/$h"
 done
@@ -162,7 +187,12 @@ for m in $mods; do
 	echo "/lib/modules/$m.ko" >>"$root/etc/pt-modules"
 done
 cp "$kconfig" "$root/boot/config-$kver"
-echo "$tests" | tr ' ' '\n' | sed '/^$/d' >"$root/etc/pt-tests"
+# one program a line, then its arguments
+if [ -n "$bench" ]; then
+	echo "bench_modes ${PT_VM_BENCH_ARGS:-}" >"$root/etc/pt-tests"
+else
+	echo "$tests" | tr ' ' '\n' | sed '/^$/d' >"$root/etc/pt-tests"
+fi
 echo "${PT_VM_TEST_TIMEOUT:-300}" >"$root/etc/pt-timeout"
 # The lane's budget in the guest (seconds of its uptime): QEMU's timeout
 # less 30 s for what the guest's clock does not see or does after the last
@@ -177,19 +207,20 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 cp "$src/scripts/vm-init.sh" "$root/init"
 chmod 0755 "$root/init"
 chmod 1777 "$root/tmp" "$root/var/tmp"
-initrd="$out/vm-initrd.gz"
+initrd="$out/vm$sfx-initrd.gz"
 (cd "$root" && find . | sort | cpio_o) | gzip -1 >"$initrd" ||
 	fail "cannot build the initramfs"
 t1=$(date +%s)
 
 # (e) boot ------------------------------------------------------------------
 console="$logs/console.log"
-say "booting $kver under QEMU/TCG (timeout ${tmo}s; tests:$tests)"
+say "booting $kver under QEMU/TCG (timeout ${tmo}s; ${bench:+bench }tests:$tests)"
 # no_timer_check: the kernel's IO-APIC timer check counts interrupts over a
 # fixed delay loop, which a TCG vCPU on a loaded host can miss: it then
 # panics at boot ("IO-APIC + timer doesn't work!", seen in test_vm_migrate)
-timeout "$tmo" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 1024 \
-	-nographic -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
+# shellcheck disable=SC2086 # PT_VM_QEMU_ARGS: options, split into words
+timeout "$tmo" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "${PT_VM_MEM:-1024}" \
+	${PT_VM_QEMU_ARGS:-} -nographic -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
 	-append "console=ttyS0 quiet panic=-1 no_timer_check" </dev/null >"$console.raw" 2>&1
 qrc=$?
 tr -d '\r' <"$console.raw" >"$console" && rm -f "$console.raw"

@@ -758,8 +758,8 @@ struct pt_sampler;
  */
 PT_API struct pt_sampler *pt_sampler_create(pid_t pid, const struct pt_sampler_opts *opts);
 /*
- * Close the interval: read the sample again, estimate, then draw and
- * read a new sample for the next interval.  Fills *@total and the first
+ * Close the interval: draw a new sample for the next interval, read this
+ * one again and the new one right after, estimate.  Fills *@total and the first
  * @cap entries of @areas (in address order; areas without data pages
  * are left out) and returns how many areas there were (may exceed @cap),
  * or -errno (-ESRCH: target gone, -EINVAL, -ENOMEM).

@@ -129,11 +129,12 @@ static bool read_mem(struct pt_sampler *s, uint64_t a, unsigned char *out)
 }
 
 /*
- * Hash sample pages [from, to) into @h (ok[i] false when unreadable).
+ * Hash the pages @addr[from, to) into @h (ok[i] false when unreadable).
  * One process_vm_readv per BATCH pages; a page it cannot read (PROT_NONE
  * since, unmapped) is tried with /proc/PID/mem, then given up.
  */
-static void hash_pages(struct pt_sampler *s, size_t from, size_t to, uint64_t *h, uint8_t *ok)
+static void hash_pages(struct pt_sampler *s, const uint64_t *addr, size_t from, size_t to,
+		       uint64_t *h, uint8_t *ok)
 {
 	struct iovec l[BATCH], r[BATCH];
 
@@ -143,7 +144,7 @@ static void hash_pages(struct pt_sampler *s, size_t from, size_t to, uint64_t *h
 
 		for (size_t j = 0; j < k; j++) {
 			l[j] = (struct iovec){ s->buf + j * PT_PAGE_SIZE, PT_PAGE_SIZE };
-			r[j] = (struct iovec){ (void *)(uintptr_t)s->addr[i + j], PT_PAGE_SIZE };
+			r[j] = (struct iovec){ (void *)(uintptr_t)addr[i + j], PT_PAGE_SIZE };
 		}
 		while (done < k) {
 			got = process_vm_readv(s->pid, l + done, k - done, r + done, k - done, 0);
@@ -155,7 +156,7 @@ static void hash_pages(struct pt_sampler *s, size_t from, size_t to, uint64_t *h
 			}
 			done += whole;
 			if (done < k) {	/* the page that stopped it */
-				ok[i + done] = read_mem(s, s->addr[i + done], s->buf + done * PT_PAGE_SIZE);
+				ok[i + done] = read_mem(s, addr[i + done], s->buf + done * PT_PAGE_SIZE);
 				if (ok[i + done])
 					h[i + done] = XXH3_64bits(s->buf + done * PT_PAGE_SIZE,
 								  PT_PAGE_SIZE);
@@ -241,8 +242,8 @@ static uint64_t sample_size(const struct pt_sampler *s, uint64_t N)
 	return n;
 }
 
-/* Draw a new sample over the current layout and hash it. */
-static int draw_sample(struct pt_sampler *s)
+/* Draw a new sample over the current layout (not read yet: s->ok all 0). */
+static int plan_sample(struct pt_sampler *s)
 {
 	struct pt_vma *v = NULL;
 	size_t nv = 0;
@@ -304,8 +305,18 @@ static int draw_sample(struct pt_sampler *s)
 		}
 		s->ok = ok;
 	}
-	hash_pages(s, 0, s->nsample, s->hash, s->ok);
+	memset(s->ok, 0, s->nsample);
 	return 0;
+}
+
+/* Draw a new sample over the current layout and hash it. */
+static int draw_sample(struct pt_sampler *s)
+{
+	int err = plan_sample(s);
+
+	if (!err)
+		hash_pages(s, s->addr, 0, s->nsample, s->hash, s->ok);
+	return err;
 }
 
 /* ---- estimating ---- */
@@ -416,32 +427,50 @@ int pt_sampler_collect(struct pt_sampler *s, struct pt_sample_estimate *total,
 	uint8_t *ok = NULL;
 	double est = 0, var_lo = 0, var_hi = 0;
 	uint64_t N = 0, n = 0, x = 0;
-	size_t nst;
-	int err;
+	/* the sample of the interval that ends now; s-> gets the next one */
+	struct stratum *ost = s ? s->st : NULL;
+	uint64_t *oaddr = s ? s->addr : NULL, *ohash = s ? s->hash : NULL;
+	uint8_t *ook = s ? s->ok : NULL;
+	size_t nst = s ? s->nst : 0, onsample = s ? s->nsample : 0;
+	int err, perr;
 
 	if (!s || !total || (!areas && cap))
 		return -EINVAL;
 	if (!pt__target_mm_alive(s->t))
 		return -ESRCH;
-	h = malloc((s->nsample ? s->nsample : 1) * sizeof(*h));
-	ok = malloc(s->nsample ? s->nsample : 1);
+	h = malloc((onsample ? onsample : 1) * sizeof(*h));
+	ok = malloc(onsample ? onsample : 1);
 	if (!h || !ok) {
-		err = -ENOMEM;
-		goto out;
+		free(h);
+		free(ok);
+		return -ENOMEM;
 	}
-	hash_pages(s, 0, s->nsample, h, ok);
+	/*
+	 * Plan the next sample (the layout, a pagemap walk of every area:
+	 * the slow part) before this one is read again, then read both
+	 * back to back: the next interval starts right where this one ends,
+	 * and the writes made meanwhile are not lost between them.
+	 */
+	s->st = NULL;
+	s->addr = s->hash = NULL;
+	s->ok = NULL;
+	s->nst = s->capst = s->nsample = s->capsample = 0;
+	perr = plan_sample(s);
+	hash_pages(s, oaddr, 0, onsample, h, ok);
+	if (!perr)
+		hash_pages(s, s->addr, 0, s->nsample, s->hash, s->ok);
 	/*
 	 * The total: the sum of the strata's estimates, each side of its
 	 * interval as wide as the root of the sum of the squared sides of
 	 * the strata's (independent draws: their errors add in quadrature).
 	 */
-	for (size_t i = 0; i < s->nst; i++) {
-		const struct stratum *st = &s->st[i];
+	for (size_t i = 0; i < nst; i++) {
+		const struct stratum *st = &ost[i];
 		double Nd = (double)st->pages, p, lo, hi;
 		uint64_t xi = 0;
 
 		for (uint64_t k = st->first; k < st->first + st->n; k++)
-			xi += s->ok[k] && ok[k] && h[k] != s->hash[k];
+			xi += ook[k] && ok[k] && h[k] != ohash[k];
 		share_interval(st->pages, st->n, xi, &lo, &hi);
 		p = (double)xi / (double)st->n;
 		if (i < cap) {
@@ -457,13 +486,14 @@ int pt_sampler_collect(struct pt_sampler *s, struct pt_sample_estimate *total,
 	}
 	*total = (struct pt_sample_estimate){ 0 };
 	fill(total, N, n, x, est, est - sqrt(var_lo), est + sqrt(var_hi));
-	nst = s->nst;
-	err = draw_sample(s);	/* the next interval starts now */
-	if (!err)
+	if (!perr)
 		err = (int)(nst > INT32_MAX ? INT32_MAX : nst);
 	else	/* nothing to compare with next time: an empty sample, drawn again then */
-		s->nst = s->nsample = 0, err = pt__target_errno(s->t, err);
-out:
+		s->nst = s->nsample = 0, err = pt__target_errno(s->t, perr);
+	free(ost);
+	free(oaddr);
+	free(ohash);
+	free(ook);
 	free(h);
 	free(ok);
 	return err;

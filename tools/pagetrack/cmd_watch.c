@@ -1387,7 +1387,7 @@ static int follow_exec(struct watch *w, const sigset_t *setupmask, enum stop_rea
 static enum stop_reason run(struct watch *w, const sigset_t *waitmask,
 			    const sigset_t *setupmask)
 {
-	uint64_t deadline = w->t0 + w->o.interval_ns;
+	uint64_t deadline = w->t0 + watch_budget_first_ns(w);
 
 	if (!w->o.json) {
 		printf("watching pid %d (%s%s) every %.3gs%s; Ctrl-C stops\n",

@@ -108,6 +108,8 @@ struct watch {
 	char budget_why[256];
 	size_t hashed_areas;		/* areas the budget hashes now (MODE_HASH) */
 	double hash_ns_page;		/* pagetrack's CPU per hashed page, measured (0: not yet) */
+	bool budget_no_hot;		/* the backend can neither skip hot pages nor hash
+					   single areas (softdirty): exact <-> sample only */
 };
 
 uint64_t watch_now_ns(void);
@@ -123,6 +125,8 @@ int watch_start(struct watch *w, const sigset_t *setupmask, enum stop_reason *wh
 uint64_t watch_self_cpu_ns(void);
 int watch_sample_round(struct watch *w);
 enum wmode watch_budget_decide(struct watch *w);
+/* The length of the first interval (ns): short when the budget must judge fast. */
+uint64_t watch_budget_first_ns(struct watch *w);
 int watch_switch_mode(struct watch *w, enum wmode m, const sigset_t *setupmask,
 		      enum stop_reason *why);
 

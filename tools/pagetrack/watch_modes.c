@@ -82,6 +82,8 @@ int watch_sample_round(struct watch *w)
 /* ---- the budget (--max-overhead, --max-cpu) ---- */
 
 #define CALM_INTERVALS 3	/* intervals the exact cost must fit in half before going back */
+#define FIRST_SHARE 10		/* a short first interval: 1/FIRST_SHARE of the interval, */
+#define FIRST_MIN_NS 10000000ULL	/* at least 10 ms */
 
 /* The target's data pages (VmRSS + VmSwap): no area hashes more than that. */
 static uint64_t data_pages(const struct watch *w)
@@ -105,6 +107,28 @@ static uint64_t data_pages(const struct watch *w)
 	if ((p = strstr(buf, "VmSwap:")))
 		kb += strtoull(p + 7, NULL, 10);
 	return kb * 1024 / w->page_size;
+}
+
+/*
+ * The first interval of a budget that starts exact: a tenth of the
+ * interval (at least 10 ms) when the target's data pages, all written
+ * once, would cost more than the budget in one interval, so that a
+ * target as dear as that is not tracked exactly for a whole interval
+ * before the budget can act (where a fault costs ~20 us, a 256 MiB random
+ * writer lost ~80% of an interval).  Its faults, counted against the full
+ * interval (watch_budget_decide()), are a lower bound of what a whole
+ * exact interval would cost.  Else the interval itself.
+ */
+uint64_t watch_budget_first_ns(struct watch *w)
+{
+	uint64_t ivl = w->o.interval_ns, cost = 0, first = ivl / FIRST_SHARE;
+
+	if (w->o.max_overhead <= 0 || w->mode != MODE_EXACT || !w->tr)
+		return ivl;
+	pt_fault_cost_ns(&cost, NULL);	/* cached: the tracker measured it */
+	if ((double)data_pages(w) * (double)cost * 100.0 <= w->o.max_overhead * (double)ivl)
+		return ivl;
+	return first < FIRST_MIN_NS ? (ivl < FIRST_MIN_NS ? ivl : FIRST_MIN_NS) : first;
 }
 
 /* An area of the last round the budget may hash: its faults and its hashing cost. */
@@ -237,12 +261,29 @@ static int hash_areas(struct watch *w, double room_ns, double need_ns, uint64_t 
  * more fits and the overhead is still over.  Areas are moved back (the
  * largest first) when hashing takes more than --max-cpu, and all of them
  * once exact tracking of what was written would have cost at most half
- * the budget, CALM_INTERVALS intervals in a row.
+ * the budget, CALM_INTERVALS intervals in a row.  A backend that can
+ * neither skip hot pages nor hash single areas (softdirty: clear_refs
+ * re-arms the whole process) has no rung between exact and sample: an
+ * interval in hot there would cost what exact costs, over the budget.
  */
+static enum wmode budget_decide(struct watch *w, double *nom_out);
+
 enum wmode watch_budget_decide(struct watch *w)
 {
+	double nom = 0;
+	enum wmode m = budget_decide(w, &nom);
+	size_t n = strlen(w->budget_why);
+
+	if (nom > (double)w->st.interval_ns && n < sizeof(w->budget_why))
+		snprintf(w->budget_why + n, sizeof(w->budget_why) - n, " (a short first interval, "
+			 "%.0f ms: its faults against a whole one)", (double)w->st.interval_ns / 1e6);
+	return m;
+}
+
+static enum wmode budget_decide(struct watch *w, double *nom_out)
+{
 	double B = w->o.max_overhead, C = w->o.max_cpu, ivl = (double)w->st.interval_ns;
-	double over, exact, hcpu, est = 0;
+	double over, exact, hcpu, est = 0, nom;
 	enum wmode m = w->mode;
 	uint64_t cost = 0;
 	char *y = w->budget_why, name[64];
@@ -254,18 +295,34 @@ enum wmode watch_budget_decide(struct watch *w)
 		snprintf(y, ylen, "nothing measured yet");
 		return m;
 	}
-	over = (double)w->st.est_fault_ns * 100.0 / ivl;
+	/*
+	 * Against the interval asked for when the first one was shorter
+	 * (watch_budget_first_ns()): faults of part of an interval are
+	 * a lower bound of a whole one's, never blown up to a rate.  (What
+	 * exact would cost, which may bring exact tracking back, stays per
+	 * the interval measured: the higher figure.)
+	 */
+	nom = w->intervals <= 1 && ivl < (double)w->o.interval_ns ? (double)w->o.interval_ns : ivl;
+	*nom_out = nom;
+	over = (double)w->st.est_fault_ns * 100.0 / nom;
 	exact = (double)w->cur_pages * (double)cost * 100.0 / ivl;
 	hcpu = (double)w->st.hash_cpu_ns * 100.0 / ivl;
 	if (w->st.pages_hashed && w->st.hash_cpu_ns)	/* measured, not assumed */
 		w->hash_ns_page = (double)w->st.hash_cpu_ns / (double)w->st.pages_hashed;
 	w->calm = exact <= B / 2 ? w->calm + 1 : 0;
 	w->hashed_areas = m == MODE_HASH && w->tr ? budget_hashed(w, &big) : 0;
+	if (w->tr)	/* kept for the way back from sample, which has no tracker */
+		w->budget_no_hot = pt_tracker_backend(w->tr) != PT_TRACK_UFFD;
 	switch (m) {
 	case MODE_EXACT:
 		if (over <= B) {
 			snprintf(y, ylen, "overhead %.1f%% within %.3g%%", over, B);
 			return m;
+		}
+		if (w->budget_no_hot) {
+			snprintf(y, ylen, "overhead %.1f%% > %.3g%%, %s can neither skip hot pages nor "
+				 "hash single areas: sample", over, B, w->backend);
+			return MODE_SAMPLE;
 		}
 		snprintf(y, ylen, "overhead %.1f%% > %.3g%%: skip hot pages", over, B);
 		return MODE_HOT;
@@ -319,9 +376,9 @@ enum wmode watch_budget_decide(struct watch *w)
 		break;
 	}
 	if (w->calm >= CALM_INTERVALS) {
-		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: hot pages",
-			 exact, B, w->calm);
-		return MODE_HOT;
+		snprintf(y, ylen, "exact would cost ~%.1f%% <= %.3g%%/2 for %u intervals: %s", exact,
+			 B, w->calm, w->budget_no_hot ? "exact" : "hot pages");
+		return w->budget_no_hot ? MODE_EXACT : MODE_HOT;
 	}
 	snprintf(y, ylen, "sampling: target overhead 0%%, exact would cost ~%.1f%% (budget %.3g%%)",
 		 exact, B);
