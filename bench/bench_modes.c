@@ -305,8 +305,9 @@ static void machine(void)
 	k = pt_fault_cost_ns(&cost, &how);
 	printf("machine: %s, %ld CPUs, %s %s %s; %s write fault %llu ns (pagetrack check)\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine,
-	       k == PT_FAULT_KIND_UFFD_WP ? "uffd-wp" : k == PT_FAULT_KIND_FIRST_TOUCH ?
-	       "first-touch" : "no", (unsigned long long)cost);
+	       k == PT_FAULT_KIND_UFFD_WP ? "uffd-wp" : k == PT_FAULT_KIND_SOFT_DIRTY ?
+	       "soft-dirty" : k == PT_FAULT_KIND_FIRST_TOUCH ? "first-touch" : "no",
+	       (unsigned long long)cost);
 	if (k != PT_FAULT_KIND_UFFD_WP)
 		printf("fault cost: %s\n", how);
 }

@@ -139,6 +139,19 @@ PT_HIDDEN void *pt__scratch_map(size_t pages);
 PT_HIDDEN void pt__fault_cost_reset(void);
 /* Tests: a sleep (ns) in the middle of two measured runs in three (a preempted run). */
 extern uint64_t pt__fault_cost_test_stall_ns PT_HIDDEN;
+/*
+ * The soft-dirty fault cost, measured in a forked child whatever the
+ * probes say (tests run the child where the kernel has no soft-dirty:
+ * the cost is then meaningless, the child's round trip is not).  0 and
+ * *ns, or -errno with *what naming the step (-ETIMEDOUT: no report in
+ * pt__fault_cost_child_timeout_ms; the child was killed).  The child is
+ * always reaped.  Not cached.
+ */
+PT_HIDDEN int pt__fault_cost_measure_soft_dirty(uint64_t *ns, const char **what);
+/* Tests: the soft-dirty child sleeps this long (ns) before it reports. */
+extern uint64_t pt__fault_cost_test_child_sleep_ns PT_HIDDEN;
+/* The bound on the soft-dirty child's report (ms of wall time; tests shorten it). */
+extern unsigned int pt__fault_cost_child_timeout_ms PT_HIDDEN;
 /* The PFN of the zero page as seen in pagemap, 0 when not visible or not used. */
 PT_HIDDEN uint64_t pt__zero_pfn(void);
 /*

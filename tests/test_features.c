@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,46 +375,121 @@ static void check_misc(void)
 	munmap(p, FX_PAGE);
 }
 
+/* No child left, zombie or running: every helper was reaped. */
+static bool no_children(void)
+{
+	return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* The soft-dirty child gave up on: a starved machine, not a failure. */
+#define SD_LATE "not in time"
+
+/*
+ * The soft-dirty child itself, run whatever the probes say (where the
+ * kernel has no soft-dirty its cost means nothing, its round trip does):
+ * it reports, it is reaped, and past the bound it is killed and reaped.
+ */
+static void check_fault_cost_child(int sd)
+{
+	const char *what = "";
+	uint64_t ns = 0;
+	int r;
+
+	if (access("/proc/self/clear_refs", W_OK)) {
+		tap_skip("no writable /proc/self/clear_refs", "soft-dirty child: reports and is reaped");
+	} else {
+		r = pt__fault_cost_measure_soft_dirty(&ns, &what);
+		if (r == -ETIMEDOUT)
+			tap_skip("the child did not report in 20 s (a starved machine)",
+				 "soft-dirty child: reports and is reaped");
+		else
+			tap_ok(r == 0 && no_children() && ns < 1000000000ULL &&
+			       (sd != PT_YES || ns > 0),
+			       "soft-dirty child: reports (%d, %s; %" PRIu64 " ns, soft_dirty %d) "
+			       "and is reaped", r, r ? what : "ok", ns, sd);
+	}
+
+	/* it sleeps 60 s before reporting; the parent waits 100 ms */
+	pt__fault_cost_test_child_sleep_ns = 60 * 1000000000ULL;
+	pt__fault_cost_child_timeout_ms = 100;
+	what = "";
+	r = pt__fault_cost_measure_soft_dirty(&ns, &what);
+	pt__fault_cost_test_child_sleep_ns = 0;
+	pt__fault_cost_child_timeout_ms = 20000;
+	tap_ok(r == -ETIMEDOUT && strstr(what, SD_LATE) && no_children(),
+	       "soft-dirty child past the bound: ETIMEDOUT, killed and reaped (%d, %s)", r, what);
+}
+
 /* pt_fault_cost_ns(): measured on request, cached, a fallback with its reason. */
 static void check_fault_cost(void)
 {
-	const char *how = NULL, *how2 = NULL, *wp_reason = NULL;
-	uint64_t ns = 0, ns2 = 1;
+	const char *how = NULL, *how2 = NULL, *wp_reason = NULL, *sd_reason = NULL;
+	uint64_t ns = 0, ns2 = 1, touch_ns = 0;
 	int k, k2, wp = pt_feature(PT_FEAT_UFFD_WP_ASYNC, &wp_reason);
+	int sd = pt_feature(PT_FEAT_SOFT_DIRTY, &sd_reason);
+	int want = wp == PT_YES ? PT_FAULT_KIND_UFFD_WP :
+		   sd == PT_YES ? PT_FAULT_KIND_SOFT_DIRTY : PT_FAULT_KIND_FIRST_TOUCH;
 
 	k = pt_fault_cost_ns(&ns, &how);
 	tap_diag("fault cost: %s, %" PRIu64 " ns (%s)", pt_fault_kind_name(k), ns, how);
 	tap_ok(pt_fault_kind_name(k) && how && *how && (k == PT_FAULT_KIND_NONE) == (ns == 0),
 	       "fault cost: a known kind, a reason, ns 0 exactly when nothing was measured");
-	if (wp == PT_YES)
-		tap_ok(k == PT_FAULT_KIND_UFFD_WP && ns > 0 && ns < 1000000000ULL,
-		       "uffd-wp async usable: the uffd-wp fault cost is measured, 0 < %" PRIu64
-		       " ns < 1 s", ns);
+	/* the kind the probes call for: uffd-wp async, else soft-dirty, else first touch */
+	if (want == PT_FAULT_KIND_SOFT_DIRTY && k != want && strstr(how, SD_LATE))
+		tap_skip("the soft-dirty child did not report in 20 s (a starved machine)",
+			 "the fault kind the probes call for");
 	else
-		tap_ok(k != PT_FAULT_KIND_UFFD_WP && strstr(how, "uffd"),
-		       "no uffd-wp async (%s): another kind, and the reason says why (%s)",
-		       wp_reason, how);
+		tap_ok(k == want && ns > 0 && ns < 1000000000ULL &&
+		       (wp == PT_YES || strstr(how, "uffd")),
+		       "uffd_wp_async %d (%s), soft_dirty %d (%s): %s measured (want %s), 0 < %"
+		       PRIu64 " ns < 1 s, the reason says why if not uffd-wp", wp, wp_reason,
+		       sd, sd_reason, pt_fault_kind_name(k), pt_fault_kind_name(want), ns);
 	k2 = pt_fault_cost_ns(&ns2, &how2);
 	tap_ok(k2 == k && ns2 == ns && how2 == how && pt_fault_cost_ns(NULL, NULL) == k,
 	       "cached: a second call gives the same kind, cost and reason pointer");
 	tap_ok(!strcmp(pt_fault_kind_name(PT_FAULT_KIND_NONE), "none") &&
 	       !strcmp(pt_fault_kind_name(PT_FAULT_KIND_UFFD_WP), "uffd_wp") &&
 	       !strcmp(pt_fault_kind_name(PT_FAULT_KIND_FIRST_TOUCH), "first_touch") &&
-	       !pt_fault_kind_name((enum pt_fault_kind)3) &&
+	       !strcmp(pt_fault_kind_name(PT_FAULT_KIND_SOFT_DIRTY), "soft_dirty") &&
+	       PT_FAULT_KIND_UFFD_WP == 1 && PT_FAULT_KIND_FIRST_TOUCH == 2 &&
+	       PT_FAULT_KIND_SOFT_DIRTY == 3 &&
+	       !pt_fault_kind_name((enum pt_fault_kind)4) &&
 	       !pt_fault_kind_name((enum pt_fault_kind)-1),
 	       "fault kind names are the documented stable ids, NULL outside the enum");
 
-	/* the fallback, forced, measures first touches and says so */
+	/* the last fallback, forced, measures first touches and says so */
 	setenv("PT_FORCE_FAULT_COST", "first_touch", 1);
 	pt__features_reset();
 	pt__fault_cost_reset();
 	k = pt_fault_cost_ns(&ns, &how);
+	touch_ns = ns;
 	tap_ok(k == PT_FAULT_KIND_FIRST_TOUCH && ns > 0 && ns < 1000000000ULL &&
 	       strstr(how, "PT_FORCE_FAULT_COST"),
 	       "PT_FORCE_FAULT_COST=first_touch: first-touch cost %" PRIu64 " ns (%s)", ns, how);
+
+	/* uffd-wp skipped: soft-dirty where the kernel has it, else first touch */
+	setenv("PT_FORCE_FAULT_COST", "soft_dirty", 1);
+	pt__features_reset();
+	pt__fault_cost_reset();
+	k = pt_fault_cost_ns(&ns, &how);
+	sd = pt_feature(PT_FEAT_SOFT_DIRTY, &sd_reason);
+	want = sd == PT_YES ? PT_FAULT_KIND_SOFT_DIRTY : PT_FAULT_KIND_FIRST_TOUCH;
+	if (want == PT_FAULT_KIND_SOFT_DIRTY && k != want && strstr(how, SD_LATE))
+		tap_skip("the soft-dirty child did not report in 20 s (a starved machine)",
+			 "PT_FORCE_FAULT_COST=soft_dirty");
+	else
+		tap_ok(k == want && ns > 0 && ns < 1000000000ULL &&
+		       strstr(how, "PT_FORCE_FAULT_COST=soft_dirty") &&
+		       (sd == PT_YES || strstr(how, "no soft-dirty")),
+		       "PT_FORCE_FAULT_COST=soft_dirty, soft_dirty %d (%s): %s, %" PRIu64 " ns (%s)",
+		       sd, sd_reason, pt_fault_kind_name(k), ns, how);
+	if (k == PT_FAULT_KIND_SOFT_DIRTY && touch_ns)
+		tap_diag("soft-dirty fault %" PRIu64 " ns, first touch %" PRIu64 " ns: %.2fx",
+			 ns, touch_ns, (double)touch_ns / (double)(ns ? ns : 1));
 	unsetenv("PT_FORCE_FAULT_COST");
 	pt__features_reset();
 	pt__fault_cost_reset();
+	check_fault_cost_child(pt_feature(PT_FEAT_SOFT_DIRTY, NULL));
 
 	/*
 	 * Robust against runs that wait or are preempted: two runs in three
@@ -460,7 +536,7 @@ int main(void)
 	tap_diag("probing took %.2f ms", (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
 
 	/* per function, in the order called below */
-	tap_plan(4 + 2 + 3 + 3 + 3 + 2 + 8 + 6 + 1 + 2);
+	tap_plan(4 + 2 + 3 + 3 + 3 + 2 + 8 + 9 + 1 + 2);
 	check_valid_and_cached();
 	check_names();
 	check_bad_enum();

@@ -22,11 +22,13 @@
  *  - Files: every fd the library opens is O_CLOEXEC.  Handles keep fds
  *    open until freed (pagemap, pidfd, backing objects of shared memory,
  *    clear_refs, a userfaultfd); other calls close what they open.
- *  - Helper processes: the soft-dirty feature probe and the uffd tracker
- *    of another process fork() a short-lived child (pthread_atfork
- *    handlers run; the cost grows with the caller's page tables) and
- *    reap it with waitpid() on its pid.  The caller gets SIGCHLD when it
- *    exits.
+ *  - Helper processes: the soft-dirty feature probe, the soft-dirty
+ *    fault cost (pt_fault_cost_ns()) and the uffd tracker of another
+ *    process fork() a short-lived child (pthread_atfork handlers run;
+ *    the cost grows with the caller's page tables, and, as after any
+ *    fork, the caller's next write to each private page it had written
+ *    takes a fault) and reap it with waitpid() on its pid.  The caller
+ *    gets SIGCHLD when it exits.
  *  - ptrace: the trackers of another process attach to it with
  *    PTRACE_SEIZE and stop its threads (freeze, barrier, syscall
  *    injection): microseconds when they get a CPU at once, longer when
@@ -171,8 +173,11 @@ enum pt_fault_kind {
 	PT_FAULT_KIND_NONE = 0,		/* nothing could be measured (*how says why) */
 	PT_FAULT_KIND_UFFD_WP,		/* a userfaultfd-wp async write fault on a populated
 					   page: what the uffd tracker charges per page */
-	PT_FAULT_KIND_FIRST_TOUCH,	/* uffd-wp async not usable: the first write to a
-					   fresh anonymous page instead */
+	PT_FAULT_KIND_FIRST_TOUCH,	/* neither uffd-wp async nor soft-dirty usable: the
+					   first write to a fresh anonymous page instead */
+	PT_FAULT_KIND_SOFT_DIRTY,	/* no uffd-wp async: a write fault on a populated page
+					   write-protected by clear_refs 4, what the
+					   softdirty tracker charges per page */
 };
 
 /*
@@ -184,16 +189,21 @@ enum pt_fault_kind {
  * NULL).  Method: 256 pages of a scratch private mapping, populated,
  * registered with a userfaultfd (WP async) and write-protected; the
  * first write to each page minus the same writes again (unprotected),
- * per page, median of 5 runs.  Without uffd-wp async, the same with
- * first touches of fresh pages.  Thread-safe.  Side effects of the
- * first call: the feature probes (pt_feature()), a scratch mapping and a
- * userfaultfd of the calling process, both released; ~1 ms where a
- * fault costs ~1 us, ~25 ms where it costs ~17 us (shadow-paged VMs).
- * PT_FORCE_FAULT_COST=first_touch forces the fallback (tests).
+ * per page, median of 9 runs.  Without uffd-wp async, where the kernel
+ * has soft-dirty (PT_FEAT_SOFT_DIRTY), the same in a forked child that
+ * write-protects its pages with clear_refs 4 (clear_refs acts on a whole
+ * process); else the same with first touches of fresh pages.
+ * Thread-safe.  Side effects of the first call: the feature probes
+ * (pt_feature()), a scratch mapping and a userfaultfd of the calling
+ * process, both released, or, for soft-dirty, a second forked child
+ * (see "Side effects" above), waited for 20 s at most, then killed;
+ * ~1 ms where a fault costs ~1 us, ~25 ms where it costs ~17 us
+ * (shadow-paged VMs), plus the fork.  PT_FORCE_FAULT_COST=soft_dirty
+ * skips uffd-wp, =first_touch skips both (tests).
  * pt_tracker_create() calls it (pt_tracker_stats().est_fault_ns).
  */
 PT_API int pt_fault_cost_ns(uint64_t *ns, const char **how);
-/* "none", "uffd_wp", "first_touch" (stable); NULL for a bad @k. */
+/* "none", "uffd_wp", "first_touch", "soft_dirty" (stable); NULL for a bad @k. */
 PT_API const char *pt_fault_kind_name(enum pt_fault_kind k);
 
 /* ------------------------------------------------------------------ */
