@@ -497,12 +497,24 @@ static void check_fault_cost(void)
 	 * the size of the outlier once seen): the median stays near the
 	 * cost measured undisturbed.
 	 */
-	k = pt_fault_cost_ns(&ns, NULL);
-	pt__fault_cost_reset();
-	pt__fault_cost_test_stall_ns = 2000000;
-	k2 = pt_fault_cost_ns(&ns2, NULL);
-	pt__fault_cost_test_stall_ns = 0;
-	pt__fault_cost_reset();
+	/*
+	 * Two measurements of an undisturbed machine can differ by 2x on
+	 * their own where a vCPU's CPU time includes the host's preemption
+	 * (a TCG guest on a loaded host: 20 then 56 µs seen).  A probe that
+	 * is not robust fails every pair; noise fails one: up to 3 pairs.
+	 */
+	for (int pair = 0; pair < 3; pair++) {
+		k = pt_fault_cost_ns(&ns, NULL);
+		pt__fault_cost_reset();
+		pt__fault_cost_test_stall_ns = 2000000;
+		k2 = pt_fault_cost_ns(&ns2, NULL);
+		pt__fault_cost_test_stall_ns = 0;
+		pt__fault_cost_reset();
+		if (k2 != k || k == PT_FAULT_KIND_NONE || ns2 <= 2 * ns + 500)
+			break;
+		tap_diag("pair %d: stalled %" PRIu64 " ns against %" PRIu64 " ns undisturbed: again",
+			 pair + 1, ns2, ns);
+	}
 	tap_ok(k2 == k && (k == PT_FAULT_KIND_NONE || ns2 <= 2 * ns + 500),
 	       "fault cost with most runs stalled 2 ms: %" PRIu64 " ns (undisturbed: %" PRIu64 " ns)",
 	       ns2, ns);
