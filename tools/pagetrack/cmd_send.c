@@ -334,5 +334,7 @@ int cmd_send(int argc, char **argv)
 		fprintf(stderr, "migrated: %u rounds, %s on the wire, downtime %.1f ms\n", rep.rounds,
 			fmt_size(rep.total_bytes, a, sizeof(a)), (double)rep.downtime_ns / 1e6);
 	}
+	if (r && rep.result == PT_MIGRATE_COMMIT_UNKNOWN)
+		return PT_EXIT_UNKNOWN;
 	return r ? PT_EXIT_RUNTIME : PT_EXIT_OK;
 }
