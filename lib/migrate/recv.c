@@ -1109,6 +1109,13 @@ static int commit(struct mrecv *r)
 	ka_start(r);
 	if (pt__fault(PT_FAULT_RECV_COMMIT_STOP))
 		kill(getpid(), SIGSTOP);	/* tests: a receiver stopped here */
+	if (pt__fault(PT_FAULT_RECV_COMMIT_SLOW)) {
+		/* tests: a slow disk (the keepalives carry the sender through) */
+		struct timespec ts = { .tv_sec = 10 };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
 	e = complete_check(r);
 	if (!e)
 		e = r->o.into ? commit_into(r) : round_layer(r);

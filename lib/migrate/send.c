@@ -216,9 +216,14 @@ static void peer_error(struct msend *s)
 	s->c.err = s->err;
 	s->c.idle_timeout_ms = 300;
 	s->c.deadline_ns = 0;
-	for (int i = 0; i < 64; i++) {
+	/* keepalives queued in the final round are not counted */
+	for (int i = 0, ka = 0; i < 64; i++) {
 		if (pt__mig_recv(&s->c, &f))
 			break;
+		if (f.type == PT_MIG_COMMIT_PROGRESS && ka++ < 100000) {
+			i--;
+			continue;
+		}
 		if (f.type == PT_MIG_ERROR || f.type == PT_MIG_ABORT) {
 			if (s->err && s->errlen)
 				snprintf(s->err, s->errlen, "the receiver failed: %.*s",
