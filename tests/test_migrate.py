@@ -41,12 +41,13 @@ its reason):
            receiver that stops itself once COMMIT came (PT_FAULT=
            recv-commit-stop, as a user's SIGSTOP there): the sender ends
            with exit 3, result commit_unknown, one line saying UNKNOWN,
-           within its 10 s silence bound plus a margin of 30 s, the target
-           resumed despite --after stop; the receiver, continued, commits
+           the target stopped (downtime_ms) less than its 10 s silence
+           bound plus a margin of 30 s, resumed despite --after stop; the receiver, continued, commits
            (the outcome was indeed unknown to the sender); a commit made
-           10 s slower (PT_FAULT=recv-commit-slow, a slow disk) with the
-           sender's --idle-timeout 4s: completed, the image equals the
-           source (keepalives carried the wait); a receiver and a sender
+           15 s slower (PT_FAULT=recv-commit-slow, a slow disk), longer
+           than the sender's 10 s commit-silence bound: completed, the
+           image equals the source (keepalives carried the wait); a
+           receiver and a sender
            that speak version 1 only (PT_FAULT=mig-v1) still migrate
 Env: PT_TEST_TIMEOUT the time budget (s, default 600).
 """
@@ -766,6 +767,9 @@ def sec_commit(tmp, key):
     # the sender's commit-silence bound (lib/migrate/send.c COMMIT_SILENCE_MS)
     # and a margin for startup, the final round and cleanup
     bound, margin = 10, 30
+    # a switch-over after 3 rounds at most whatever the writer and the
+    # machine's speed (sanitizers): what is tested comes after it
+    conv = ("--max-rounds", "3", "--force-switchover")
     t = Target(tmp, "--big", "32")
     try:
         t.cmd("live 20")
@@ -773,7 +777,7 @@ def sec_commit(tmp, key):
         img = os.path.join(tmp, "c1.img")
         r = Receiver("--key", key, "-o", img, fault="recv-commit-stop")
         t0 = time.time()
-        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop")
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop", *conv)
         took = time.time() - t0
         fin = lines[-1] if lines else {}
         try:
@@ -784,9 +788,11 @@ def sec_commit(tmp, key):
              len(err.strip().splitlines()) == 1 and stopped == "T",
              "receiver stopped after COMMIT: exit 3, result commit_unknown, one line saying "
              "UNKNOWN", err + json.dumps(fin) + " receiver state " + stopped)
-        t_ok(took < bound + margin and fin.get("downtime_ms", 1e9) < (bound + margin) * 1000,
-             "... after %.1f s, the target stopped %.0f ms (< %d + %d s; it was 10 min)"
-             % (took, fin.get("downtime_ms", -1), bound, margin), json.dumps(fin))
+        # the freeze (final round + the silence bound) is what is bounded;
+        # the pre-copy before it depends on the machine (sanitizers)
+        t_ok(fin.get("downtime_ms", 1e9) < (bound + margin) * 1000,
+             "... the target stayed stopped %.0f ms (< %d + %d s; it was 10 min); send took "
+             "%.1f s" % (fin.get("downtime_ms", -1), bound, margin, took), json.dumps(fin))
         t_ok(t.state() != "T" and t.answers() and t.cmd("progress").get("k", 0) > 0,
              "... the target was resumed (--after stop not applied) and runs", t.state())
         r.p.send_signal(signal.SIGCONT)
@@ -797,17 +803,16 @@ def sec_commit(tmp, key):
         for x in os.listdir(tmp):
             if x.startswith("c1.img"):
                 os.unlink(os.path.join(tmp, x))
-        # 5: a commit 10 s slower than the sender's --idle-timeout 4s
+        # 5: a commit 15 s slow, over the sender's 10 s commit-silence bound
         img = os.path.join(tmp, "c2.img")
         r = Receiver("--key", key, "-o", img, fault="recv-commit-slow")
-        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop", "--idle-timeout",
-                              "4s")
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop", *conv)
         rrc, rout, rerr = r.wait()
         fin = lines[-1] if lines else {}
         vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
         os.kill(t.pid, signal.SIGCONT)
         t_ok(rc == 0 and rrc == 0 and fin.get("result") == "completed" and vrc == 0,
-             "a commit 10 s slow, sender --idle-timeout 4s: completed (the receiver's "
+             "a commit 15 s slow (over the 10 s silence bound): completed (the receiver's "
              "keepalives), the image equals the source", err + rerr + vout + verr +
              json.dumps(fin))
         # 6-7: an older peer (version 1: no keepalives) on either side
@@ -815,7 +820,7 @@ def sec_commit(tmp, key):
             img = os.path.join(tmp, "c3-%s.img" % side)
             r = Receiver("--key", key, "-o", img,
                          fault="mig-v1" if side == "receiver" else None)
-            rc, lines, err = send(t.pid, r.port, "--key", key,
+            rc, lines, err = send(t.pid, r.port, "--key", key, *conv,
                                   fault="mig-v1" if side == "sender" else None)
             rrc, rout, rerr = r.wait()
             fin = lines[-1] if lines else {}

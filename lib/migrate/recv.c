@@ -1110,8 +1110,9 @@ static int commit(struct mrecv *r)
 	if (pt__fault(PT_FAULT_RECV_COMMIT_STOP))
 		kill(getpid(), SIGSTOP);	/* tests: a receiver stopped here */
 	if (pt__fault(PT_FAULT_RECV_COMMIT_SLOW)) {
-		/* tests: a slow disk (the keepalives carry the sender through) */
-		struct timespec ts = { .tv_sec = 10 };
+		/* tests: a slow disk, slower than the sender's commit-silence
+		   bound (the keepalives carry the sender through) */
+		struct timespec ts = { .tv_sec = 15 };
 
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
