@@ -38,6 +38,9 @@ static const struct {
 	[PT_FAULT_BARRIER] = { "barrier", -EIO },
 	[PT_FAULT_INJECT] = { "inject", -EIO },
 	[PT_FAULT_RECV_STREAM] = { "recv-stream", -EINVAL },
+	[PT_FAULT_MIG_V1] = { "mig-v1", -EPROTONOSUPPORT },
+	[PT_FAULT_RECV_COMMIT_STOP] = { "recv-commit-stop", -EINTR },
+	[PT_FAULT_RECV_COMMIT_SLOW] = { "recv-commit-slow", -EAGAIN },
 };
 
 #define MAX_ARMED 4

@@ -114,6 +114,9 @@ enum pt_fault {
 	PT_FAULT_BARRIER,	/* pt__barrier(), once every thread passed its stop */
 	PT_FAULT_INJECT,	/* pt__inject_syscall(), after the thread stopped */
 	PT_FAULT_RECV_STREAM,	/* pt_migrate_receive -o: a round's layer not streamed */
+	PT_FAULT_MIG_V1,	/* migration handshake: this side speaks protocol version 1 only */
+	PT_FAULT_RECV_COMMIT_STOP, /* pt_migrate_receive: SIGSTOP itself once COMMIT came */
+	PT_FAULT_RECV_COMMIT_SLOW, /* pt_migrate_receive: the commit takes 15 s more */
 	PT_FAULT__COUNT
 };
 /*

@@ -37,6 +37,18 @@ its reason):
            a round cut by --timeout on a link capped at 4 MB/s: ABORT
            without --force-switchover, with it the switch-over sends what
            the cut round did not and the image equals the source
+  commit   protocol version 2 keepalives (COMMIT_PROGRESS) after COMMIT: a
+           receiver that stops itself once COMMIT came (PT_FAULT=
+           recv-commit-stop, as a user's SIGSTOP there): the sender ends
+           with exit 3, result commit_unknown, one line saying UNKNOWN,
+           the target stopped (downtime_ms) less than its 10 s silence
+           bound plus a margin of 30 s, resumed despite --after stop; the receiver, continued, commits
+           (the outcome was indeed unknown to the sender); a commit made
+           15 s slower (PT_FAULT=recv-commit-slow, a slow disk), longer
+           than the sender's 10 s commit-silence bound: completed, the
+           image equals the source (keepalives carried the wait); a
+           receiver and a sender
+           that speak version 1 only (PT_FAULT=mig-v1) still migrate
 Env: PT_TEST_TIMEOUT the time budget (s, default 600).
 """
 import json
@@ -60,7 +72,7 @@ from taplib import (BUDGET, done, over_budget, plan, skip_all, skip_rest, t_ok, 
 
 PS = os.sysconf("SC_PAGE_SIZE")
 SECTIONS = (("usage", 6), ("process", 6), ("chain", 6), ("object", 6), ("trust", 3), ("rate", 2),
-            ("failures", 17), ("swap", 3), ("timeouts", 8))
+            ("failures", 17), ("swap", 3), ("timeouts", 8), ("commit", 7))
 PT = None
 SNAPTARGET = None
 
@@ -132,9 +144,17 @@ class Receiver:
         return self.p.returncode, out, self.first + err
 
 
-def send(pid, port, *extra, timeout=120):
-    rc, out, err = run("send", pid, "--to", "127.0.0.1:%d" % port, "--json", *extra,
-                       timeout=timeout)
+def send(pid, port, *extra, timeout=120, fault=None):
+    if fault:
+        e = env()
+        e["PT_FAULT"] = fault
+        p = subprocess.run([PT, "send", str(pid), "--to", "127.0.0.1:%d" % port, "--json"] +
+                           [str(a) for a in extra], capture_output=True, text=True, env=e,
+                           timeout=timeout)
+        rc, out, err = p.returncode, p.stdout, p.stderr
+    else:
+        rc, out, err = run("send", pid, "--to", "127.0.0.1:%d" % port, "--json", *extra,
+                           timeout=timeout)
     lines = []
     for x in out.splitlines():
         try:
@@ -764,6 +784,74 @@ def sec_timeouts(tmp, key):
         t.quit()
 
 
+def sec_commit(tmp, key):
+    # the sender's commit-silence bound (lib/migrate/send.c COMMIT_SILENCE_MS)
+    # and a margin for startup, the final round and cleanup
+    bound, margin = 10, 30
+    # a switch-over after 3 rounds at most whatever the writer and the
+    # machine's speed (sanitizers): what is tested comes after it
+    conv = ("--max-rounds", "3", "--force-switchover")
+    t = Target(tmp, "--big", "32")
+    try:
+        t.cmd("live 20")
+        # 1-4: the receiver stops itself right after COMMIT
+        img = os.path.join(tmp, "c1.img")
+        r = Receiver("--key", key, "-o", img, fault="recv-commit-stop")
+        t0 = time.time()
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop", *conv)
+        took = time.time() - t0
+        fin = lines[-1] if lines else {}
+        try:
+            stopped = open("/proc/%d/stat" % r.p.pid).read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            stopped = "gone"
+        t_ok(rc == 3 and fin.get("result") == "commit_unknown" and one_line(err, "UNKNOWN") and
+             len(err.strip().splitlines()) == 1 and stopped == "T",
+             "receiver stopped after COMMIT: exit 3, result commit_unknown, one line saying "
+             "UNKNOWN", err + json.dumps(fin) + " receiver state " + stopped)
+        # the freeze (final round + the silence bound) is what is bounded;
+        # the pre-copy before it depends on the machine (sanitizers)
+        t_ok(fin.get("downtime_ms", 1e9) < (bound + margin) * 1000,
+             "... the target stayed stopped %.0f ms (< %d + %d s; it was 10 min); send took "
+             "%.1f s" % (fin.get("downtime_ms", -1), bound, margin, took), json.dumps(fin))
+        t_ok(t.state() != "T" and t.answers() and t.cmd("progress").get("k", 0) > 0,
+             "... the target was resumed (--after stop not applied) and runs", t.state())
+        r.p.send_signal(signal.SIGCONT)
+        rrc, rout, rerr = r.wait()
+        t_ok(rrc == 0 and os.path.exists(img),
+             "... the receiver, continued, commits: the outcome was unknown to the sender",
+             rerr)
+        for x in os.listdir(tmp):
+            if x.startswith("c1.img"):
+                os.unlink(os.path.join(tmp, x))
+        # 5: a commit 15 s slow, over the sender's 10 s commit-silence bound
+        img = os.path.join(tmp, "c2.img")
+        r = Receiver("--key", key, "-o", img, fault="recv-commit-slow")
+        rc, lines, err = send(t.pid, r.port, "--key", key, "--after", "stop", *conv)
+        rrc, rout, rerr = r.wait()
+        fin = lines[-1] if lines else {}
+        vrc, vout, verr = run("image", "verify", img, t.pid, timeout=300)
+        os.kill(t.pid, signal.SIGCONT)
+        t_ok(rc == 0 and rrc == 0 and fin.get("result") == "completed" and vrc == 0,
+             "a commit 15 s slow (over the 10 s silence bound): completed (the receiver's "
+             "keepalives), the image equals the source", err + rerr + vout + verr +
+             json.dumps(fin))
+        # 6-7: an older peer (version 1: no keepalives) on either side
+        for side in ("receiver", "sender"):
+            img = os.path.join(tmp, "c3-%s.img" % side)
+            r = Receiver("--key", key, "-o", img,
+                         fault="mig-v1" if side == "receiver" else None)
+            rc, lines, err = send(t.pid, r.port, "--key", key, *conv,
+                                  fault="mig-v1" if side == "sender" else None)
+            rrc, rout, rerr = r.wait()
+            fin = lines[-1] if lines else {}
+            t_ok(rc == 0 and rrc == 0 and fin.get("result") == "completed" and
+                 os.path.exists(img), "a %s speaking protocol version 1 only: completed" % side,
+                 err + rerr + json.dumps(fin))
+    finally:
+        t.quit()
+
+
 def main():
     global PT, SNAPTARGET
     if len(sys.argv) != 2:
@@ -802,6 +890,8 @@ def main():
                     sec_swap(tmp, key)
                 elif name == "timeouts":
                     sec_timeouts(tmp, key)
+                elif name == "commit":
+                    sec_commit(tmp, key)
             Receiver.reap()
     finally:
         Receiver.reap()

@@ -45,6 +45,13 @@ with its reason):
               error on each side, nothing presented as complete, the
               target resumed and unharmed (answers, no thread stopped or
               traced, its other memory unchanged, its writer goes on)
+  fail-link-down-commit  the link goes down right after COMMIT (the
+              receiver stops itself there, PT_FAULT=recv-commit-stop; the
+              link is cut, then it is continued): the sender ends within
+              its 10 s commit-silence bound + 30 s, exit 3, result
+              commit_unknown, the target resumed and unharmed despite
+              --after stop; the receiver commits (exit 0, FILE there):
+              the outcome was indeed unknown to the sender
 Env: PT_MIGTEST_PT=PATH the pagetrack binary to test (default
 BUILD_DIR/tools/pagetrack: e.g. another branch's build, with this
 branch's snaptarget); PT_MIGTEST_ONLY=SECTION,... runs only these (and net, which sets the
@@ -83,7 +90,8 @@ SECTIONS = (("net", 3), ("usage", 5),
             ("ok-1g-10", 5), ("ok-1g-50", 5), ("ok-100m-10-into", 5),
             ("ok-lat20-10", 5), ("ok-loss1-10-into", 5),
             ("150-throttle", 6), ("150-off", 4),
-            ("fail-kill-receiver", 4), ("fail-link-down", 5), ("fail-link-down-force", 5), ("fail-disk-full", 4),
+            ("fail-kill-receiver", 4), ("fail-link-down", 5), ("fail-link-down-force", 5),
+            ("fail-link-down-commit", 4), ("fail-disk-full", 4),
             ("fail-wrong-key", 4), ("fail-flip", 4), ("fail-cut", 4), ("fail-kill-sender", 4))
 PT = None
 EXE = None
@@ -596,11 +604,12 @@ class Mig:
         self.into = None
         self.port = None
 
-    def receiver(self, key, out=None, into=None, host=ADDR_B, extra=()):
+    def receiver(self, key, out=None, into=None, host=ADDR_B, extra=(), fault=None):
         self.out, self.into = out, into
         args = ["receive", "--listen", "%s:0" % host, "--json", "--key", key]
         args += ["-o", out] if out else ["--into", into]
-        self.recv = Proc(self.net.in_b(PT, *args, *extra))
+        pre = ["env", "PT_FAULT=" + fault] if fault else []
+        self.recv = Proc(self.net.in_b(*pre, PT, *args, *extra))
         line = self.recv.wait_line(lambda x: x.startswith("pagetrack: listening on "), 20)
         if not line:
             return False
@@ -801,7 +810,8 @@ def fail_checks(m, t, before, rs, rr, result=None, recv_killed=False, recv_err=N
     t_ok(good, "the source target resumed and unharmed", why)
 
 
-def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10, recv_extra=()):
+def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10, recv_extra=(),
+               recv_fault=None):
     """Target populated with its writer at @pct% of the link, receiver up:
     (t, m, before) or None when a reason was printed."""
     why = net.set_profile(profile)
@@ -817,7 +827,7 @@ def fail_setup(net, tmp, key, profile, live_mib=16, into=False, pct=10, recv_ext
     dst = "/dev/shm/ptmig-%d-%s" % (os.getpid(), name) if into else None
     if dst:
         FILES.extend([dst, dst + ".pagetrack-incomplete"])
-    if not m.receiver(key, out=out, into=dst, extra=recv_extra):
+    if not m.receiver(key, out=out, into=dst, extra=recv_extra, fault=recv_fault):
         t_ok(False, "receiver listens", m.recv.story())
         skip_rest("no receiver")
         m.kill_all()
@@ -901,6 +911,63 @@ def sec_link_down(net, tmp, key, force=False):
         if rs is None:
             m.send.kill()
         fail_checks(m, t, before, rs, rr, result="timeout")
+    finally:
+        net.link(True)
+        cleanup(t, m)
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def sec_link_down_commit(net, tmp, key):
+    """The link dies right after COMMIT: the receiver stops itself once
+    COMMIT came (PT_FAULT=recv-commit-stop, `env` runs it: `ip netns exec`
+    execs it, so the pid is the receiver's), the test takes the link down
+    and continues it.  The sender hears nothing more: its commit-silence
+    bound (10 s) ends the freeze with result commit_unknown; the
+    receiver commits (its ack queued on the dead link)."""
+    bound, margin = 10, 30
+    s = fail_setup(net, tmp, key, "1g", recv_fault="recv-commit-stop")
+    if not s:
+        return
+    t, m, before = s
+    try:
+        m.sender(key)
+        stopped = wait_until(lambda: proc_state(m.recv.pid) == "T" or
+                             m.send.p.poll() is not None, 120, 0.01, 12000)
+        if not stopped or proc_state(m.recv.pid) != "T":
+            t_ok(False, "the receiver stopped itself at COMMIT", m.recv.story() + m.send.story())
+            skip_rest("the receiver did not reach COMMIT")
+            return
+        t_stop = time.time()
+        net.link(False)
+        os.kill(m.recv.pid, signal.SIGCONT)
+        rs = m.send.wait(bound + margin + 15)
+        took = time.time() - t_stop
+        rr = m.recv.wait(60)
+        net.link(True)
+        if rs is None:
+            m.send.kill()
+        fin = m.send.final()
+        diag("link down at commit: sender exit %s after %.1f s, downtime %s ms; receiver %s" % (
+            rs, took, fin.get("downtime_ms"), rr))
+        t_ok(rs == 3 and m.send.one_error() and fin.get("result") == "commit_unknown" and
+             "UNKNOWN" in " ".join(m.send.error_lines()),
+             "sender: exit 3, one error line saying UNKNOWN, result commit_unknown",
+             m.send.story())
+        t_ok(rs is not None and took < bound + margin,
+             "... %.1f s after the receiver stopped (< %d + %d s; it was 10 min)" %
+             (took, bound, margin), m.send.story())
+        t_ok(rr == 0 and m.looks_complete(),
+             "the receiver, continued, committed (exit 0, FILE there): the outcome was "
+             "indeed unknown", m.recv.story())
+        good, why = t.unharmed(before)
+        t_ok(good, "the source target resumed (--after stop not applied) and unharmed", why)
     finally:
         net.link(True)
         cleanup(t, m)
@@ -1246,6 +1313,8 @@ def main():
                     sec_link_down(net, tmp, key)
                 elif name == "fail-link-down-force":
                     sec_link_down(net, tmp, key, force=True)
+                elif name == "fail-link-down-commit":
+                    sec_link_down_commit(net, tmp, key)
                 elif name == "fail-disk-full":
                     sec_disk_full(net, tmp, key)
                 elif name == "fail-wrong-key":

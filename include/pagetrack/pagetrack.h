@@ -1151,6 +1151,9 @@ enum pt_migrate_result {
 	PT_MIGRATE_MAX_ROUNDS = 2,
 	PT_MIGRATE_ABORTED = 3,		/* the switch-over command failed */
 	PT_MIGRATE_ERROR = 4,
+	/* the commit record was sent but not acknowledged (receiver silent,
+	   connection lost): it may have committed; the target was resumed */
+	PT_MIGRATE_COMMIT_UNKNOWN = 5,
 };
 
 /* One pre-copy round, as reported to the progress callback. */

@@ -24,6 +24,10 @@
 /* PAGES head: u8 owner_type, u8 kind, u8 flags, u8 detail, u32 owner, u64 offset,
    u32 npages, u32 0; then npages pages for DATA */
 #define PT_MIG_PAGES_HEAD	24u
+/* COMMIT_PROGRESS (version 2): u32 phase, u32 count, u64 bytes written, u64 ms */
+#define PT_MIG_PROGRESS_LEN	24u
+#define PT_MIG_PROGRESS_FINAL	1u	/* receiving the final round */
+#define PT_MIG_PROGRESS_COMMIT	2u	/* making the result durable */
 /* COMMIT: u32 rounds, u32 0, u64 frames before it, u64 pages sent, u64 bytes_read */
 #define PT_MIG_COMMIT_LEN	32u
 

@@ -22,13 +22,17 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migrate.h"
@@ -105,6 +109,21 @@ struct mrecv {
 	struct pt__imgw *sw;	/* NULL: not streaming (out of order: written at the end) */
 	size_t sw_pos;		/* owner (areas, then objects) being written */
 	uint64_t sw_next;	/* its next page */
+	/*
+	 * Keepalives (COMMIT_PROGRESS, protocol version 2) in the final round
+	 * and the commit.  In the final round the serving thread sends them
+	 * between frames; during the commit (no frame read, nothing else
+	 * sent) the keepalive thread owns the connection's sending side from
+	 * ka_start() to ka_stop() (pthread_create/join order the accesses).
+	 */
+	atomic_uint_least64_t ka_bytes;	/* written to disk since the final round began */
+	uint64_t ka_t0, ka_last;	/* the final round's start, the last keepalive */
+	uint32_t ka_count, ka_phase;
+	bool ka_dead;			/* a keepalive failed: no more */
+	bool ka_running, ka_quit;
+	pthread_t ka_thr;
+	pthread_mutex_t ka_lock;
+	pthread_cond_t ka_cond;
 };
 
 static int fail(struct mrecv *r, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -470,6 +489,8 @@ static int store_write(struct mrecv *r, const void *buf, size_t n, uint64_t off,
 		b += w;
 		n -= (size_t)w;
 		off += (uint64_t)w;
+		if (r->final)
+			atomic_fetch_add_explicit(&r->ka_bytes, (uint64_t)w, memory_order_relaxed);
 	}
 	return 0;
 }
@@ -676,6 +697,8 @@ static int write_owner(struct mrecv *r, struct pt__imgw *w, const char *path, ui
 
 		if (e)
 			return fail(r, e, "writing %s: %s", path, strerror(-e));
+		if (k == PT_PAGE_DATA && r->final)
+			atomic_fetch_add_explicit(&r->ka_bytes, (j - g) * P, memory_order_relaxed);
 		g = j;
 	}
 	return 0;
@@ -859,6 +882,8 @@ static void stream_pages(struct mrecv *r, const unsigned char *p)
 		stream_stop(r);
 		return;
 	}
+	if (kind == PT_PAGE_DATA && r->final)
+		atomic_fetch_add_explicit(&r->ka_bytes, n * P, memory_order_relaxed);
 	r->sw_next = first + n;
 }
 
@@ -976,6 +1001,129 @@ static int ack(struct mrecv *r, uint32_t what, uint32_t round, uint64_t pages)
 	return pt__mig_send(&r->c, PT_MIG_ACK, a, sizeof(a), NULL, 0, false, 0);
 }
 
+/* ---- keepalives (COMMIT_PROGRESS) ---- */
+
+#define KA_INTERVAL_NS 1000000000ULL
+
+/*
+ * One COMMIT_PROGRESS: u32 phase (1 final round, 2 commit), u32 count,
+ * u64 bytes written since the final round began, u64 ms since then.
+ * Best effort: skipped when the socket has no room (a keepalive must
+ * never block the commit), never an error of the migration (c->err is
+ * left alone); after a failure no more are sent.
+ */
+static void keepalive(struct mrecv *r)
+{
+	struct pollfd p = { .fd = r->c.fd, .events = POLLOUT };
+	unsigned char k[PT_MIG_PROGRESS_LEN];
+	uint64_t now = pt__now_ns();
+
+	if (r->c.version < 2 || r->ka_dead || r->c.torn)
+		return;
+	r->ka_last = now;
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+		return;
+	pt__put32(k, r->ka_phase);
+	pt__put32(k + 4, ++r->ka_count);
+	pt__put64(k + 8, atomic_load_explicit(&r->ka_bytes, memory_order_relaxed));
+	pt__put64(k + 16, (now - r->ka_t0) / 1000000);
+	char *err = r->c.err;
+	size_t errlen = r->c.errlen;
+
+	r->c.err = NULL;
+	r->c.errlen = 0;
+	if (pt__mig_send(&r->c, PT_MIG_COMMIT_PROGRESS, k, sizeof(k), NULL, 0, false, 0))
+		r->ka_dead = true;
+	r->c.err = err;
+	r->c.errlen = errlen;
+}
+
+static void *ka_main(void *arg)
+{
+	struct mrecv *r = arg;
+
+	pthread_mutex_lock(&r->ka_lock);
+	while (!r->ka_quit) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;	/* KA_INTERVAL_NS */
+		while (!r->ka_quit && pthread_cond_timedwait(&r->ka_cond, &r->ka_lock, &ts) != ETIMEDOUT)
+			;
+		if (r->ka_quit)
+			break;
+		pthread_mutex_unlock(&r->ka_lock);
+		keepalive(r);
+		pthread_mutex_lock(&r->ka_lock);
+	}
+	pthread_mutex_unlock(&r->ka_lock);
+	return NULL;
+}
+
+/* The commit begins: keepalives from a thread (none with a version 1 sender). */
+static void ka_start(struct mrecv *r)
+{
+	pthread_condattr_t ca;
+
+	r->ka_phase = PT_MIG_PROGRESS_COMMIT;
+	if (r->c.version < 2)
+		return;
+	keepalive(r);	/* the commit began */
+	if (pthread_condattr_init(&ca))
+		return;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	r->ka_quit = false;
+	if (pthread_mutex_init(&r->ka_lock, NULL) == 0) {
+		if (pthread_cond_init(&r->ka_cond, &ca) == 0) {
+			if (pthread_create(&r->ka_thr, NULL, ka_main, r) == 0)
+				r->ka_running = true;	/* else: no keepalives, the sender may give up */
+			else
+				pthread_cond_destroy(&r->ka_cond);
+		}
+		if (!r->ka_running)
+			pthread_mutex_destroy(&r->ka_lock);
+	}
+	pthread_condattr_destroy(&ca);
+}
+
+/* Before anything else is sent (the ack, ERROR): the thread is gone. */
+static void ka_stop(struct mrecv *r)
+{
+	if (!r->ka_running)
+		return;
+	pthread_mutex_lock(&r->ka_lock);
+	r->ka_quit = true;
+	pthread_cond_signal(&r->ka_cond);
+	pthread_mutex_unlock(&r->ka_lock);
+	pthread_join(r->ka_thr, NULL);
+	pthread_cond_destroy(&r->ka_cond);
+	pthread_mutex_destroy(&r->ka_lock);
+	r->ka_running = false;
+}
+
+/* COMMIT accepted: make the result durable (keepalives meanwhile). */
+static int commit(struct mrecv *r)
+{
+	int e;
+
+	ka_start(r);
+	if (pt__fault(PT_FAULT_RECV_COMMIT_STOP))
+		kill(getpid(), SIGSTOP);	/* tests: a receiver stopped here */
+	if (pt__fault(PT_FAULT_RECV_COMMIT_SLOW)) {
+		/* tests: a slow disk, slower than the sender's commit-silence
+		   bound (the keepalives carry the sender through) */
+		struct timespec ts = { .tv_sec = 15 };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+	e = complete_check(r);
+	if (!e)
+		e = r->o.into ? commit_into(r) : round_layer(r);
+	ka_stop(r);
+	return e;
+}
+
 static int serve(struct mrecv *r)
 {
 	struct pt__mig_frame f;
@@ -983,6 +1131,8 @@ static int serve(struct mrecv *r)
 	int e;
 
 	for (;;) {
+		if (r->final && pt__now_ns() - r->ka_last >= KA_INTERVAL_NS)
+			keepalive(r);	/* between frames of the final round */
 		e = pt__mig_recv(&r->c, &f);
 		if (e)
 			return e;
@@ -1011,6 +1161,10 @@ static int serve(struct mrecv *r)
 				return fail(r, -EPROTO, "protocol error: ROUND_BEGIN");
 			r->round = pt__get32(f.payload);
 			r->final = pt__get32(f.payload + 4) != 0;
+			if (r->final) {
+				r->ka_t0 = r->ka_last = pt__now_ns();
+				r->ka_phase = PT_MIG_PROGRESS_FINAL;
+			}
 			break;
 		case PT_MIG_LAYOUT:
 			if ((e = apply_layout(r, f.payload, f.len)) ||
@@ -1061,10 +1215,7 @@ static int serve(struct mrecv *r)
 					    (unsigned long long)r->pages_rx);
 			if (!r->final)
 				return fail(r, -EPROTO, "protocol error: COMMIT outside the final round");
-			if ((e = complete_check(r)))
-				return e;
-			e = r->o.into ? commit_into(r) : round_layer(r);
-			if (e)
+			if ((e = commit(r)))
 				return e;
 			r->rep->rounds = r->round;
 			for (size_t i = 0; i < r->na; i++)
@@ -1072,7 +1223,11 @@ static int serve(struct mrecv *r)
 			for (size_t k = 0; k < r->no; k++)
 				r->rep->pages_total += r->objs[k].pg.n;
 			r->c.idle_timeout_ms = 2000;
-			ack(r, PT_MIG_ACK_COMMIT, r->round, r->pages_rx);	/* done either way */
+			/* done either way: the result is durable */
+			if (ack(r, PT_MIG_ACK_COMMIT, r->round, r->pages_rx))
+				pt__log(PT_LOG_WARN, "migrate: committed, but the acknowledgement "
+					"could not be sent: the sender reports the outcome as unknown "
+					"(commit_unknown) and resumed the source");
 			return 0;
 		}
 		case PT_MIG_ABORT:

@@ -46,6 +46,15 @@
 /* --timeout --force-switchover: the cut round's acknowledgement within
    this (plus what is in flight at the measured rate) */
 #define CUT_ACK_MS 5000u
+/*
+ * After COMMIT (doc/migration-protocol.md, "Timeouts"): a version 2
+ * receiver says COMMIT_PROGRESS every second until it acknowledges; this
+ * much silence (or the idle timeout, when shorter) ends the wait, the
+ * outcome unknown.  The whole wait stays bounded by COMMIT_WAIT_MS (or
+ * the idle timeout, when longer), keepalives or not.
+ */
+#define COMMIT_SILENCE_MS 10000u
+#define COMMIT_WAIT_MS 600000u
 
 struct mobj {
 	struct pt_image_object o;	/* as sent in LAYOUT (name owned here) */
@@ -207,9 +216,14 @@ static void peer_error(struct msend *s)
 	s->c.err = s->err;
 	s->c.idle_timeout_ms = 300;
 	s->c.deadline_ns = 0;
-	for (int i = 0; i < 64; i++) {
+	/* keepalives queued in the final round are not counted */
+	for (int i = 0, ka = 0; i < 64; i++) {
 		if (pt__mig_recv(&s->c, &f))
 			break;
+		if (f.type == PT_MIG_COMMIT_PROGRESS && ka++ < 100000) {
+			i--;
+			continue;
+		}
 		if (f.type == PT_MIG_ERROR || f.type == PT_MIG_ABORT) {
 			if (s->err && s->errlen)
 				snprintf(s->err, s->errlen, "the receiver failed: %.*s",
@@ -277,6 +291,81 @@ static int expect(struct msend *s, uint32_t what, uint32_t round, struct pt__mig
 		return fail(s, -EPROTO, "protocol error: unexpected frame %u from the receiver",
 			    f->type);
 	return 0;
+}
+
+/*
+ * COMMIT sent: wait for its acknowledgement.  0 (committed); -errno with
+ * result ERROR when the receiver said it failed; else the outcome is
+ * unknown (result COMMIT_UNKNOWN): silence, a closed connection, a
+ * garbled answer.
+ */
+static int wait_commit(struct msend *s, uint32_t round, bool frozen)
+{
+	bool ka = s->c.version >= 2;
+	uint64_t total = s->idle_ms > COMMIT_WAIT_MS ? s->idle_ms : COMMIT_WAIT_MS;
+	uint64_t silence = ka ? (s->idle_ms < COMMIT_SILENCE_MS ? s->idle_ms : COMMIT_SILENCE_MS)
+			      : total;
+	uint64_t t0 = pt__now_ns(), end = t0 + total * 1000000, heard = t0, bytes = 0;
+	uint32_t phase = 0, n = 0;
+	struct pt__mig_frame f;
+	int e;
+
+	for (;;) {
+		uint64_t now = pt__now_ns();
+
+		if (now >= end) {
+			e = -ETIMEDOUT;
+			break;
+		}
+		uint64_t left = (end - now + 999999) / 1000000;
+
+		s->c.idle_timeout_ms = left < silence ? left : silence;
+		e = pt__mig_recv(&s->c, &f);
+		if (e)
+			break;
+		if (ka && f.type == PT_MIG_COMMIT_PROGRESS && f.len >= PT_MIG_PROGRESS_LEN) {
+			phase = pt__get32(f.payload);
+			bytes = pt__get64(f.payload + 8);
+			heard = pt__now_ns();
+			n++;
+			continue;
+		}
+		if (f.type == PT_MIG_ERROR || f.type == PT_MIG_ABORT)
+			return fail(s, -EIO, "the receiver failed: %.*s",
+				    (int)(f.len < 400 ? f.len : 400), (const char *)f.payload);
+		if (f.type == PT_MIG_ACK && f.len >= PT_MIG_ACK_LEN &&
+		    pt__get32(f.payload) == PT_MIG_ACK_COMMIT && pt__get32(f.payload + 4) == round)
+			return 0;
+		e = -EPROTO;
+		break;
+	}
+	char why[512];
+	uint64_t now = pt__now_ns();
+
+	if (e == -ETIMEDOUT && now >= end)
+		snprintf(why, sizeof(why), "no acknowledgement within %llu s",
+			 (unsigned long long)(total / 1000));
+	else if (e == -ETIMEDOUT)
+		snprintf(why, sizeof(why), "no word from the receiver for %.3g s",
+			 (double)silence / 1000);
+	else
+		snprintf(why, sizeof(why), "%s", e == -EPROTO ? "an unexpected frame" :
+			 e == -ECONNRESET ? "connection closed by the receiver" :
+			 s->err && s->err[0] ? s->err : strerror(-e));
+	if (s->err && s->errlen)
+		s->err[0] = 0;
+	s->rep->result = PT_MIGRATE_COMMIT_UNKNOWN;
+	char last[160] = "";
+
+	if (n)
+		snprintf(last, sizeof(last), "; its last progress %.1f s before: %s, %llu MiB "
+			 "written", (double)(now - heard) / 1e9, phase == PT_MIG_PROGRESS_COMMIT ?
+			 "making the result durable" : "receiving the last delta",
+			 (unsigned long long)(bytes >> 20));
+	return fail(s, e, "commit outcome UNKNOWN: %s (%.1f s after the commit record%s); the "
+		    "receiver may have committed; %s", why, (double)(now - t0) / 1e9, last,
+		    frozen ? "the target was resumed (--after not applied)"
+			   : "the target is left as --switchover-cmd left it");
 }
 
 static void send_abort(struct msend *s, const char *why)
@@ -1226,14 +1315,13 @@ static int migrate(struct msend *s, const char *to)
 		pt__put64(cm + 16, s->pages_total);
 		e = xmit(s, PT_MIG_COMMIT, cm, sizeof(cm), NULL, 0, false);
 	}
-	if (!e) {
-		/* the receiver makes the result durable: may take a while */
-		s->c.idle_timeout_ms = s->idle_ms > 600000 ? s->idle_ms : 600000;
-		e = expect(s, PT_MIG_ACK_COMMIT, round, &f);
-	}
+	if (!e)
+		e = wait_commit(s, round, frozen);
 	if (e) {
 		if (frozen)
 			pt__thaw(&fz);
+		if (s->rep->result == PT_MIGRATE_COMMIT_UNKNOWN)
+			s->rep->downtime_ns = pt__now_ns() - t_down;	/* how long it was stopped */
 		return e;
 	}
 	if (s->o.after == PT_MIGRATE_AFTER_STOP)
@@ -1343,6 +1431,7 @@ out:
 		const char *why = rep.result == PT_MIGRATE_ABORTED ? "switch-over aborted"
 				  : rep.result == PT_MIGRATE_TIMEOUT ? "timeout"
 				  : rep.result == PT_MIGRATE_MAX_ROUNDS ? "max_rounds"
+				  : rep.result == PT_MIGRATE_COMMIT_UNKNOWN ? "commit_unknown"
 				  : (err && err[0]) ? err : "error";
 		send_abort(s, why);
 	}
@@ -1399,6 +1488,8 @@ const char *pt_migrate_result_name(enum pt_migrate_result r)
 		return "aborted";
 	case PT_MIGRATE_ERROR:
 		return "error";
+	case PT_MIGRATE_COMMIT_UNKNOWN:
+		return "commit_unknown";
 	}
 	return NULL;
 }

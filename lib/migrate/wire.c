@@ -348,7 +348,7 @@ int pt__mig_send(struct pt__mig_conn *c, uint32_t type, const void *head, size_t
 	if (!(flags & PT_MIG_F_ZSTD) && n2)
 		memcpy(f + PT_MIG_HDR + n1, body, n2);
 	pt__put32(f, PT_MIG_MAGIC);
-	f[4] = PT_MIG_VERSION;
+	f[4] = (unsigned char)c->version;
 	f[5] = 0;
 	f[6] = (unsigned char)type;
 	f[7] = (unsigned char)flags;
@@ -378,7 +378,7 @@ static int recv_frame(struct pt__mig_conn *c, struct pt__mig_frame *fr, bool fir
 		return pt__mig_fail(c, -EBADMSG, first && !c->secure ?
 				    "not a pagetrack migration peer (bad magic)" :
 				    "corrupt stream: bad frame magic");
-	if (f[4] != PT_MIG_VERSION)
+	if (f[4] != c->version)
 		return pt__mig_fail(c, -EPROTONOSUPPORT, "frame of protocol version %u", f[4]);
 	if ((size_t)plen + PT_MIG_HDR != n || raw > PT_MIG_MAX_PAYLOAD)
 		return pt__mig_fail(c, -EBADMSG, "corrupt stream: frame length %u in a record of %zu",
@@ -462,30 +462,42 @@ int pt__mig_conn_init(struct pt__mig_conn *c, int fd, bool initiator, const unsi
 	if (sodium_init() < 0)
 		return pt__mig_fail(c, -ENOSYS, "libsodium failed to initialise");
 	randombytes_buf(nonce, sizeof(nonce));
-	hello_fill(mine, c->secure, initiator, nonce, PT_MIG_VERSION, PT_MIG_VERSION);
+	/* tests: an older peer, which speaks version 1 only */
+	uint32_t ours = pt__fault(PT_FAULT_MIG_V1) ? 1 : PT_MIG_VERSION;
+	uint16_t vmin, vmax;
+
+	hello_fill(mine, c->secure, initiator, nonce, PT_MIG_VERSION_MIN, (uint16_t)ours);
+
 	if (initiator) {
 		if ((e = write_all(c, mine, HELLO_LEN)))
 			return e;
 		if ((e = read_all(c, peer, HELLO_LEN)))
 			return read_err(c, e, "during the handshake");
+		/* the receiver's choice in both fields; 0-0: none */
+		vmin = (uint16_t)(peer[8] | peer[9] << 8);
+		vmax = (uint16_t)(peer[10] | peer[11] << 8);
+		c->version = vmin;
 	} else {
 		if ((e = read_all(c, peer, HELLO_LEN)))
 			return read_err(c, e, "during the handshake");
-		uint16_t pmin = (uint16_t)(peer[8] | peer[9] << 8), pmax = (uint16_t)(peer[10] | peer[11] << 8);
+		vmin = (uint16_t)(peer[8] | peer[9] << 8);
+		vmax = (uint16_t)(peer[10] | peer[11] << 8);
+		/* the highest version both speak */
+		uint32_t v = vmax < ours ? vmax : ours;
 
-		if (!memcmp(peer, HELLO_MAGIC, 8) && !(pmin <= PT_MIG_VERSION && PT_MIG_VERSION <= pmax))
-			hello_fill(mine, c->secure, initiator, nonce, 0, 0);
+		if (v < vmin || v < PT_MIG_VERSION_MIN)
+			v = 0;
+		if (!memcmp(peer, HELLO_MAGIC, 8))
+			hello_fill(mine, c->secure, initiator, nonce, (uint16_t)v, (uint16_t)v);
+		c->version = v;
 		if ((e = write_all(c, mine, HELLO_LEN)))
 			return e;
 	}
 	if (memcmp(peer, HELLO_MAGIC, 8) || peer[13] != (initiator ? 2 : 1))
 		return pt__mig_fail(c, -EPROTO, "not a pagetrack migration peer");
-	uint16_t vmin = (uint16_t)(peer[8] | peer[9] << 8), vmax = (uint16_t)(peer[10] | peer[11] << 8);
-
-	if (!(vmin <= PT_MIG_VERSION && PT_MIG_VERSION <= vmax) ||
-	    (!initiator && mine[8] == 0))
-		return pt__mig_fail(c, -EPROTONOSUPPORT, "no common protocol version (ours %u, "
-				    "the peer's %u-%u)", PT_MIG_VERSION, vmin, vmax);
+	if (c->version < PT_MIG_VERSION_MIN || c->version > ours || (initiator && vmin != vmax))
+		return pt__mig_fail(c, -EPROTONOSUPPORT, "no common protocol version (ours %u-%u, "
+				    "the peer's %u-%u)", PT_MIG_VERSION_MIN, ours, vmin, vmax);
 	if (!!peer[12] != c->secure)
 		return pt__mig_fail(c, -EPERM, c->secure ?
 				    "the peer runs with --insecure and no key: refused" :

@@ -17,7 +17,9 @@
 #include "pt_internal.h"
 
 #define PT_MIG_MAGIC		0x474d5450u	/* "PTMG" little-endian */
-#define PT_MIG_VERSION		1u
+/* versions spoken: 1, and 2 = 1 + COMMIT_PROGRESS (doc/migration-protocol.md) */
+#define PT_MIG_VERSION_MIN	1u
+#define PT_MIG_VERSION		2u
 #define PT_MIG_HDR		32u
 #define PT_MIG_MAX_PAYLOAD	(1u << 20) + 64u
 #define PT_MIG_FRAME_PAGES	256u
@@ -32,6 +34,7 @@ enum pt__mig_type {
 	PT_MIG_ACK = 7,
 	PT_MIG_ABORT = 8,
 	PT_MIG_ERROR = 9,
+	PT_MIG_COMMIT_PROGRESS = 10,	/* receiver, version 2: alive in the final round / commit */
 };
 
 #define PT_MIG_F_ZSTD		(1u << 0)	/* payload body zstd-compressed */
@@ -48,6 +51,7 @@ struct pt__mig_frame {
 
 struct pt__mig_conn {
 	int fd;
+	uint32_t version;		/* negotiated by the handshake */
 	bool secure;
 	bool tx_ready, rx_ready;
 	crypto_secretstream_xchacha20poly1305_state tx, rx;
@@ -99,6 +103,13 @@ PT_HIDDEN void pt__mig_conn_free(struct pt__mig_conn *c);	/* closes fd */
  */
 PT_HIDDEN int pt__mig_send(struct pt__mig_conn *c, uint32_t type, const void *head, size_t n1,
 			   const void *body, size_t n2, bool compress, int level);
+/*
+ * Thread safety: one thread at a time calls pt__mig_send(), one at a
+ * time pt__mig_recv() (each uses only its direction's state), and both
+ * write c->err only on failure: a second thread that sends while
+ * another receives must point c->err elsewhere first (recv.c's
+ * keepalives do not: they run only while nobody receives).
+ */
 /* The next frame (checked: magic, version, seq, checksum, length). */
 PT_HIDDEN int pt__mig_recv(struct pt__mig_conn *c, struct pt__mig_frame *f);
 

@@ -13,6 +13,7 @@
 #define PT_EXIT_OK 0
 #define PT_EXIT_RUNTIME 1
 #define PT_EXIT_USAGE 2
+#define PT_EXIT_UNKNOWN 3	/* send: the commit's outcome on the receiver is unknown */
 
 /* Subcommands: argv[0] is the subcommand name; return an exit code. */
 int cmd_check(int argc, char **argv);

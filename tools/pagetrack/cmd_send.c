@@ -53,14 +53,17 @@ static void usage(FILE *f)
 		"      --force-switchover   at --max-rounds / --timeout switch over anyway\n"
 		"                           (if the receiver still answers)\n"
 		"      --idle-timeout T     fail when a write stays blocked or the receiver\n"
-		"                           does not answer for T (default 60s)\n"
+		"                           does not answer for T (default 60s); after the\n"
+		"                           commit record, 10s (or T if shorter) without a\n"
+		"                           word from the receiver: exit 3\n"
 		"      --bandwidth RATE     cap the send rate, bytes/s: 100M, 1G, 500K\n"
 		"      --throttle auto|off  slow the target down when it writes faster than\n"
 		"                           half the bandwidth (default auto)\n"
 		"      --switchover-cmd CMD run CMD (sh -c) at switch-over, before the last\n"
 		"                           delta; a failure aborts, the target keeps running\n"
 		"      --freeze stop|none   stop every thread (ptrace, default) or rely on CMD\n"
-		"      --after resume|stop|kill  what becomes of the target (default resume)\n"
+		"      --after resume|stop|kill  what becomes of the target once the receiver\n"
+		"                           confirmed the commit (default resume)\n"
 		"      --no-compress        never zstd on the wire\n"
 		"      --trust-shared       objects: after round 0 read only the pages the\n"
 		"                           target wrote through its mappings (tracker) and\n"
@@ -70,7 +73,8 @@ static void usage(FILE *f)
 		"  -j, --json               one JSON object per round and a final one\n"
 		"\n"
 		"Exit status: 0 migrated (the receiver committed), 1 error or no\n"
-		"convergence, 2 usage error.\n");
+		"convergence, 2 usage error, 3 the commit's outcome is unknown (the\n"
+		"receiver may have committed; the target was resumed).\n");
 }
 
 enum { O_TO = 256, O_KEY, O_INSECURE, O_OBJECT, O_AREA, O_DOWNTIME, O_ROUNDS, O_TIMEOUT,
@@ -334,5 +338,7 @@ int cmd_send(int argc, char **argv)
 		fprintf(stderr, "migrated: %u rounds, %s on the wire, downtime %.1f ms\n", rep.rounds,
 			fmt_size(rep.total_bytes, a, sizeof(a)), (double)rep.downtime_ns / 1e6);
 	}
+	if (r && rep.result == PT_MIGRATE_COMMIT_UNKNOWN)
+		return PT_EXIT_UNKNOWN;
 	return r ? PT_EXIT_RUNTIME : PT_EXIT_OK;
 }
