@@ -1463,6 +1463,9 @@ static void rseq_after_freeze(void)
 		err = -ETIMEDOUT;
 	else if (!(tr = pt_tracker_create(c, &o)))
 		err = -errno;
+	/* creating stops it too (injection, arming): its copy once it ran */
+	else if (!asleep(c))
+		err = -ETIMEDOUT;
 	if (!err && process_vm_readv(c, &(struct iovec){ copy, FX_PAGE }, 1, &r, 1, 0) != FX_PAGE)
 		err = -errno;
 	for (unsigned i = 0; i < RSEQ_ROUNDS && !err; i++) {
