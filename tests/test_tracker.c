@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/io_uring.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -1378,6 +1380,139 @@ static void self_budget(void)
 	munmap(p, OV_PAGES * FX_PAGE);
 }
 
+/*
+ * The tracker's own stops write into the target: arming an area freezes
+ * every thread of another process (ptrace), also one asleep in pause(),
+ * and when the kernel resumes a thread on another CPU it rewrites the
+ * thread's rseq area (cpu_id).  Such a write lands after the round that
+ * froze the target collected the page, so the next round must report it,
+ * as any write after a page's collection.  A paused child is tracked
+ * while an area moves back to uffd every other round (armed under a
+ * freeze; to hashing in between, which stops nothing), the child pinned
+ * to the other CPU before each freeze; a copy of its rseq page is
+ * updated with each round's pages and, after each round that stopped
+ * nothing, must equal the page.  test_nevermiss's uffd+budget copy check
+ * met this page when its last round armed areas (there is no next
+ * round after the last).
+ */
+#define RSEQ_ROUNDS 40
+#define RSEQ_WAIT_MS 10000	/* cap of the wait for the child to sleep again */
+
+/* Wait until @pid sleeps (state S), i.e. it ran since it was resumed; false at the cap. */
+static bool asleep(pid_t pid)
+{
+	char path[64], buf[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (uint64_t t0 = fx_now_ms(); fx_now_ms() - t0 < RSEQ_WAIT_MS; usleep(500)) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		const char *p;
+
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			return false;
+		buf[n] = 0;
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'S')
+			return true;
+	}
+	return false;
+}
+
+static void rseq_after_freeze(void)
+{
+	static const char *const name = "rseq: a write the tracker's freeze causes is reported by "
+					 "the next round";
+	const char *why = NULL;
+	unsigned char *dummy = fx_map(8 * FX_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t page = ((uintptr_t)__builtin_thread_pointer() + (uintptr_t)__rseq_offset) & ~(FX_PAGE - 1);
+	static unsigned char copy[FX_PAGE], now[FX_PAGE];
+	static struct pt_dirty d[4096];
+	unsigned changed = 0, stale = 0, rounds = 0;
+	struct iovec l = { now, FX_PAGE }, r = { (void *)page, FX_PAGE };
+	cpu_set_t cpus;
+	int cpu[2], k = 0, err = 0;
+	pid_t c;
+
+	memset(dummy, 7, 8 * FX_PAGE);
+	CPU_ZERO(&cpus);
+	if (__rseq_size == 0 || !fx_track_backend_usable(PT_TRACK_UFFD, true, &why) ||
+	    sched_getaffinity(0, sizeof(cpus), &cpus) || CPU_COUNT(&cpus) < 2) {
+		tap_skip(__rseq_size == 0 ? "glibc registered no rseq area" :
+			 why ? why : "fewer than 2 CPUs to move the target between", "%s", name);
+		munmap(dummy, 8 * FX_PAGE);
+		return;
+	}
+	for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
+		if (CPU_ISSET(i, &cpus))
+			cpu[k++] = i;
+	c = fork();
+	if (c == 0) {
+		for (;;)
+			pause();
+	}
+	/* only the area and the rseq page (and what lies between): light also under ASan */
+	uintptr_t lo = page < (uintptr_t)dummy ? page : (uintptr_t)dummy;
+	uintptr_t hi = page > (uintptr_t)dummy ? page + FX_PAGE : (uintptr_t)dummy + 8 * FX_PAGE;
+	struct pt_tracker_opts o = { .sz = sizeof(o), .backend = PT_TRACK_UFFD, .start = lo, .end = hi };
+	struct pt_tracker *tr = NULL;
+
+	if (!asleep(c))
+		err = -ETIMEDOUT;
+	else if (!(tr = pt_tracker_create(c, &o)))
+		err = -errno;
+	/* creating stops it too (injection, arming): its copy once it ran */
+	else if (!asleep(c))
+		err = -ETIMEDOUT;
+	if (!err && process_vm_readv(c, &(struct iovec){ copy, FX_PAGE }, 1, &r, 1, 0) != FX_PAGE)
+		err = -errno;
+	for (unsigned i = 0; i < RSEQ_ROUNDS && !err; i++) {
+		bool freeze = i % 2;
+		int n;
+
+		if (freeze) {	/* moved back: armed under a freeze, resumed on the other CPU */
+			cpu_set_t one;
+
+			CPU_ZERO(&one);
+			CPU_SET(cpu[(i / 2) % 2], &one);
+			sched_setaffinity(c, sizeof(one), &one);
+			pt_tracker_set_area_method(tr, (uintptr_t)dummy, PT_AREA_BACKEND);
+		} else {
+			pt_tracker_set_area_method(tr, (uintptr_t)dummy, PT_AREA_HASHED);
+		}
+		n = (int)collect(tr, d, sizeof(d) / sizeof(d[0]), &err);
+		/* the child ran since the round resumed it, and sleeps again */
+		if (!err && !asleep(c))
+			err = -ETIMEDOUT;
+		if (!err && process_vm_readv(c, &l, 1, &r, 1, 0) != FX_PAGE)
+			err = -errno;
+		if (err)
+			break;
+		rounds++;
+		if (reported_in(d, (size_t)n, page, FX_PAGE))
+			memcpy(copy, now, FX_PAGE);
+		if (freeze)	/* changed after the round collected it */
+			changed += memcmp(now, copy, FX_PAGE) != 0;
+		else		/* a round that stopped nothing: the copy is the page */
+			stale += memcmp(now, copy, FX_PAGE) != 0;
+	}
+	pt_tracker_free(tr);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	munmap(dummy, 8 * FX_PAGE);
+	if (err == -ETIMEDOUT)
+		tap_skip("time cap: the child did not sleep again within 10 s", "%s", name);
+	else if (!err && changed == 0)
+		tap_skip("the paused child's rseq page never changed after a round's collection "
+			 "(not resumed on the other CPU)", "%s", name);
+	else
+		tap_ok(!err && stale == 0, "%s (%u of %u freezes changed it after its collection; "
+		       "%u copies stale after the next round: %s)", name, changed, rounds / 2, stale,
+		       err ? strerror(-err) : "ok");
+}
+
 int main(void)
 {
 	const enum pt_track_backend bs[] = { PT_TRACK_UFFD, PT_TRACK_SOFTDIRTY, PT_TRACK_HASH };
@@ -1389,7 +1524,7 @@ int main(void)
 	tap_plan(N_SELF_BASIC + N_NOTE_COPY(PT_TRACK_HASH, false) + N_NOTE_COPY(PT_TRACK_HASH, true) +
 		 N_NOTE_COPY(PT_TRACK_UFFD, true) + N_NOTE_COPY(PT_TRACK_SOFTDIRTY, true) +
 		 2 * (N_REGROW(true) + N_REGROW(false)) + N_REGROW(true) +
-		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES + 3 * N_OVERHEAD + N_BUDGET);
+		 3 * N_SCENARIO + 1 + 3 * N_SELF_LAYOUT + 1 + 3 + 3 * N_HOLES + 3 * N_OVERHEAD + N_BUDGET + 1);
 	self_basic();
 	self_note_copy(PT_TRACK_HASH, false);
 	self_note_copy(PT_TRACK_HASH, true);
@@ -1415,5 +1550,6 @@ int main(void)
 	for (size_t i = 0; i < 3; i++)
 		self_overhead(bs[i]);
 	self_budget();
+	rseq_after_freeze();
 	return tap_done();
 }

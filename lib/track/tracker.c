@@ -417,6 +417,27 @@ static int track_part(struct pt_tracker *tr, const struct pt_vma *v, uint64_t st
 		 * Baseline first, then the backend's last harvest: a write
 		 * before the harvest is in it, one after it differs from
 		 * the baseline next round (one in between: in both).
+		 *
+		 * The ordering that makes both switches safe (issue 11):
+		 *  - to hashing: read every page's baseline, THEN harvest.
+		 *    The area stays registered and its pages protected: a
+		 *    write at any moment before the harvest (even one torn
+		 *    by the baseline's read) faults and is harvested; one
+		 *    after it changes the page after its baseline.  Nothing
+		 *    is un-protected here, ever: a harvest before the
+		 *    baseline would leave a write in between in neither.
+		 *  - back to the backend (a PART_NEW): the whole part is
+		 *    reported this round, then armed after every harvest
+		 *    (protect walk: data pages protected, holes recorded as
+		 *    holes); a write before the walk is in the whole report's
+		 *    copy, one after it faults (or fills a hole) and is
+		 *    harvested next round.  No hash is compared there.
+		 *  - in every case, a write that lands after this round
+		 *    collected a page is the next round's, whoever made it:
+		 *    also the kernel's own writes that the round's freeze
+		 *    causes (arming moved-back areas ptrace-stops every
+		 *    thread; resumed on another CPU, a thread's rseq cpu_id
+		 *    is rewritten), which test_tracker checks.
 		 */
 		c0 = thread_cpu_ns();
 		err = pt__hash_baseline(tr->hs, tr->t, v, start, end, NULL, &tr->st.pages_hashed);
