@@ -475,3 +475,35 @@ int fx_uffd_vmas(pid_t pid)
 	fclose(f);
 	return n;
 }
+
+char fx_proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return '?';
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* the state follows the command name */
+	return p && p[1] == ' ' && p[2] ? p[2] : '?';
+}
+
+bool fx_wait_state(pid_t pid, char state, unsigned cap_ms)
+{
+	for (uint64_t t0 = fx_now_ms();; usleep(1000)) {
+		char s = fx_proc_state(pid);
+
+		if (s == state)
+			return true;
+		if (s == '?' || fx_now_ms() - t0 >= cap_ms)
+			return false;
+	}
+}

@@ -90,6 +90,11 @@ bool fx_zero_page_forced(void);
  * of which 85% is used, counted from the start of the program.
  */
 uint64_t fx_now_ms(void);
+
+/* State letter of @pid from /proc/PID/stat ('R', 'S', 'T', 'Z', ...), '?' if unreadable. */
+char fx_proc_state(pid_t pid);
+/* Poll (1 ms apart, at most @cap_ms) until @pid is in @state; false at the cap or once it is gone. */
+bool fx_wait_state(pid_t pid, char state, unsigned cap_ms);
 /*
  * Deadline (fx_now_ms() clock) for the next of @parts_left pieces of work
  * that share what is left of the budget; at least 1 s from now.

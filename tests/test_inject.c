@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "process/inject.h"
 #include "tap.h"
 
@@ -139,17 +140,6 @@ static long long status_field(pid_t pid, const char *key, int base)
 	return strtoll(p + strlen(key), NULL, base);
 }
 
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!read_file(path, buf, sizeof(buf)))
-		return '?';
-	p = strrchr(buf, ')');
-	return p && p[1] ? p[2] : '?';
-}
-
 /* The system call the (main thread of the) target is blocked in, or -1. */
 static long proc_syscall(pid_t pid)
 {
@@ -176,7 +166,7 @@ static bool wait_syscall(pid_t pid, long nr1, long nr2, int ms)
 /* Not traced, not stopped by a tracer: as it was before we came. */
 static bool untraced(pid_t pid)
 {
-	return status_field(pid, "TracerPid:", 10) == 0 && proc_state(pid) != 't';
+	return status_field(pid, "TracerPid:", 10) == 0 && fx_proc_state(pid) != 't';
 }
 
 static int inj(pid_t pid, long nr, long a0, long a1, long *ret, struct pt_inject_stats *st)
@@ -495,7 +485,7 @@ static void test_getpid(void)
 		 (unsigned long long)st.insn_addr, st.stops);
 	long long cgt = status_field(pid, "SigCgt:", 16);
 
-	tap_ok(untraced(pid) && proc_state(pid) != 'Z' && cgt > 0 && (cgt & (1LL << (SIGTRAP - 1))),
+	tap_ok(untraced(pid) && fx_proc_state(pid) != 'Z' && cgt > 0 && (cgt & (1LL << (SIGTRAP - 1))),
 	       "child untraced, alive, its SIGTRAP handler kept (SigCgt %llx)", cgt);
 	reap(pid);
 }
@@ -787,7 +777,7 @@ static void test_concurrent_signals(void)
 		msleep(1);
 	msleep(100);
 	tap_ok(!bad && done > 0 && atomic_load(&sh->hcount) == n && atomic_load(&sh->hsum) == sum &&
-		       untraced(pid) && proc_state(pid) != 'Z' && progresses(&sh->spin),
+		       untraced(pid) && fx_proc_state(pid) != 'Z' && progresses(&sh->spin),
 	       "%u injections while another process sends %d RT signals and SIGSTOP/SIGCONT: "
 	       "each delivered once (handled %ld, sum %ld/%ld), child runs (failed %d)",
 	       done, n, atomic_load(&sh->hcount), atomic_load(&sh->hsum), sum, bad);
@@ -846,7 +836,7 @@ static void test_stop_during_call(void)
 
 	for (int i = 0; i < NTHREADS; i++)
 		prog &= progresses(&sh->ctr[i]);
-	bool healthy = done > 0 && proc_state(pid) != 'Z' && untraced(pid) && prog;
+	bool healthy = done > 0 && fx_proc_state(pid) != 'Z' && untraced(pid) && prog;
 
 	/*
 	 * On 6.1 (the VM lane) a group-stop racing a long injected call
@@ -894,9 +884,9 @@ static void test_threads(void)
 
 	pid = spawn(child_zombie_leader);
 	wait_phase(&sh->phase, 1, 2000);
-	for (int i = 0; i < 2000 && proc_state(pid) != 'Z'; i++)
+	for (int i = 0; i < 2000 && fx_proc_state(pid) != 'Z'; i++)
 		msleep(1);
-	bool z = proc_state(pid) == 'Z';
+	bool z = fx_proc_state(pid) == 'Z';
 	int r = inj(pid, SYS_getpid, 0, 0, &ret, &st);
 
 	prog = 1;
@@ -974,7 +964,7 @@ static void test_stopped(void)
 
 	wait_phase(&sh->phase, 1, 2000);
 	kill(pid, SIGSTOP);
-	for (int i = 0; i < 2000 && proc_state(pid) != 'T'; i++)
+	for (int i = 0; i < 2000 && fx_proc_state(pid) != 'T'; i++)
 		msleep(1);
 	int r = inj(pid, SYS_getpid, 0, 0, &ret, &st);
 
@@ -982,9 +972,9 @@ static void test_stopped(void)
 	 * Detach wakes it; it re-enters the group-stop as soon as it gets a
 	 * CPU (polled: on a loaded machine that may take longer than 50 ms).
 	 */
-	for (int i = 0; i < 2000 && proc_state(pid) != 'T'; i++)
+	for (int i = 0; i < 2000 && fx_proc_state(pid) != 'T'; i++)
 		msleep(1);
-	char state = proc_state(pid);
+	char state = fx_proc_state(pid);
 	bool fr = frozen(&sh->ctr[0]);
 	long long tracer = status_field(pid, "TracerPid:", 10);
 

@@ -912,31 +912,6 @@ static void take_rec(const struct rec *rec, struct wvec *queue, struct wvec *unm
 
 #define ASLEEP_WAIT_MS 10000	/* cap of the wait for the stopped writer to sleep */
 
-/* Is @pid asleep (state S: the stopped writer in pause())?  Polled, capped. */
-static bool writer_asleep(pid_t pid)
-{
-	char path[64], buf[512];
-	uint64_t t0 = now_ms();
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	do {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		const char *p;
-
-		if (fd >= 0)
-			close(fd);
-		if (n <= 0)
-			return false;
-		buf[n] = 0;
-		p = strrchr(buf, ')');	/* the state follows the command name */
-		if (p && p[1] == ' ' && p[2] == 'S')
-			return true;
-		usleep(1000);
-	} while (now_ms() - t0 < ASLEEP_WAIT_MS);
-	return false;
-}
-
 /* Concurrent mode: the writer never waits; windows of epochs are checked. */
 static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned rounds,
 		       uint64_t deadline)
@@ -1074,7 +1049,7 @@ static void concurrent(struct pt_tracker_opts *o, const char *bk, unsigned round
 		 * then compare.  This round arms nothing (budget_hold): it
 		 * stops no thread, so nothing changes after it collects.
 		 */
-		if (!writer_asleep(f.pid))
+		if (!fx_wait_state(f.pid, 'S', ASLEEP_WAIT_MS))
 			tap_diag("concurrent %s: the writer was not seen asleep within %d ms", bk,
 				 ASLEEP_WAIT_MS);
 		err = collect_round(tr, &ring[0]);

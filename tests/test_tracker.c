@@ -1401,24 +1401,7 @@ static void self_budget(void)
 /* Wait until @pid sleeps (state S), i.e. it ran since it was resumed; false at the cap. */
 static bool asleep(pid_t pid)
 {
-	char path[64], buf[512];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	for (uint64_t t0 = fx_now_ms(); fx_now_ms() - t0 < RSEQ_WAIT_MS; usleep(500)) {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		const char *p;
-
-		if (fd >= 0)
-			close(fd);
-		if (n <= 0)
-			return false;
-		buf[n] = 0;
-		p = strrchr(buf, ')');
-		if (p && p[1] == ' ' && p[2] == 'S')
-			return true;
-	}
-	return false;
+	return fx_wait_state(pid, 'S', RSEQ_WAIT_MS);
 }
 
 static void rseq_after_freeze(void)
