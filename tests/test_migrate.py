@@ -686,18 +686,25 @@ def sec_timeouts(tmp, key):
     margin = 35
     t = Target(tmp, "--big", "32")
     try:
+        def receiver_stopped(img, *send_opts):
+            """Send to a receiver SIGSTOPped once it accepted; the sender's
+            (status, JSON lines, stderr), its seconds, and the receiver's
+            (status, stdout, stderr) once continued."""
+            r = Receiver("--key", key, "-o", img)
+            sock = listen_inode(r.p.pid)
+            t0 = time.time()
+            sp = send_bg(t.pid, r.port, "--key", key, "--bandwidth", "20M", *send_opts)
+            acc = wait_accepted(r, sock)
+            r.p.send_signal(signal.SIGSTOP)
+            rc, lines, err, _ = finish_bg(sp)
+            took = time.time() - t0
+            r.p.send_signal(signal.SIGCONT)
+            return acc, (rc, lines, err), took, r.wait()
+
         # 1-2: --timeout with the receiver stopped once it accepted
         img = os.path.join(tmp, "to1.img")
-        r = Receiver("--key", key, "-o", img)
-        sock = listen_inode(r.p.pid)
-        t0 = time.time()
-        sp = send_bg(t.pid, r.port, "--key", key, "--timeout", "3s", "--bandwidth", "20M")
-        acc = wait_accepted(r, sock)
-        r.p.send_signal(signal.SIGSTOP)
-        rc, lines, err, _ = finish_bg(sp)
-        took = time.time() - t0
-        r.p.send_signal(signal.SIGCONT)
-        rrc, rout, rerr = r.wait()
+        acc, (rc, lines, err), took, (rrc, rout, rerr) = receiver_stopped(
+            img, "--timeout", "3s")
         t_ok(acc and rc == 1 and one_line(err) and len(err.strip().splitlines()) == 1 and
              lines and lines[-1].get("result") == "timeout" and took < 3 + margin,
              "send --timeout 3s, receiver SIGSTOPped: exit 1, one line, result timeout, "
@@ -707,16 +714,8 @@ def sec_timeouts(tmp, key):
              rerr)
         # 3: --idle-timeout alone
         img = os.path.join(tmp, "to2.img")
-        r = Receiver("--key", key, "-o", img)
-        sock = listen_inode(r.p.pid)
-        t0 = time.time()
-        sp = send_bg(t.pid, r.port, "--key", key, "--idle-timeout", "2s", "--bandwidth", "20M")
-        acc = wait_accepted(r, sock)
-        r.p.send_signal(signal.SIGSTOP)
-        rc, lines, err, _ = finish_bg(sp)
-        took = time.time() - t0
-        r.p.send_signal(signal.SIGCONT)
-        rrc, rout, rerr = r.wait()
+        acc, (rc, lines, err), took, (rrc, rout, rerr) = receiver_stopped(
+            img, "--idle-timeout", "2s")
         t_ok(acc and rc == 1 and one_line(err, "timeout") and rrc == 1 and
              nothing_complete(img) and took < 2 + margin and t.answers() and t.state() != "T",
              "send --idle-timeout 2s, receiver SIGSTOPped: exit 1 after %.1f s, the error "
