@@ -39,6 +39,7 @@ class Target:
     n = 0
     TAG = "pt-snaptest"
     IDLE = True
+    RSEQ = False	# keep glibc's rseq registration (the kernel rewrites it)
     CMD_TIMEOUT = 120
     CONT = False
 
@@ -50,8 +51,9 @@ class Target:
         # when it runs again after the freeze, so an idle target would not
         # be idle to `image verify FILE PID`.
         e = dict(os.environ)
-        e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
-                                                   "glibc.pthread.rseq=0") if x)
+        if not self.RSEQ:
+            e["GLIBC_TUNABLES"] = ":".join(x for x in (e.get("GLIBC_TUNABLES"),
+                                                       "glibc.pthread.rseq=0") if x)
         self.p = subprocess.Popen([exe, "--tag", self.tag, "--dir", tmp] + list(args),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env=e)

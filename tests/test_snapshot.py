@@ -61,7 +61,7 @@ SHOW_KEYS = ("file", "version", "flags", "pid", "comm", "seq", "parent", "areas"
 AREA_KEYS = ("start", "end", "prot", "kind", "path", "delta", "object", "pages")
 OBJECT_KEYS = ("name", "kind", "size", "stored", "pages")
 SECTIONS = (("target", 11), ("usage", 2), ("chain", 24), ("corrupt", 8), ("live", 8),
-            ("swap", 4), ("kill", 3), ("core", 6), ("errors", 4))
+            ("swap", 4), ("kill", 3), ("core", 6), ("errors", 4), ("rseq", 3))
 
 
 # ---------------------------------------------------------------- helpers
@@ -866,6 +866,55 @@ def kill_body(t, tmp):
                 os.unlink(os.path.join(tmp, x))
 
 
+class RseqTarget(Target):
+    RSEQ = True
+
+
+def pin(pid, cpu):
+    """Every thread of @pid allowed on @cpu only."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
+def sec_rseq(exe, tmp):
+    """`image verify FILE PID` leaves out the threads' rseq areas, which the
+    kernel rewrites when a thread returns to user mode on another CPU (here
+    after a freeze, running no code of its own); a real write still differs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        skip_rest("one CPU: a thread cannot change CPU")
+        return
+    t = RseqTarget(exe, tmp)
+    try:
+        imgs = [os.path.join(tmp, "rseq%d.img" % i) for i in range(4)]
+        pin(t.pid, cpus[0])
+        rcs = [snap(t, imgs[0])[0], snap(t, imgs[1])[0]]	# the 1st freeze moves them to cpus[0]
+        pin(t.pid, cpus[1])
+        rcs += [snap(t, imgs[2])[0], snap(t, imgs[3])[0]]	# back in user mode on cpus[1]
+        rc, out, err = run("image", "diff", "--json", imgs[1], imgs[3])
+        changed = json.loads(out).get("pages_changed", 0) if rc == 0 else -1
+        if rcs != [0, 0, 0, 0] or changed < 0:
+            t_ok(False, "snapshots and diff of a target with rseq",
+                 "rcs %s diff rc %d %s" % (rcs, rc, err))
+            skip_rest("no snapshots")
+            return
+        if changed == 0:
+            skip_rest("the kernel did not rewrite any rseq area after the move to CPU %d"
+                      % cpus[1])
+            return
+        t_ok(True, "moved from CPU %d to %d after a freeze, the target changed %d pages "
+             "without running code of its own (its rseq areas)" % (cpus[0], cpus[1], changed))
+        rc, out, err = run("image", "verify", imgs[1], t.pid)
+        t_ok(rc == 0, "image verify of the layer from before the move against the "
+             "process: equal, the rseq areas left out", "rc %d %s %s" % (rc, out, err))
+        w = t.cmd("write 7 1")["written"]
+        rc, out, err = run("image", "verify", imgs[1], t.pid)
+        t_ok(rc == 1 and w and w[0] in out, "after a real write of %s, verify "
+             "differs there (exit 1)" % (w[0] if w else "?"), "rc %d %s %s" % (rc, out, err))
+    finally:
+        t.quit()
+
+
 def sec_errors(exe, tmp):
     """A full disk and a target that exits mid-snapshot: one line, exit 1, no file."""
     t = Target(exe, tmp, "--big", str(min(big_mb(), 256)))
@@ -979,6 +1028,8 @@ def main():
                     sec_core(exe, tmp)
                 elif name == "errors":
                     sec_errors(exe, tmp)
+                elif name == "rseq":
+                    sec_rseq(exe, tmp)
     finally:
         swap.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1020,6 +1020,9 @@ PT_API int pt_image_core(struct pt_image *img, const char *path, char *err, size
  * equal when their content is (a hole of anonymous memory equals a zero
  * page); kernel areas ([vdso], [vvar], [vsyscall]) are skipped; areas
  * the process maps and the layer lacks, and the reverse, differ whole.
+ * The bytes of each thread's rseq area are left out (the kernel rewrites
+ * them when a thread changes CPU; found with PTRACE_GET_RSEQ_CONFIGURATION,
+ * Linux 5.13+).
  * Returns the number of differing pages, or -errno with @err set.
  */
 PT_API int64_t pt_image_compare(struct pt_image *img, pid_t pid,

@@ -4,12 +4,21 @@
  * frozen process's memory now, page by page (`pagetrack image verify
  * FILE PID`).  The process side is read with the copy engine, so both
  * sides classify pages the same way.
+ *
+ * The bytes of each thread's rseq area (struct rseq, registered with the
+ * kernel, in the thread's TLS block) are left out: the kernel rewrites
+ * them (cpu_id, node_id, mm_cid; rseq_cs cleared) whenever the thread
+ * runs on another CPU, so a process resumed after its snapshot differs
+ * there without having written anything (doc/cli.md, image verify).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 
 #include "pt_internal.h"
 #include "process/freeze.h"
@@ -19,6 +28,21 @@
 #define KCHUNK 65536u	/* pages of kinds read at once for pages without data */
 
 static const unsigned char zeros[P];
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f	/* Linux 5.13 */
+#endif
+
+/* What PTRACE_GET_RSEQ_CONFIGURATION fills (uapi linux/ptrace.h, 5.13). */
+struct pt_rseq_conf {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+#define MAX_RSEQ_SIZE 1024u	/* sanity bound of one registration */
 
 typedef int (*diff_fn)(uint32_t owner_type, uint32_t owner, uint64_t start, uint64_t end,
 		       void *ctx);
@@ -38,6 +62,9 @@ struct cmp {
 	unsigned char *buf;
 	uint8_t kinds[CHUNK];
 	uint8_t *bkinds;	/* KCHUNK */
+	/* the frozen threads' rseq areas: [start, end) each, unsorted */
+	uint64_t (*rseq)[2];
+	size_t nrseq;
 };
 
 static int cfail(struct cmp *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -131,6 +158,65 @@ static int nodata_piece(struct cmp *c, const struct pt_copy_piece *pc)
 	return 0;
 }
 
+/* Does the page at @addr differ from @b only inside the threads' rseq areas? */
+static bool rseq_only(const struct cmp *c, uint64_t addr, const unsigned char *a,
+		      const unsigned char *b)
+{
+	unsigned char x[P], y[P];
+	bool any = false;
+
+	for (size_t k = 0; k < c->nrseq; k++) {
+		uint64_t s = c->rseq[k][0] > addr ? c->rseq[k][0] : addr;
+		uint64_t e = c->rseq[k][1] < addr + P ? c->rseq[k][1] : addr + P;
+
+		if (s >= e)
+			continue;
+		if (!any) {
+			memcpy(x, a, P);
+			memcpy(y, b, P);
+			any = true;
+		}
+		memset(x + (s - addr), 0, e - s);
+		memset(y + (s - addr), 0, e - s);
+	}
+	return any && !memcmp(x, y, P);
+}
+
+/*
+ * The rseq areas of @pid's threads, all ptrace-stopped by this process
+ * (the freeze).  Best effort: a kernel before 5.13 or a thread without
+ * rseq adds nothing, and then such a page is compared whole.
+ */
+static void rseq_areas(struct cmp *c, pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	while (dir && (d = readdir(dir))) {
+		struct pt_rseq_conf conf = { 0 };
+		pid_t tid = (pid_t)atoi(d->d_name);
+		uint64_t(*nr)[2];
+
+		if (tid <= 0 ||
+		    ptrace((enum __ptrace_request)PTRACE_GET_RSEQ_CONFIGURATION, tid,
+			   (void *)sizeof(conf), &conf) < (long)offsetof(struct pt_rseq_conf, signature) ||
+		    !conf.rseq_abi_pointer || !conf.rseq_abi_size || conf.rseq_abi_size > MAX_RSEQ_SIZE)
+			continue;
+		nr = realloc(c->rseq, (c->nrseq + 1) * sizeof(*c->rseq));
+		if (!nr)
+			break;
+		c->rseq = nr;
+		c->rseq[c->nrseq][0] = conf.rseq_abi_pointer;
+		c->rseq[c->nrseq][1] = conf.rseq_abi_pointer + conf.rseq_abi_size;
+		c->nrseq++;
+	}
+	if (dir)
+		closedir(dir);
+}
+
 static int on_piece(const struct pt_copy_piece *pc, void *ctx)
 {
 	struct cmp *c = ctx;
@@ -153,8 +239,12 @@ static int on_piece(const struct pt_copy_piece *pc, void *ctx)
 			int a = cls(c, c->kinds[i]), b = cls(c, pc->kind);
 			bool same = a == b;
 
-			if (same && a == 1)
+			if (same && a == 1) {
 				same = !memcmp(c->buf + i * P, data + (done + i) * P, P);
+				if (!same && c->owner_type == PT_OWNER_AREA)
+					same = rseq_only(c, at + i * P, c->buf + i * P,
+							 data + (done + i) * P);
+			}
 			else if (!same && (a | b) == 1)	/* zeros against data: compare bytes */
 				same = a == 1 ? !memcmp(c->buf + i * P, zeros, P)
 					      : !memcmp(data + (done + i) * P, zeros, P);
@@ -329,6 +419,7 @@ int64_t pt_image_compare(struct pt_image *img, pid_t pid, diff_fn fn, void *ctx,
 		cfail(&c, r, "freezing %d: %s", (int)pid,
 		      r == -EBUSY ? "it is traced by another process" : strerror(-r));
 	} else {
+		rseq_areas(&c, pid);
 		r = pt_vmas_read(t, &v, &nv);
 		if (r)
 			cfail(&c, r, "reading the layout of %d: %s", (int)pid, strerror(-r));
@@ -343,6 +434,7 @@ int64_t pt_image_compare(struct pt_image *img, pid_t pid, diff_fn fn, void *ctx,
 	pt_copier_free(c.cp);
 	free(c.buf);
 	free(c.bkinds);
+	free(c.rseq);
 	if (r > 0)
 		return cfail(&c, -ECANCELED, "stopped by the caller");
 	return r ? r : c.diff;
