@@ -103,6 +103,17 @@ def run(*args, timeout=120):
     return p.returncode, p.stdout, p.stderr
 
 
+def json_lines(out):
+    """The lines of @out that are JSON objects, parsed (--json prints one a line)."""
+    lines = []
+    for x in out.splitlines():
+        try:
+            lines.append(json.loads(x))
+        except ValueError:
+            pass
+    return lines
+
+
 def one_line(s, word=None):
     lines = [x for x in s.strip().splitlines() if x.startswith("pagetrack: ")]
     return len(lines) >= 1 and (word is None or any(word in x for x in lines))
@@ -155,13 +166,7 @@ def send(pid, port, *extra, timeout=120, fault=None):
     else:
         rc, out, err = run("send", pid, "--to", "127.0.0.1:%d" % port, "--json", *extra,
                            timeout=timeout)
-    lines = []
-    for x in out.splitlines():
-        try:
-            lines.append(json.loads(x))
-        except ValueError:
-            pass
-    return rc, lines, err
+    return rc, json_lines(out), err
 
 
 class Proxy:
@@ -671,13 +676,7 @@ def finish_bg(p, timeout=180):
         os.kill(p.pid, signal.SIGCONT)
         p.kill()
         out, err = p.communicate()
-    lines = []
-    for x in out.splitlines():
-        try:
-            lines.append(json.loads(x))
-        except ValueError:
-            pass
-    return p.returncode, lines, err, time.time() - t0
+    return p.returncode, json_lines(out), err, time.time() - t0
 
 
 def sec_timeouts(tmp, key):
